@@ -1,0 +1,43 @@
+"""Read what a writer stored: final files only, in the order they were taken."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rtsave_async.categories import file_prefix, validate_category
+from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name, parse_sequence
+
+
+def list_snapshot_files(save_dir: str | os.PathLike[str], category: str) -> list[Path]:
+    """The snapshot files of ``category`` in ``save_dir``, oldest first.
+
+    Temp files (a write in progress, or left by a crash) are never listed.
+    """
+    folder = Path(save_dir) / validate_category(category)
+    prefix = file_prefix(category)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    numbered = []
+    for name in names:
+        sequence = parse_sequence(name, prefix)
+        if sequence is not None and name.endswith(SNAPSHOT_SUFFIX) and not is_temp_name(name):
+            numbered.append((sequence, name))
+    return [folder / name for _, name in sorted(numbered)]
+
+
+def load_records(save_dir: str | os.PathLike[str], category: str) -> list[list[Any]]:
+    """Every snapshot of ``category``, one list of records per file, oldest first."""
+    return [orjson.loads(path.read_bytes()) for path in list_snapshot_files(save_dir, category)]
+
+
+def iter_records(save_dir: str | os.PathLike[str], category: str) -> Iterator[Any]:
+    """Every record of ``category`` in order, across files."""
+    for path in list_snapshot_files(save_dir, category):
+        yield from orjson.loads(path.read_bytes())

@@ -1,0 +1,157 @@
+"""Local-disk sink: atomic, never-overwriting file creation under one root folder.
+
+A file is written to a hidden temp name in its final folder, optionally fsynced, then
+published with ``os.link`` (which fails if the final name exists) and the temp name
+removed. A reader therefore never sees a torn file under a final name, and a crash
+leaves at most a temp file, removed by :meth:`LocalSink.clean_stale_temps` at the
+next start.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from rtsave_async.writer.naming import is_temp_name, temp_name, temp_owner_pid
+
+IO_BACKENDS = ("direct", "aiofiles")
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+class LocalSink:
+    """Stores bytes as ``<root>/<folder>/<name>``.
+
+    :param root: the save directory.
+    :param durable: fsync each file and its folder before reporting it stored
+        (survives power loss, costs a disk flush per file). Default False: files are
+        still never torn, but the newest may be lost with the page cache.
+    :param io: ``"direct"`` writes with plain ``os`` calls on the writer thread;
+        ``"aiofiles"`` awaits aiofiles' thread-pool calls (see benchmarks/RESULTS.md
+        for which is faster).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], durable: bool = False, io: str = "direct") -> None:
+        if io not in IO_BACKENDS:
+            raise ValueError(f"io must be one of {IO_BACKENDS}, got {io!r}")
+        self.root = Path(root)
+        self.durable = durable
+        self.io = io
+        self._ready_folders: set[str] = set()
+        self._hard_links = True
+
+    async def put(self, folder: str, name: str, data: bytes) -> None:
+        """Create ``folder/name`` holding ``data``; FileExistsError if the name is taken."""
+        directory = self._folder(folder)
+        temp_path = directory / temp_name(name)
+        if self.io == "aiofiles":
+            try:
+                await self._write_temp_aiofiles(temp_path, data)
+            except RuntimeError:  # the thread pool refuses work during interpreter shutdown
+                self._write_temp(temp_path, data)
+        else:
+            self._write_temp(temp_path, data)
+        try:
+            self._publish(temp_path, directory / name)
+        except BaseException:
+            _remove_quietly(temp_path)
+            raise
+        if self.durable:
+            _fsync_directory(directory)
+
+    def existing_names(self, folder: str) -> list[str]:
+        """Final (non-temp) file names in ``folder``; empty if it does not exist."""
+        try:
+            return [name for name in os.listdir(self.root / folder) if not is_temp_name(name)]
+        except FileNotFoundError:
+            return []
+
+    def clean_stale_temps(self) -> int:
+        """Remove temp files left by processes that no longer run; returns how many."""
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for folder in self.root.iterdir():
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                pid = temp_owner_pid(path.name)
+                if pid is not None and not _process_alive(pid):
+                    removed += _remove_quietly(path)
+        return removed
+
+    def _folder(self, folder: str) -> Path:
+        directory = self.root / folder
+        if folder not in self._ready_folders:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._ready_folders.add(folder)
+        return directory
+
+    def _write_temp(self, path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _remove_quietly(path)
+            raise
+        os.close(fd)
+
+    async def _write_temp_aiofiles(self, path: Path, data: bytes) -> None:
+        try:
+            async with aiofiles.open(path, "xb") as handle:
+                await handle.write(data)
+                if self.durable:
+                    await handle.flush()
+                    await aiofiles.os.wrap(os.fsync)(handle.fileno())
+        except BaseException:
+            _remove_quietly(path)
+            raise
+
+    def _publish(self, temp_path: Path, final_path: Path) -> None:
+        if self._hard_links:
+            try:
+                os.link(temp_path, final_path)
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                self._hard_links = False  # e.g. a filesystem without hard links
+            else:
+                os.unlink(temp_path)
+                return
+        if final_path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(final_path))
+        os.replace(temp_path, final_path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_quietly(path: Path) -> int:
+    try:
+        os.unlink(path)
+        return 1
+    except OSError:
+        return 0

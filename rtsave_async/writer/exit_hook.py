@@ -1,0 +1,78 @@
+"""Flush-on-exit: every live writer is drained at normal exit, SIGTERM and SIGINT.
+
+- ``atexit`` closes every writer (normal return, ``sys.exit``, uncaught exception).
+- SIGTERM and SIGINT handlers flush every writer, then hand the signal to whatever
+  handler was installed before: Python's default SIGINT handler raises
+  ``KeyboardInterrupt`` as usual; a default SIGTERM closes the writers and then
+  terminates the process by the same signal, so its exit status is unchanged.
+- Each wait is bounded by the writer's ``exit_timeout``.
+- A child created by ``fork`` (e.g. ``SubprocVecEnv`` workers) disowns the parent's
+  writers: it neither writes nor flushes their snapshots.
+
+Signal handlers can only be installed from the main thread; a writer created on
+another thread still gets the ``atexit`` and fork protection.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+import weakref
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rtsave_async.writer.snapshot_writer import SnapshotWriter
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_writers: weakref.WeakSet[SnapshotWriter] = weakref.WeakSet()
+_previous_handlers: dict[int, Any] = {}
+
+
+def register(writer: SnapshotWriter) -> None:
+    """Cover ``writer`` by the exit hooks (installing the signal handlers once)."""
+    _writers.add(writer)
+    if threading.current_thread() is threading.main_thread():
+        for signum in HANDLED_SIGNALS:
+            current = signal.getsignal(signum)
+            if current is not _on_signal:
+                _previous_handlers[signum] = current
+                signal.signal(signum, _on_signal)
+
+
+def unregister(writer: SnapshotWriter) -> None:
+    _writers.discard(writer)
+
+
+def _flush_all() -> None:
+    for writer in list(_writers):
+        writer.flush(writer.exit_timeout)
+
+
+def _close_all() -> None:
+    for writer in list(_writers):
+        writer.close(writer.exit_timeout)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _flush_all()
+    previous = _previous_handlers.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:  # the default action: end the process by this signal
+        _close_all()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_writers):
+        writer._disown()
+    _writers.clear()
+
+
+atexit.register(_close_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)

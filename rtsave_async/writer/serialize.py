@@ -1,0 +1,153 @@
+"""Snapshot payload -> JSON bytes with orjson, never raising on odd values.
+
+orjson handles dicts, lists, str/int/float/bool/None, dataclasses, enums, datetimes and
+C-contiguous native-endian numpy arrays and scalars directly. Everything else goes
+through :meth:`SnapshotSerializer._default`: values with a faithful JSON form are
+converted (non-contiguous or big-endian arrays, torch tensors, sets, bytes, paths); the
+rest become a marked placeholder ``{"$unserializable": <type>, "repr": ...}`` and are
+counted. Structures orjson refuses as a whole (cycles, nesting deeper than 254,
+integers beyond 64 bits, tuple keys) are repaired by a pure-Python pass that only runs
+when the fast path fails. NaN and +-Inf are written as ``null`` and counted.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+import os
+from typing import Any
+
+import numpy as np
+import orjson
+
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+PLACEHOLDER_KEY = "$unserializable"
+BYTES_KEY = "$bytes_base64"
+_MAX_DEPTH = 200  # below orjson's own limit of 254, leaving room for default() results
+_INT_RANGE = (-(2**63), 2**64 - 1)
+_REPR_LIMIT = 200
+_JSON_KEY_TYPES = (str, int, float, bool, type(None))
+
+
+class SnapshotSerializer:
+    """Turns payloads into JSON bytes and counts what it had to change.
+
+    Not thread-safe: one instance per writer thread.
+    """
+
+    def __init__(self) -> None:
+        self.placeholders = 0  # values replaced by a marked placeholder
+        self.nonfinite = 0  # NaN/Inf values written as null
+        self._pending_placeholders = 0
+
+    def dumps(self, payload: Any) -> bytes:
+        """Serialize ``payload``; always returns valid JSON bytes."""
+        try:
+            data = self._attempt(payload)
+        except (TypeError, RecursionError):
+            data = self._attempt(self._repair(payload, set(), 0))
+        if b"null" in data:
+            self.nonfinite += count_nonfinite(payload)
+        return data
+
+    def _attempt(self, payload: Any) -> bytes:
+        self._pending_placeholders = 0
+        data = orjson.dumps(payload, default=self._default, option=ORJSON_OPTIONS)
+        self.placeholders += self._pending_placeholders
+        return data
+
+    def _placeholder(self, obj: Any, reason: str | None = None) -> dict[str, str]:
+        self._pending_placeholders += 1
+        marked = {PLACEHOLDER_KEY: type(obj).__name__, "repr": _safe_repr(obj)}
+        if reason:
+            marked["reason"] = reason
+        return marked
+
+    def _default(self, obj: Any) -> Any:
+        """Faithful JSON form for types orjson does not take, else a placeholder."""
+        if isinstance(obj, np.ndarray):
+            return self._array(obj)
+        if isinstance(obj, np.generic):
+            return self._default(obj.item()) if isinstance(obj, np.complexfloating) else obj.item()
+        if _is_torch_tensor(obj):
+            tensor = obj.detach().cpu()
+            return self._array((tensor.float() if tensor.is_floating_point() else tensor).numpy())
+        if isinstance(obj, (set, frozenset)):
+            return list(obj)
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return {BYTES_KEY: base64.b64encode(bytes(obj)).decode("ascii")}
+        if isinstance(obj, os.PathLike):
+            return os.fspath(obj)
+        if isinstance(obj, complex):
+            return {"real": obj.real, "imag": obj.imag}
+        return self._placeholder(obj)
+
+    def _array(self, array: np.ndarray) -> Any:
+        kind = array.dtype.kind
+        if kind in "biuf":
+            return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+        if kind == "c":
+            return {"real": self._array(array.real), "imag": self._array(array.imag)}
+        if kind in "USOMm":
+            return array.tolist()
+        return self._placeholder(array)
+
+    def _repair(self, obj: Any, active: set[int], depth: int) -> Any:
+        """A copy of ``obj`` that orjson accepts: cycles, depth, huge ints, odd keys fixed."""
+        if isinstance(obj, bool) or obj is None or isinstance(obj, (str, float)):
+            return obj
+        if isinstance(obj, int):
+            return obj if _INT_RANGE[0] <= obj <= _INT_RANGE[1] else self._placeholder(obj, "integer beyond 64 bits")
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            obj = {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
+        if not isinstance(obj, (dict, list, tuple)):
+            return obj  # leaves left to orjson and _default
+        if id(obj) in active:
+            return self._placeholder(obj, "reference cycle")
+        if depth >= _MAX_DEPTH:
+            return self._placeholder(obj, f"nested deeper than {_MAX_DEPTH}")
+        active.add(id(obj))
+        try:
+            if isinstance(obj, dict):
+                return {_json_key(key): self._repair(value, active, depth + 1) for key, value in obj.items()}
+            return [self._repair(item, active, depth + 1) for item in obj]
+        finally:
+            active.discard(id(obj))
+
+
+def count_nonfinite(obj: Any) -> int:
+    """How many NaN/+-Inf floats ``obj`` holds (dicts, lists, numpy arrays and scalars).
+
+    Each container is visited once, so shared and cyclic references are safe.
+    """
+    count, stack, seen = 0, [obj], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            count += not math.isfinite(item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype.kind in "fc":
+                count += int(np.count_nonzero(~np.isfinite(item)))
+        elif isinstance(item, np.floating):
+            count += not np.isfinite(item)
+        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return count
+
+
+def _json_key(key: Any) -> Any:
+    return key if isinstance(key, _JSON_KEY_TYPES) else _safe_repr(key)
+
+
+def _is_torch_tensor(obj: Any) -> bool:
+    return type(obj).__module__.startswith("torch") and hasattr(obj, "detach")
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        text = repr(obj)
+    except Exception as exc:  # a broken __repr__ must not break saving
+        text = f"<repr failed: {type(exc).__name__}>"
+    return text[:_REPR_LIMIT]

@@ -1,0 +1,299 @@
+"""SnapshotWriter: a bounded queue, one writer thread running an asyncio loop, flush, close.
+
+The training thread calls :meth:`SnapshotWriter.submit`, which stamps the snapshot and
+enqueues it -- no serialization, no disk. The writer thread drains the queue in
+batches, serializes each snapshot with orjson, names it and hands it to the sink.
+Failures (full disk, permissions, odd values) are logged once per kind, counted and
+reported by :meth:`flush`, :meth:`close` and :meth:`stats`; they never reach the
+training thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rtsave_async.categories import file_prefix, validate_category
+from rtsave_async.sinks.local import LocalSink
+from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
+from rtsave_async.writer import exit_hook
+from rtsave_async.writer.naming import parse_sequence, snapshot_name, temp_name
+from rtsave_async.writer.serialize import ORJSON_OPTIONS, SnapshotSerializer
+from rtsave_async.writer.stats import WriterStats
+
+logger = logging.getLogger("rtsave_async")
+
+STATS_FILE_NAME = "writer_stats.json"
+
+
+class SnapshotWriter:
+    """Writes snapshots to ``<save_dir>/<category>/<prefix>_<YYYYMMDD_HHMMSS>_<seq>.json``.
+
+    Each :meth:`submit` becomes one file holding a JSON array of the submitted records.
+
+    :param save_dir: root folder; created on the writer thread when first needed.
+    :param queue_size: how many submitted snapshots (future files) may wait. Default 1024.
+    :param policy: back-pressure when the queue is full: ``"block"`` (default),
+        ``"drop_oldest"`` or ``"drop_newest"``; see :class:`BackPressure`.
+    :param block_timeout: seconds ``submit`` waits for room under ``"block"`` before
+        dropping the snapshot. Default 1.0.
+    :param durable: fsync every file and its folder. Default False.
+    :param exit_timeout: seconds that ``close()`` and the exit hook (normal exit,
+        SIGTERM, SIGINT) wait for the queue to drain. Default 10.0.
+    :param batch_size: most snapshots taken from the queue per drain. Default 64.
+    :param io: ``"direct"`` (default) or ``"aiofiles"``; see :class:`LocalSink`.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        *,
+        queue_size: int = 1024,
+        policy: BackPressure | str = BackPressure.BLOCK,
+        block_timeout: float = 1.0,
+        durable: bool = False,
+        exit_timeout: float = 10.0,
+        batch_size: int = 64,
+        io: str = "direct",
+    ) -> None:
+        if exit_timeout < 0:
+            raise ValueError(f"exit_timeout must be >= 0 seconds, got {exit_timeout!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.save_dir = Path(save_dir)
+        self.exit_timeout = exit_timeout
+        self._batch_size = batch_size
+        self._sink = LocalSink(self.save_dir, durable=durable, io=io)
+        self._queue = SnapshotQueue(queue_size, policy, block_timeout, on_ready=self._wake_writer)
+        self._serializer = SnapshotSerializer()
+        self._stats = WriterStats()
+        self._next_sequence: dict[str, int] = {}
+        self._valid_categories: set[str] = set()
+        self._drops_reported = 0
+        self._failures_reported = 0
+        self._submitted = 0
+        self._completed_sequence = 0
+        self._done = threading.Condition(threading.RLock())
+        self._stopping = False
+        self._closed = False
+        self._owner_pid = os.getpid()
+        self._loop = asyncio.new_event_loop()
+        self._wake = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name="rtsave-writer", daemon=True)
+        self._thread.start()
+        exit_hook.register(self)
+
+    # ----------------------------------------------------------------- producer side
+    def submit(self, category: str, records: Any) -> bool:
+        """Queue ``records`` (a list, or one record) as one file in ``category``.
+
+        Cheap and never touches disk. The caller must not mutate ``records`` afterwards.
+        Returns False when the back-pressure policy dropped the snapshot.
+        Raises ``ValueError`` for an unsafe category name and ``RuntimeError`` after
+        :meth:`close` or in a forked child.
+        """
+        if self._closed:
+            raise RuntimeError(f"SnapshotWriter for {self.save_dir} is closed")
+        if self._owner_pid != os.getpid():
+            raise RuntimeError("this SnapshotWriter belongs to the parent process; create a new one after fork")
+        if category not in self._valid_categories:
+            self._valid_categories.add(validate_category(category))
+        payload = records if isinstance(records, list) else [records]
+        self._submitted += 1
+        accepted = self._queue.put(Snapshot(category, payload, time.time()))
+        if self._queue.dropped.total() != self._drops_reported:
+            self._report_drops()
+        return accepted
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every snapshot submitted so far is stored or has failed.
+
+        :param timeout: seconds to wait at most; None waits as long as it takes.
+        :return: True when all of them are on disk and no write failed since the
+            previous flush; False on timeout or failure (see ``stats()["errors"]``).
+        """
+        target = self._queue.last_sequence
+        with self._done:
+            drained = self._done.wait_for(
+                lambda: self._completed_sequence >= target or not self._thread.is_alive(), timeout
+            )
+        drained = drained and self._completed_sequence >= target
+        failures = sum(self._stats.failed.values())
+        clean = failures == self._failures_reported
+        self._failures_reported = failures
+        if not drained:
+            logger.warning(
+                "rtsave_async: %d snapshot(s) for %s not yet written after %s s",
+                len(self._queue), self.save_dir, timeout,
+            )
+        return drained and clean
+
+    def close(self, timeout: float | None = None) -> dict[str, Any]:
+        """Flush, write ``writer_stats.json``, stop the thread and return the stats.
+
+        :param timeout: seconds to wait for the queue to drain; default ``exit_timeout``.
+        Safe to call more than once.
+        """
+        if self._closed or self._owner_pid != os.getpid():
+            return self.stats()
+        timeout = self.exit_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._closed = True
+        self.flush(timeout)
+        self._stopping = True
+        self._wake_writer()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        exit_hook.unregister(self)
+        stats = self.stats()
+        if stats["failed"] or stats["dropped"]:
+            logger.warning(
+                "rtsave_async: %s closed with %d failed and %d dropped snapshot(s): %s",
+                self.save_dir, stats["failed"], stats["dropped"], "; ".join(stats["errors"]) or "queue full",
+            )
+        return stats
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start. ``submitted == written + failed + dropped + pending``."""
+        stats = self._stats
+        return {
+            "save_dir": str(self.save_dir),
+            "policy": self._queue.policy.value,
+            "queue_capacity": self._queue.capacity,
+            "submitted": self._submitted,
+            "written": sum(stats.written.values()),
+            "failed": sum(stats.failed.values()),
+            "dropped": self._queue.dropped.total(),
+            "pending": self._submitted - sum(stats.written.values()) - sum(stats.failed.values())
+            - self._queue.dropped.total(),
+            "queue_depth": len(self._queue),
+            "peak_queue_depth": self._queue.peak_depth,
+            "bytes_written": stats.bytes_written,
+            "nonfinite_values": self._serializer.nonfinite,
+            "placeholders": self._serializer.placeholders,
+            "written_by_category": dict(stats.written),
+            "failed_by_category": dict(stats.failed),
+            "dropped_by_category": dict(self._queue.dropped),
+            "serialize_latency_us": stats.serialize_latency.percentiles_us(),
+            "write_latency_us": stats.write_latency.percentiles_us(),
+            "errors": list(stats.errors),
+        }
+
+    def _report_drops(self) -> None:
+        dropped = self._queue.dropped
+        if self._drops_reported == 0:
+            logger.warning(
+                "rtsave_async: queue for %s is full (%d, policy %s); dropping snapshots, counted in stats",
+                self.save_dir, self._queue.capacity, self._queue.policy.value,
+            )
+        self._drops_reported = dropped.total()
+
+    def _wake_writer(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:  # loop already closed: nothing left to wake
+            pass
+
+    def _disown(self) -> None:
+        """In a forked child: forget the parent's pending snapshots; never write them."""
+        self._queue.discard_all()
+        self._closed = True
+
+    # ------------------------------------------------------------------ writer side
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._drain())
+        finally:
+            self._loop.close()
+            with self._done:
+                self._done.notify_all()
+
+    async def _drain(self) -> None:
+        try:
+            self._sink.clean_stale_temps()
+        except OSError as exc:
+            self._report_error(exc, f"could not clean temp files in {self.save_dir}: {exc.strerror or exc}")
+        while True:
+            batch = self._queue.take_batch(self._batch_size)
+            if batch:
+                await asyncio.gather(*(self._write(snapshot) for snapshot in batch))
+                with self._done:
+                    self._completed_sequence = batch[-1].sequence
+                    self._done.notify_all()
+            elif self._stopping:
+                break
+            else:
+                await self._wake.wait()
+                self._wake.clear()
+        await self._write_stats_file()
+
+    async def _write(self, snapshot: Snapshot) -> None:
+        category = snapshot.category
+        started = time.perf_counter_ns()
+        try:
+            data = self._serializer.dumps(snapshot.payload)
+        except Exception as exc:  # the serializer should not raise; never let it kill the loop
+            self._report_error(exc, f"could not serialize a {category} snapshot: {exc!r}", category)
+            return
+        serialized = time.perf_counter_ns()
+        try:
+            await self._store(category, snapshot.created, data)
+        except OSError as exc:
+            where = exc.filename or self.save_dir / category
+            self._report_error(exc, f"could not write {where}: {exc.strerror or exc}", category)
+            return
+        self._stats.record_written(category, len(data), serialized - started, time.perf_counter_ns() - serialized)
+
+    async def _store(self, category: str, created: float, data: bytes) -> None:
+        """Store under the next free name; a name taken by another writer is skipped."""
+        prefix = file_prefix(category)
+        while True:
+            if category not in self._next_sequence:
+                self._next_sequence[category] = self._first_free_sequence(category, prefix)
+            sequence = self._next_sequence[category]
+            self._next_sequence[category] += 1
+            try:
+                await self._sink.put(category, snapshot_name(prefix, created, sequence), data)
+                return
+            except FileExistsError:
+                del self._next_sequence[category]  # rescan the folder
+
+    def _first_free_sequence(self, category: str, prefix: str) -> int:
+        taken = (parse_sequence(name, prefix) for name in self._sink.existing_names(category))
+        return max((sequence for sequence in taken if sequence is not None), default=0) + 1
+
+    async def _write_stats_file(self) -> None:
+        path = self.save_dir / STATS_FILE_NAME
+        try:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            temp = self.save_dir / temp_name(STATS_FILE_NAME)
+            temp.write_bytes(orjson.dumps(self.stats(), option=ORJSON_OPTIONS | orjson.OPT_INDENT_2))
+            os.replace(temp, path)
+        except OSError as exc:
+            self._report_error(exc, f"could not write {path}: {exc.strerror or exc}")
+
+    def _report_error(self, exc: BaseException, message: str, category: str | None = None) -> None:
+        """Count (for a snapshot's ``category``) and log the first error of each kind."""
+        code = getattr(exc, "errno", None)
+        kind = (category, type(exc).__name__, code)
+        if category is None:
+            first = self._stats.record_error(kind, message)
+        else:
+            first = self._stats.record_failure(category, kind, message)
+        if first:
+            logger.error("rtsave_async: %s (%s); later errors of this kind are only counted",
+                         message, errno.errorcode.get(code, type(exc).__name__))
