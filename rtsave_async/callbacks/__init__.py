@@ -1,0 +1,5 @@
+"""Stable-Baselines3 callbacks for real-time saving."""
+
+from rtsave_async.callbacks.realtime import ComprehensiveSavingCallback, RealTimeSavingCallback
+
+__all__ = ["ComprehensiveSavingCallback", "RealTimeSavingCallback"]

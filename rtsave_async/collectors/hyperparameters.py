@@ -1,0 +1,162 @@
+"""The ``hyperparameters`` record, gathered once when training starts.
+
+It describes everything needed to reproduce a run: the algorithm and its
+hyper-parameters, the policy architecture, the environment, the seed, the
+command line, package versions, the git revision and the host.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+import types
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch as th
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
+
+from rtsave_async.collectors.values import describe_space, plain_copy, qualified_name
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+#: Distributions whose versions are recorded (``None`` when not installed).
+VERSIONED_PACKAGES = (
+    "stable_baselines3",
+    "torch",
+    "gymnasium",
+    "mujoco",
+    "numpy",
+    "rtsave_async",
+)
+
+#: Public model attributes that are training state rather than configuration.
+RUNTIME_STATE_ATTRIBUTES = frozenset({"num_timesteps", "start_time"})
+
+#: Progress value at which schedules are evaluated: SB3's ``progress_remaining`` at the start.
+PROGRESS_AT_START = 1.0
+
+_GIT_TIMEOUT_S = 5.0
+
+
+def config_value(value: Any) -> Any:
+    """JSON form of one configuration value, or ``NotImplemented`` for runtime objects.
+
+    Scalars and enums become plain values, classes their qualified name, schedules
+    their value at the start of training, named tuples (e.g. ``TrainFreq``) and
+    dicts/lists are converted item by item (unknown items as ``str``). Buffers,
+    networks, envs, tensors and other live objects give ``NotImplemented``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, enum.Enum)):
+        return plain_copy(value)
+    if isinstance(value, type):
+        return qualified_name(value)
+    if isinstance(value, (FloatSchedule, LinearSchedule, ConstantSchedule)):
+        return float(value(PROGRESS_AT_START))
+    if isinstance(value, types.FunctionType):  # a user schedule, or some other function
+        try:
+            return float(value(PROGRESS_AT_START))
+        except (TypeError, ValueError):
+            return qualified_name(value)
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return config_value(value._asdict())
+    if isinstance(value, Mapping):
+        return {str(key): _config_value_or_str(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_config_value_or_str(item) for item in value]
+    if isinstance(value, th.device):
+        return str(value)
+    return NotImplemented
+
+
+def _config_value_or_str(value: Any) -> Any:
+    converted = config_value(value)
+    return str(value) if converted is NotImplemented else converted
+
+
+def algorithm_hyperparameters(model: BaseAlgorithm) -> dict[str, Any]:
+    """Every public configuration attribute of ``model`` (see :func:`config_value`)."""
+    hyperparameters = {}
+    for name, value in vars(model).items():
+        if name.startswith("_") or name in RUNTIME_STATE_ATTRIBUTES:
+            continue
+        converted = config_value(value)
+        if converted is not NotImplemented:
+            hyperparameters[name] = converted
+    return hyperparameters
+
+
+def policy_architecture(model: BaseAlgorithm) -> dict[str, Any]:
+    """``policy_kwargs``, ``net_arch``, parameter count and ``str(model.policy)``."""
+    policy = model.policy
+    return {
+        "policy_kwargs": config_value(model.policy_kwargs or {}),
+        "net_arch": plain_copy(getattr(policy, "net_arch", None)),
+        "num_parameters": sum(parameter.numel() for parameter in policy.parameters()),
+        "policy_repr": str(policy),
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python and :data:`VERSIONED_PACKAGES` versions (``None`` for a missing package)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def git_revision(directory: str | os.PathLike[str] | None = None) -> str | None:
+    """``git rev-parse HEAD`` in ``directory`` (default: cwd), or None if that fails."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None
+
+
+def collect_hyperparameters(
+    model: BaseAlgorithm,
+    timestep: int,
+    total_timesteps: int | None,
+    environment_summary: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``hyperparameters`` record (one per training start).
+
+    :param model: the SB3 model being trained
+    :param timestep: ``model.num_timesteps`` at training start
+    :param total_timesteps: the run's planned final timestep, if known
+    :param environment_summary: the env summary (see ``EnvStateReader``), if available
+    """
+    environment = plain_copy(dict(environment_summary or {}))
+    environment["num_envs"] = model.n_envs
+    environment["observation_space"] = describe_space(model.observation_space)
+    environment["action_space"] = describe_space(model.action_space)
+    return {
+        "timestep": timestep,
+        "total_timesteps": total_timesteps,
+        "model_type": type(model).__name__,
+        "policy_type": type(model.policy).__name__,
+        "algorithm_hyperparameters": algorithm_hyperparameters(model),
+        "policy_architecture": policy_architecture(model),
+        "environment": environment,
+        "seed": model.seed,
+        "command_line": list(sys.argv),
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+        "host": platform.node(),
+    }

@@ -1,0 +1,112 @@
+"""Learning-progress bookkeeping and the ``learning_metrics`` records.
+
+:class:`LearningMetricsTracker` averages the per-step ``reward_components`` /
+``cost_components`` the environments put in their infos, remembers the last
+value the SB3 logger held for each key (the logger clears its values on every
+dump), and measures throughput and memory at each save.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psutil
+
+REWARD_COMPONENTS = "reward_components"
+COST_COMPONENTS = "cost_components"
+
+
+class ComponentAverager:
+    """Running mean per name of ``{name: float}`` dicts, reset by :meth:`take_means`."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, components: Mapping[str, float]) -> None:
+        """Add one sample per name (one env's components at one step)."""
+        sums, counts = self._sums, self._counts
+        for name, value in components.items():
+            if name in sums:
+                sums[name] += value
+                counts[name] += 1
+            else:
+                sums[name] = value
+                counts[name] = 1
+
+    def take_means(self) -> dict[str, float] | None:
+        """Mean of each name since the last call (None if nothing was added), then reset."""
+        if not self._sums:
+            return None
+        means = {name: float(total / self._counts[name]) for name, total in self._sums.items()}
+        self._sums, self._counts = {}, {}
+        return means
+
+
+class LearningMetricsTracker:
+    """Collects what a ``learning_metrics`` record needs between two saves.
+
+    :param start_timestep: ``model.num_timesteps`` when training (re)started; the
+        first ``fps`` is measured from here
+    """
+
+    def __init__(self, start_timestep: int = 0):
+        self.reward_components = ComponentAverager()
+        self.cost_components = ComponentAverager()
+        self.logger_values: dict[str, float | int] = {}
+        self._process = psutil.Process()
+        self._last_timestep = start_timestep
+        self._last_time = time.perf_counter()
+
+    def record_step(self, infos: Sequence[Mapping[str, Any]]) -> None:
+        """Accumulate ``info["reward_components"]``/``info["cost_components"]`` of one VecEnv step."""
+        for info in infos:
+            rewards = info.get(REWARD_COMPONENTS)
+            if rewards:
+                self.reward_components.add(rewards)
+            costs = info.get(COST_COMPONENTS)
+            if costs:
+                self.cost_components.add(costs)
+
+    def remember_logger_values(self, name_to_value: Mapping[str, Any]) -> None:
+        """Keep the latest numeric value of every key the SB3 logger currently holds."""
+        for name, value in name_to_value.items():
+            if isinstance(value, numbers.Real):
+                self.logger_values[name] = value.item() if hasattr(value, "item") else value
+
+    def memory_usage_mb(self) -> float:
+        """Resident set size of this process in MiB."""
+        return self._process.memory_info().rss / 2**20
+
+    def take_record(
+        self,
+        timestep: int,
+        total_timesteps: int | None,
+        recent_success_rate_avg: float | None,
+        curriculum_progress: float | None,
+    ) -> dict[str, Any]:
+        """The ``learning_metrics`` record for this save; starts a new averaging period.
+
+        ``fps`` is environment timesteps per wall-clock second since the previous
+        save; ``training_progress`` is ``timestep / total_timesteps`` (None if the
+        total is unknown).
+        """
+        now = time.perf_counter()
+        elapsed = now - self._last_time
+        fps = (timestep - self._last_timestep) / elapsed if elapsed > 0 else None
+        self._last_timestep, self._last_time = timestep, now
+        return {
+            "timestep": timestep,
+            "total_timesteps": total_timesteps,
+            "training_progress": timestep / total_timesteps if total_timesteps else None,
+            "recent_success_rate_avg": recent_success_rate_avg,
+            "curriculum_progress": curriculum_progress,
+            "memory_usage_mb": self.memory_usage_mb(),
+            "fps": fps,
+            "reward_components": self.reward_components.take_means(),
+            "cost_components": self.cost_components.take_means(),
+            "logger": dict(self.logger_values),
+        }
