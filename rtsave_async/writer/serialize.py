@@ -46,15 +46,21 @@ class SnapshotSerializer:
         try:
             data = self._attempt(payload)
         except (TypeError, RecursionError):
-            data = self._attempt(self._repair(payload, set(), 0))
+            try:
+                self._pending_placeholders = 0
+                data = self._attempt(self._repair(payload, set(), 0))
+            except (TypeError, RecursionError) as exc:
+                self._pending_placeholders = 0
+                data = self._attempt([self._placeholder(payload, f"whole snapshot: {exc}")])
         if b"null" in data:
             self.nonfinite += count_nonfinite(payload)
         return data
 
     def _attempt(self, payload: Any) -> bytes:
-        self._pending_placeholders = 0
+        """One orjson pass; placeholders made for it count only if it succeeds."""
         data = orjson.dumps(payload, default=self._default, option=ORJSON_OPTIONS)
         self.placeholders += self._pending_placeholders
+        self._pending_placeholders = 0
         return data
 
     def _placeholder(self, obj: Any, reason: str | None = None) -> dict[str, str]:
@@ -99,6 +105,8 @@ class SnapshotSerializer:
             return obj
         if isinstance(obj, int):
             return obj if _INT_RANGE[0] <= obj <= _INT_RANGE[1] else self._placeholder(obj, "integer beyond 64 bits")
+        if isinstance(obj, np.ndarray):
+            return self._array(obj)
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             obj = {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
         if not isinstance(obj, (dict, list, tuple)):

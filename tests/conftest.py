@@ -1,0 +1,65 @@
+"""Shared fixtures: subprocess runner, a sink that can be held shut, mounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_child(code: str, *args: str, **popen_kwargs) -> subprocess.Popen:
+    """Start ``python -c code args...`` with the project importable, stdout piped."""
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **popen_kwargs,
+    )
+
+
+class SinkGate:
+    """Holds a writer's sink shut: ``put`` blocks until :meth:`open` (writer thread waits)."""
+
+    def __init__(self, writer) -> None:
+        self._opened = threading.Event()
+        self.entered = threading.Event()
+        sink = writer._sink
+        original_put = sink.put
+
+        async def gated_put(folder: str, name: str, data: bytes) -> None:
+            self.entered.set()
+            self._opened.wait()
+            await original_put(folder, name, data)
+
+        sink.put = gated_put
+
+    def open(self) -> None:
+        self._opened.set()
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator:
+    """Mount a small tmpfs (``options`` e.g. ``"size=64k"`` or ``"ro"``); unmounted after."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        target = tmp_path / f"mnt-{uuid.uuid4().hex[:8]}"
+        target.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)

@@ -1,0 +1,152 @@
+"""Subprocesses that end in every way: what was submitted is on disk, nothing is torn."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import python_child
+from rtsave_async import list_snapshot_files, load_records
+from rtsave_async.writer import STATS_FILE_NAME
+
+# A child that queues ``count`` snapshots behind a slow disk (2 ms a file), reports how
+# many are still queued, then ends as ``mode`` says.
+SLOW_PRODUCER = """
+    import os, sys, time, signal
+    from rtsave_async import SnapshotWriter
+    from rtsave_async.sinks.local import LocalSink
+
+    save_dir, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    original_put = LocalSink.put
+
+    async def slow_put(self, folder, name, data):
+        time.sleep(0.002)
+        await original_put(self, folder, name, data)
+
+    LocalSink.put = slow_put
+    if mode == "chained_sigterm":
+        def user_handler(signum, frame):
+            open(os.path.join(save_dir, "user_handler_ran"), "w").close()
+            sys.exit(7)
+        os.makedirs(save_dir, exist_ok=True)
+        signal.signal(signal.SIGTERM, user_handler)
+    writer = SnapshotWriter(save_dir, queue_size=count, exit_timeout=30)
+    for index in range(count):
+        writer.submit("episodes", {"index": index})
+    print("queued", len(writer._queue), flush=True)
+    if mode == "raise":
+        raise RuntimeError("training crashed")
+    if mode == "sys_exit":
+        sys.exit(3)
+    if mode in ("sigint", "sigterm", "chained_sigterm"):
+        time.sleep(120)
+"""
+
+SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "chained_sigterm": signal.SIGTERM}
+
+
+def run_slow_producer(save_dir: Path, mode: str, count: int = 300) -> tuple[int, str, int]:
+    child = python_child(SLOW_PRODUCER, str(save_dir), mode, str(count))
+    queued_line = child.stdout.readline()
+    if mode in SIGNALS:
+        child.send_signal(SIGNALS[mode])
+    _, stderr = child.communicate(timeout=120)
+    assert queued_line.startswith("queued"), stderr
+    return child.returncode, stderr, int(queued_line.split()[1])
+
+
+@pytest.mark.parametrize("mode", ["return", "raise", "sys_exit", "sigint", "sigterm"])
+def test_every_submitted_record_is_on_disk_after_the_process_ends(tmp_path: Path, mode: str) -> None:
+    returncode, stderr, still_queued = run_slow_producer(tmp_path, mode)
+    assert still_queued > 0  # the end came while records were waiting
+    expected_returncode = {"return": 0, "raise": 1, "sys_exit": 3, "sigterm": -signal.SIGTERM}
+    if mode in expected_returncode:
+        assert returncode == expected_returncode[mode], stderr
+    else:
+        assert "KeyboardInterrupt" in stderr and returncode != 0
+    indexes = [snapshot[0]["index"] for snapshot in load_records(tmp_path, "episodes")]
+    assert indexes == list(range(300))
+    stats = orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())
+    assert stats["written"] == stats["submitted"] == 300 and stats["dropped"] == 0
+
+
+def test_sigterm_flushes_then_chains_to_the_users_handler(tmp_path: Path) -> None:
+    returncode, stderr, _ = run_slow_producer(tmp_path, "chained_sigterm")
+    assert returncode == 7, stderr
+    assert (tmp_path / "user_handler_ran").exists()
+    assert len(list_snapshot_files(tmp_path, "episodes")) == 300
+
+
+STREAMER = """
+    import sys, time
+    from rtsave_async import SnapshotWriter
+    writer = SnapshotWriter(sys.argv[1], durable=sys.argv[2] == "durable")
+    index = 0
+    while True:
+        writer.submit("episodes", [{"index": index, "payload": "x" * 5000, "values": list(range(200))}])
+        index += 1
+        if index % 50 == 0:
+            time.sleep(0.001)
+"""
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_sigkill_mid_stream_never_leaves_a_torn_file(tmp_path: Path, trial: int) -> None:
+    child = python_child(STREAMER, str(tmp_path), "durable" if trial % 2 else "fast")
+    folder = tmp_path / "episodes"
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.json")) if folder.exists() else []) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0, 0.2))
+    child.kill()
+    child.wait(timeout=30)
+    files = list_snapshot_files(tmp_path, "episodes")
+    assert files, child.stderr.read()
+    indexes = [orjson.loads(path.read_bytes())[0]["index"] for path in files]  # every one parses
+    assert indexes == list(range(len(indexes)))  # and none is missing before the last
+    leftovers = [path.name for path in folder.iterdir() if path not in files]
+    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers)
+
+
+FORKER = """
+    import os, sys, time
+    from rtsave_async import SnapshotWriter
+    from rtsave_async.sinks.local import LocalSink
+
+    original_put = LocalSink.put
+    async def slow_put(self, folder, name, data):
+        time.sleep(0.002)
+        await original_put(self, folder, name, data)
+    LocalSink.put = slow_put
+
+    writer = SnapshotWriter(sys.argv[1])
+    for index in range(200):
+        writer.submit("episodes", {"index": index})
+    pid = os.fork()
+    if pid == 0:
+        try:
+            writer.submit("episodes", {"index": -1})
+            print("child submitted", flush=True)
+        except RuntimeError as exc:
+            print("child refused:", exc, flush=True)
+        writer.flush(1)
+        sys.exit(0)  # runs atexit in the child: it must not write the parent's records
+    _, status = os.waitpid(pid, 0)
+    print("child status", status, flush=True)
+    writer.close()
+"""
+
+
+def test_forked_child_neither_writes_nor_flushes_the_parents_records(tmp_path: Path) -> None:
+    child = python_child(FORKER, str(tmp_path))
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode == 0, stderr
+    assert "child refused: this SnapshotWriter belongs to the parent process" in stdout
+    assert "child status 0" in stdout
+    indexes = [snapshot[0]["index"] for snapshot in load_records(tmp_path, "episodes")]
+    assert indexes == list(range(200))  # each once, in order, none from the child

@@ -1,0 +1,280 @@
+"""The writer core in-process: round trips, naming, back-pressure, errors, stats."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from conftest import SinkGate
+from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
+from rtsave_async.categories import STANDARD_CATEGORIES, file_prefix
+from rtsave_async.writer import STATS_FILE_NAME
+from rtsave_async.writer.naming import temp_name
+from rtsave_async.writer.serialize import PLACEHOLDER_KEY
+
+
+def episode_record(index: int) -> dict:
+    return {
+        "timestep": index,
+        "env_id": index % 4,
+        "detailed_info": {"robot_state": {"joint_positions": np.linspace(0, 1, 12) + index}},
+    }
+
+
+@pytest.mark.parametrize("category", [*STANDARD_CATEGORIES, "custom_metrics"])
+def test_round_trip_every_category(tmp_path: Path, category: str) -> None:
+    with SnapshotWriter(tmp_path) as writer:
+        assert writer.submit(category, [episode_record(1), episode_record(2)])
+        assert writer.submit(category, episode_record(3))  # one record becomes a one-item array
+        assert writer.flush(timeout=10)
+    files = list_snapshot_files(tmp_path, category)
+    assert [path.name.split("_")[0] for path in files] == [file_prefix(category).split("_")[0]] * 2
+    assert all(path.name.startswith(file_prefix(category) + "_") for path in files)
+    first, second = load_records(tmp_path, category)
+    assert [record["timestep"] for record in first] == [1, 2]
+    assert second[0]["detailed_info"]["robot_state"]["joint_positions"] == list(np.linspace(0, 1, 12) + 3)
+
+
+def test_many_saves_in_one_second_get_distinct_ordered_names(tmp_path: Path) -> None:
+    count = 600
+    with SnapshotWriter(tmp_path, queue_size=count) as writer:
+        for index in range(count):
+            writer.submit("episodes", [{"timestep": index}])
+    files = list_snapshot_files(tmp_path, "episodes")
+    assert len({path.name for path in files}) == count
+    assert [orjson.loads(path.read_bytes())[0]["timestep"] for path in files] == list(range(count))
+    assert files == sorted(files)  # name order is time order
+
+
+def test_names_continue_across_writers_without_overwriting(tmp_path: Path) -> None:
+    with SnapshotWriter(tmp_path) as first:
+        for index in range(3):
+            first.submit("learning_metrics", {"run": 1, "index": index})
+    with SnapshotWriter(tmp_path) as second:
+        for index in range(3):
+            second.submit("learning_metrics", {"run": 2, "index": index})
+    records = [snapshot[0] for snapshot in load_records(tmp_path, "learning_metrics")]
+    assert [(record["run"], record["index"]) for record in records] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+
+
+def test_concurrent_writers_on_one_folder_never_overwrite(tmp_path: Path) -> None:
+    writers = [SnapshotWriter(tmp_path) for _ in range(3)]
+    for index in range(200):
+        for number, writer in enumerate(writers):
+            writer.submit("episodes", {"writer": number, "index": index})
+    for writer in writers:
+        writer.close()
+    seen = sorted((record["writer"], record["index"]) for record in
+                  (snapshot[0] for snapshot in load_records(tmp_path, "episodes")))
+    assert seen == sorted((number, index) for number in range(3) for index in range(200))
+
+
+def fill_behind_gate(writer: SnapshotWriter, capacity: int, extra: int) -> tuple[SinkGate, list[bool]]:
+    """Hold the writer on snapshot 0, fill the queue, then submit ``extra`` more."""
+    gate = SinkGate(writer)
+    writer.submit("episodes", {"index": 0})
+    assert gate.entered.wait(10)
+    accepted = [writer.submit("episodes", {"index": index}) for index in range(1, capacity + extra + 1)]
+    return gate, accepted
+
+
+def written_indexes(save_dir: Path) -> list[int]:
+    return [snapshot[0]["index"] for snapshot in load_records(save_dir, "episodes")]
+
+
+def test_drop_newest_refuses_exactly_the_overflow(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path, queue_size=5, policy="drop_newest")
+    gate, accepted = fill_behind_gate(writer, capacity=5, extra=7)
+    assert accepted == [True] * 5 + [False] * 7
+    gate.open()
+    stats = writer.close()
+    assert stats["dropped"] == 7 and stats["dropped_by_category"] == {"episodes": 7}
+    assert stats["written"] == 6 and stats["submitted"] == 13 and stats["pending"] == 0
+    assert written_indexes(tmp_path) == [0, 1, 2, 3, 4, 5]
+
+
+def test_drop_oldest_evicts_exactly_the_oldest(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path, queue_size=5, policy="drop_oldest")
+    gate, accepted = fill_behind_gate(writer, capacity=5, extra=7)
+    assert all(accepted)
+    gate.open()
+    stats = writer.close()
+    assert stats["dropped"] == 7 and stats["written"] == 6
+    assert written_indexes(tmp_path) == [0, 8, 9, 10, 11, 12]
+
+
+def test_block_times_out_then_drops_and_counts(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path, queue_size=3, policy="block", block_timeout=0.01)
+    gate, accepted = fill_behind_gate(writer, capacity=3, extra=2)
+    assert accepted == [True, True, True, False, False]
+    gate.open()
+    stats = writer.close()
+    assert (stats["dropped"], stats["written"], stats["submitted"]) == (2, 4, 6)
+
+
+def test_block_waits_for_room_and_loses_nothing(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path, queue_size=2, policy="block", block_timeout=60)
+    gate = SinkGate(writer)
+    writer.submit("episodes", {"index": 0})
+    assert gate.entered.wait(10)
+    writer.submit("episodes", {"index": 1})
+    writer.submit("episodes", {"index": 2})
+    opener = threading.Timer(0.2, gate.open)
+    opener.start()
+    assert writer.submit("episodes", {"index": 3})  # blocks until the gate opens
+    stats = writer.close()
+    opener.join()
+    assert stats["dropped"] == 0 and written_indexes(tmp_path) == [0, 1, 2, 3]
+
+
+def test_flush_covers_everything_submitted_before_it(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path)
+    gate = SinkGate(writer)
+    for index in range(20):
+        writer.submit("episodes", {"index": index})
+    assert writer.flush(timeout=0.05) is False  # held shut: not done yet
+    gate.open()
+    assert writer.flush(timeout=10) is True
+    assert written_indexes(tmp_path) == list(range(20))
+    writer.close()
+
+
+def test_close_is_idempotent_writes_stats_and_rejects_later_submits(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path)
+    writer.submit("hyperparameters", {"learning_rate": 3e-4})
+    stats = writer.close()
+    assert writer.close() == stats
+    saved = orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())
+    assert saved["written"] == saved["submitted"] == 1 and saved["dropped"] == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit("hyperparameters", {})
+
+
+def test_close_returns_within_timeout_when_the_disk_stalls(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path)
+    gate = SinkGate(writer)  # never opened: a disk that never answers
+    for index in range(5):
+        writer.submit("episodes", {"index": index})
+    stats = writer.close(timeout=0.2)
+    assert stats["pending"] == 5 and stats["written"] == 0
+    gate.open()
+
+
+@pytest.mark.parametrize("category", ["../escape", "/etc", "a/b", "", ".", "..", "x\0y", "x" * 65, 7])
+def test_unsafe_categories_are_rejected(tmp_path: Path, category) -> None:
+    with SnapshotWriter(tmp_path) as writer:
+        with pytest.raises(ValueError, match="invalid snapshot category"):
+            writer.submit(category, {})
+    assert sorted(path.name for path in tmp_path.iterdir()) == [STATS_FILE_NAME]
+
+
+@dataclasses.dataclass
+class RobotPose:
+    x: float
+    joints: list
+
+
+def test_odd_values_are_serialized_or_marked_never_raised(tmp_path: Path) -> None:
+    cyclic: dict = {"name": "loop"}
+    cyclic["self"] = cyclic
+    record = {
+        "nan": float("nan"), "inf": np.float32("inf"),
+        "array_with_nan": np.array([1.0, np.nan, -np.inf]),
+        "strided": np.arange(10.0)[::3], "big_endian": np.arange(3, dtype=">i4"),
+        "complex": np.array([1 + 2j]), "strings": np.array(["a", "b"]),
+        "set": {3}, "bytes": b"\x00\xff", "pose": RobotPose(0.5, [1, 2]),
+        1: "int key", None: "none key", "huge": 2**80, "cycle": cyclic, "object": object(),
+    }
+    with SnapshotWriter(tmp_path) as writer:
+        writer.submit("episodes", record)
+        assert writer.flush(timeout=10)
+        stats = writer.stats()
+    (saved,) = load_records(tmp_path, "episodes")[0]
+    assert saved["nan"] is None and saved["inf"] is None and saved["array_with_nan"] == [1.0, None, None]
+    assert saved["strided"] == [0.0, 3.0, 6.0, 9.0] and saved["big_endian"] == [0, 1, 2]
+    assert saved["complex"] == {"real": [1.0], "imag": [2.0]} and saved["strings"] == ["a", "b"]
+    assert saved["set"] == [3] and saved["pose"] == {"x": 0.5, "joints": [1, 2]}
+    assert saved["1"] == "int key" and saved["null"] == "none key"
+    assert saved["huge"][PLACEHOLDER_KEY] == "int" and saved["object"][PLACEHOLDER_KEY] == "object"
+    assert saved["cycle"]["self"][PLACEHOLDER_KEY] == "dict"
+    assert stats["nonfinite_values"] == 4 and stats["placeholders"] == 3 and stats["failed"] == 0
+
+
+def test_nonfinite_counting_ignores_real_nulls(tmp_path: Path) -> None:
+    with SnapshotWriter(tmp_path) as writer:
+        writer.submit("episodes", {"missing": None, "value": 1.0})
+        writer.flush(10)
+        assert writer.stats()["nonfinite_values"] == 0
+
+
+def test_leftover_temp_files_are_ignored_and_cleaned(tmp_path: Path) -> None:
+    folder = tmp_path / "episodes"
+    folder.mkdir()
+    dead_pid = 2**22 + 12345  # above the default pid_max: no such process
+    stale = folder / temp_name("episodes_20250101_120000_00000001.json").replace(f".{os.getpid()}.", f".{dead_pid}.")
+    stale.write_bytes(b"[{\"torn")
+    assert list_snapshot_files(tmp_path, "episodes") == []
+    with SnapshotWriter(tmp_path) as writer:
+        writer.submit("episodes", {"index": 0})
+    assert not stale.exists()
+    assert written_indexes(tmp_path) == [0]
+
+
+def test_read_only_save_dir_reports_clearly_and_keeps_accepting(tmp_path: Path, mount_tmpfs, caplog) -> None:
+    save_dir = mount_tmpfs("ro,size=64k")
+    writer = SnapshotWriter(save_dir / "run")
+    for index in range(10):
+        assert writer.submit("episodes", {"index": index})
+    assert writer.flush(timeout=10) is False
+    stats = writer.close()
+    assert stats["failed"] == 10 and stats["written"] == 0 and stats["pending"] == 0
+    assert any("Read-only file system" in message and str(save_dir) in message for message in stats["errors"])
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    snapshot_errors = [message for message in errors if f"could not write {save_dir / 'run'}:" in message]
+    assert len(snapshot_errors) == 1  # ten failures, logged once, counted ten times
+
+
+def test_full_disk_is_counted_and_writing_resumes_when_space_returns(tmp_path: Path, mount_tmpfs) -> None:
+    save_dir = mount_tmpfs("size=256k")
+    ballast = save_dir / "ballast"
+    writer = SnapshotWriter(save_dir / "run")
+    writer.submit("episodes", {"index": 0})
+    assert writer.flush(10)
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+    try:  # fill the filesystem
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    big = {"payload": "x" * 20000}
+    for _ in range(3):
+        writer.submit("episodes", big)
+    assert writer.flush(10) is False
+    ballast.unlink()
+    writer.submit("episodes", {"index": 1})
+    assert writer.flush(10) is True
+    stats = writer.close()
+    assert stats["failed"] == 3 and stats["written"] == 2
+    assert any("No space left" in message for message in stats["errors"])
+    assert written_indexes(save_dir / "run") == [0, 1]
+    assert not [path for path in (save_dir / "run" / "episodes").iterdir() if path.name.startswith(".")]
+
+
+def test_stats_add_up(tmp_path: Path) -> None:
+    with SnapshotWriter(tmp_path, queue_size=8, policy="drop_newest") as writer:
+        for index in range(100):
+            writer.submit("episodes", {"index": index})
+        writer.flush(10)
+        stats = writer.stats()
+    assert stats["submitted"] == stats["written"] + stats["dropped"] + stats["failed"] + stats["pending"] == 100
+    assert stats["bytes_written"] == sum(path.stat().st_size for path in list_snapshot_files(tmp_path, "episodes"))
+    assert math.isfinite(stats["write_latency_us"]["p99"])
