@@ -12,7 +12,8 @@ import enum
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -31,11 +32,14 @@ class BackPressure(str, enum.Enum):
 
 @dataclass(slots=True)
 class Snapshot:
-    """One pending file: ``payload`` goes to ``category`` under a name stamped ``created``."""
+    """One pending file: ``payload`` goes to ``category`` under a name stamped ``created``,
+    with optional attachments stored beside it."""
 
     category: str
     payload: Any
     created: float  # seconds since the epoch, taken at submit time
+    attachments: dict[str, Callable[[], bytes]] = field(default_factory=dict)  # suffix -> encoder
+    on_written: Callable[[Path | None], None] | None = None
     sequence: int = 0  # enqueue order within one queue, starting at 1
 
 

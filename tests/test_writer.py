@@ -278,3 +278,25 @@ def test_stats_add_up(tmp_path: Path) -> None:
     assert stats["submitted"] == stats["written"] + stats["dropped"] + stats["failed"] + stats["pending"] == 100
     assert stats["bytes_written"] == sum(path.stat().st_size for path in list_snapshot_files(tmp_path, "episodes"))
     assert math.isfinite(stats["write_latency_us"]["p99"])
+
+
+def test_attachments_are_stored_before_the_json_that_lists_them(tmp_path: Path) -> None:
+    import hashlib
+
+    written: list = []
+    blob = bytes(range(256)) * 100
+    with SnapshotWriter(tmp_path) as writer:
+        writer.submit("checkpoints", {"timestep": 5}, attachments={".zip": lambda: blob, ".state.pkl": lambda: b"s"},
+                      on_written=written.append)
+        writer.submit("checkpoints", {"timestep": 6}, attachments={".zip": lambda: 1 / 0}, on_written=written.append)
+        writer.flush(10)
+        stats = writer.stats()
+    (json_path,) = list_snapshot_files(tmp_path, "checkpoints")
+    assert written == [json_path, None]
+    (record,) = orjson.loads(json_path.read_bytes())
+    stem = json_path.name.removesuffix(".json")
+    assert record["files"]["zip"] == {"name": stem + ".zip", "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    assert (tmp_path / "checkpoints" / record["files"]["zip"]["name"]).read_bytes() == blob
+    assert (tmp_path / "checkpoints" / record["files"]["state.pkl"]["name"]).read_bytes() == b"s"
+    assert stats["failed_by_category"] == {"checkpoints": 1} and "ZeroDivisionError" in stats["errors"][0]
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == sorted([json_path.name, stem + ".zip", stem + ".state.pkl"])

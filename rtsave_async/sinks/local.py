@@ -62,6 +62,11 @@ class LocalSink:
         if self.durable:
             _fsync_directory(directory)
 
+    def remove(self, folder: str, names: list[str]) -> None:
+        """Delete ``folder/name`` for each name; names already gone are skipped."""
+        for name in names:
+            _remove_quietly(self.root / folder / name)
+
     def existing_names(self, folder: str) -> list[str]:
         """Final (non-temp) file names in ``folder``; empty if it does not exist."""
         try:

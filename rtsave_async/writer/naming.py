@@ -16,7 +16,7 @@ import time
 SNAPSHOT_SUFFIX = ".json"
 TEMP_SUFFIX = ".tmp"
 _SEQUENCE_WIDTH = 8
-_NAME_PATTERN = re.compile(r"(?P<prefix>.+)_(?P<stamp>\d{8}_\d{6})_(?P<seq>\d+)\.(?P<ext>[A-Za-z0-9.]+)")
+_NAME_PATTERN = re.compile(r"(?P<prefix>.+)_(?P<stamp>\d{8}_\d{6})_(?P<seq>\d+)\.(?P<ext>[A-Za-z0-9._-]+)")
 _TEMP_PATTERN = re.compile(r"\.(?P<final>.+)\.(?P<pid>\d+)\.(?P<n>\d+)" + re.escape(TEMP_SUFFIX))
 _temp_counter = itertools.count()
 

@@ -11,12 +11,16 @@ training thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import hashlib
 import logging
 import os
 import threading
 import time
 from pathlib import Path
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -25,7 +29,7 @@ from rtsave_async.categories import file_prefix, validate_category
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
 from rtsave_async.writer import exit_hook
-from rtsave_async.writer.naming import parse_sequence, snapshot_name, temp_name
+from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, parse_sequence, snapshot_name, temp_name
 from rtsave_async.writer.serialize import ORJSON_OPTIONS, SnapshotSerializer
 from rtsave_async.writer.stats import WriterStats
 
@@ -92,10 +96,25 @@ class SnapshotWriter:
         exit_hook.register(self)
 
     # ----------------------------------------------------------------- producer side
-    def submit(self, category: str, records: Any) -> bool:
+    def submit(
+        self,
+        category: str,
+        records: Any,
+        *,
+        attachments: Mapping[str, Callable[[], bytes]] | None = None,
+        on_written: Callable[[Path | None], None] | None = None,
+    ) -> bool:
         """Queue ``records`` (a list, or one record) as one file in ``category``.
 
         Cheap and never touches disk. The caller must not mutate ``records`` afterwards.
+
+        :param attachments: file-name suffix (e.g. ``".zip"``) -> a function returning the
+            bytes, called on the writer thread (so it must only read copies). Each is
+            stored beside the JSON file under the same name stem, before it; the JSON
+            file is written last and each dict record gets a ``files`` entry with their
+            names, sizes and SHA-256 -- a JSON file always points at complete files.
+        :param on_written: called on the writer thread with the JSON file's path once
+            everything is stored, or with None if the snapshot failed.
         Returns False when the back-pressure policy dropped the snapshot.
         Raises ``ValueError`` for an unsafe category name and ``RuntimeError`` after
         :meth:`close` or in a forked child.
@@ -108,7 +127,8 @@ class SnapshotWriter:
             self._valid_categories.add(validate_category(category))
         payload = records if isinstance(records, list) else [records]
         self._submitted += 1
-        accepted = self._queue.put(Snapshot(category, payload, time.time()))
+        snapshot = Snapshot(category, payload, time.time(), dict(attachments or {}), on_written)
+        accepted = self._queue.put(snapshot)
         if self._queue.dropped.total() != self._drops_reported:
             self._report_drops()
         return accepted
@@ -243,34 +263,51 @@ class SnapshotWriter:
 
     async def _write(self, snapshot: Snapshot) -> None:
         category = snapshot.category
-        started = time.perf_counter_ns()
+        timer = _PhaseTimer()
         try:
-            data = self._serializer.dumps(snapshot.payload)
-        except Exception as exc:  # the serializer should not raise; never let it kill the loop
-            self._report_error(exc, f"could not serialize a {category} snapshot: {exc!r}", category)
-            return
-        serialized = time.perf_counter_ns()
-        try:
-            await self._store(category, snapshot.created, data)
+            with timer.phase("encode"):
+                blobs = {suffix: encode() for suffix, encode in snapshot.attachments.items()}
+            path, size = await self._store(snapshot, blobs, timer)
         except OSError as exc:
             where = exc.filename or self.save_dir / category
             self._report_error(exc, f"could not write {where}: {exc.strerror or exc}", category)
-            return
-        self._stats.record_written(category, len(data), serialized - started, time.perf_counter_ns() - serialized)
+            path = None
+        except Exception as exc:  # an attachment encoder failed; never let it kill the loop
+            self._report_error(exc, f"could not encode a {category} snapshot: {exc!r}", category)
+            path = None
+        else:
+            self._stats.record_written(category, size, timer.totals["encode"], timer.totals["store"])
+        if snapshot.on_written is not None:
+            snapshot.on_written(path)
 
-    async def _store(self, category: str, created: float, data: bytes) -> None:
-        """Store under the next free name; a name taken by another writer is skipped."""
+    async def _store(self, snapshot: Snapshot, blobs: dict[str, bytes], timer: _PhaseTimer) -> tuple[Path, int]:
+        """Write the attachments, then the JSON file last, under the next free name.
+
+        Returns the JSON file's path and the bytes written. A name taken by another
+        writer is skipped (the attachments written under it are removed first).
+        """
+        category = snapshot.category
         prefix = file_prefix(category)
         while True:
             if category not in self._next_sequence:
                 self._next_sequence[category] = self._first_free_sequence(category, prefix)
-            sequence = self._next_sequence[category]
+            stem = snapshot_name(prefix, snapshot.created, self._next_sequence[category], suffix="")
             self._next_sequence[category] += 1
+            stored: list[str] = []
             try:
-                await self._sink.put(category, snapshot_name(prefix, created, sequence), data)
-                return
+                with timer.phase("store"):
+                    for suffix, blob in blobs.items():
+                        await self._sink.put(category, stem + suffix, blob)
+                        stored.append(stem + suffix)
+                with timer.phase("encode"):
+                    data = self._serializer.dumps(_with_file_list(snapshot.payload, stem, blobs))
+                with timer.phase("store"):
+                    await self._sink.put(category, stem + SNAPSHOT_SUFFIX, data)
             except FileExistsError:
+                self._sink.remove(category, stored)
                 del self._next_sequence[category]  # rescan the folder
+                continue
+            return self._sink.root / category / (stem + SNAPSHOT_SUFFIX), len(data) + sum(map(len, blobs.values()))
 
     def _first_free_sequence(self, category: str, prefix: str) -> int:
         taken = (parse_sequence(name, prefix) for name in self._sink.existing_names(category))
@@ -297,3 +334,32 @@ class SnapshotWriter:
         if first:
             logger.error("rtsave_async: %s (%s); later errors of this kind are only counted",
                          message, errno.errorcode.get(code, type(exc).__name__))
+
+
+class _PhaseTimer:
+    """Adds up nanoseconds spent per named phase."""
+
+    def __init__(self) -> None:
+        self.totals: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            self.totals[name] += time.perf_counter_ns() - started
+
+
+def _with_file_list(payload: list[Any], stem: str, blobs: Mapping[str, bytes]) -> list[Any]:
+    """``payload`` with ``files`` (name, bytes, sha256 per attachment) added to each dict record."""
+    if not blobs:
+        return payload
+    files = {
+        suffix.lstrip("."): {"name": stem + suffix, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+        for suffix, blob in blobs.items()
+    }
+    for record in payload:
+        if isinstance(record, dict):
+            record["files"] = files
+    return payload
