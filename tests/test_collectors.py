@@ -1,0 +1,180 @@
+"""Collectors in isolation: bookkeeping, copying and config conversion, no training."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import LinearSchedule
+
+from rtsave_async.callbacks.realtime import TimestepTrigger
+from rtsave_async.collectors import (
+    ComponentAverager,
+    EnvStateReader,
+    EpisodeTracker,
+    LearningMetricsTracker,
+    collect_hyperparameters,
+    describe_space,
+    plain_copy,
+)
+from rtsave_async.collectors.hyperparameters import config_value, git_revision
+
+
+def step_with(tracker: EpisodeTracker, done_envs: list[int], infos: dict[int, dict]) -> None:
+    dones = np.zeros(tracker.num_envs, bool)
+    dones[done_envs] = True
+    tracker.record_step(dones, [infos.get(env_id, {}) for env_id in range(tracker.num_envs)])
+
+
+def test_episode_tracker_counts_per_env_and_resets_finished_list_per_save() -> None:
+    tracker = EpisodeTracker(num_envs=2, success_window=3)
+    step_with(tracker, [], {})
+    step_with(tracker, [0], {0: {"episode": {"r": 2.5, "l": 2, "t": 0.1}, "is_success": np.True_}})
+    step_with(tracker, [0, 1], {0: {"is_success": False}, 1: {"episode": {"r": np.float32(3.0), "l": 3}}})
+    step_with(tracker, [], {})
+
+    records = tracker.take_records(timestep=8, max_episode_steps=10, dt=0.5)
+    assert [(r["env_id"], r["episode_count"], r["success_count"], r["success_rate"]) for r in records] == [
+        (0, 2, 1, 0.5),
+        (1, 1, 0, None),  # env 1 never reported is_success
+    ]
+    assert records[0]["finished_episodes"] == [
+        {"return": 2.5, "length": 2, "is_success": True},
+        {"return": None, "length": 1, "is_success": False},  # no Monitor info: length counted by the tracker
+    ]
+    assert records[1]["finished_episodes"] == [{"return": 3.0, "length": 3, "is_success": None}]
+    assert records[0]["detailed_info"] == {
+        "episode_info": {"current_step": 1, "time_remaining": 4.5},
+        "robot_state": None,
+        "performance_metrics": {"episode_progress": 0.1, "stability_score": None},
+        "foot_contacts": None,
+    }
+    assert tracker.recent_success_rate() == 0.5
+    assert all(record["finished_episodes"] == [] for record in tracker.take_records(timestep=10))
+
+
+def test_episode_tracker_prefers_env_detail_and_copies_it() -> None:
+    tracker = EpisodeTracker(num_envs=1)
+    joints = np.arange(3.0)
+    detail = {"episode_info": {"current_step": 7, "time_remaining": 1.0}, "robot_state": {"joints": joints},
+              "foot_contacts": [True, False]}
+    performance = {"episode_progress": np.float64(0.7), "stability_score": 0.8}
+    (record,) = tracker.take_records(5, [detail], [performance])
+    joints[:] = -1
+    detail["foot_contacts"].append(True)
+    assert record["detailed_info"] == {
+        "episode_info": {"current_step": 7, "time_remaining": 1.0},
+        "robot_state": {"joints": [0.0, 1.0, 2.0]},
+        "performance_metrics": {"episode_progress": 0.7, "stability_score": 0.8},
+        "foot_contacts": [True, False],
+    }
+    assert type(record["detailed_info"]["performance_metrics"]["episode_progress"]) is float
+
+
+def test_recent_success_rate_is_none_without_success_info() -> None:
+    tracker = EpisodeTracker(num_envs=1)
+    step_with(tracker, [0], {0: {}})
+    assert tracker.recent_success_rate() is None
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def test_plain_copy_detaches_and_converts() -> None:
+    array = np.array([[1, 2], [3, 4]], dtype=np.int32)
+    nested = {"array": array, 3: (np.float32(0.5), Color.RED), "tensor": th.tensor([1.5]), "other": Path("/x")}
+    copied = plain_copy(nested)
+    array[0, 0] = 99
+    assert copied == {"array": [[1, 2], [3, 4]], "3": [0.5, "red"], "tensor": [1.5], "other": "/x"}
+    assert type(copied["3"][0]) is float
+
+
+def test_component_averager_means_per_name_then_resets() -> None:
+    averager = ComponentAverager()
+    assert averager.take_means() is None
+    averager.add({"a": 1.0, "b": np.float32(2.0)})
+    averager.add({"a": 3.0})
+    assert averager.take_means() == {"a": 2.0, "b": 2.0}
+    assert averager.take_means() is None
+
+
+def test_learning_tracker_keeps_last_logger_values_across_clears() -> None:
+    tracker = LearningMetricsTracker(start_timestep=0)
+    name_to_value = {"train/loss": np.float32(0.25), "train/n_updates": 3, "rollout/video": object()}
+    tracker.remember_logger_values(name_to_value)
+    name_to_value.clear()  # what Logger.dump() does
+    tracker.remember_logger_values(name_to_value)
+    tracker.record_step([{"reward_components": {"alive": 1.0}}, {"reward_components": {"alive": 0.0}}, {}])
+    record = tracker.take_record(100, 400, 0.5, None)
+    assert record["logger"] == {"train/loss": 0.25, "train/n_updates": 3}
+    assert record["reward_components"] == {"alive": 0.5} and record["cost_components"] is None
+    assert record["training_progress"] == 0.25 and record["fps"] > 0 and record["memory_usage_mb"] > 0
+    assert tracker.take_record(200, None, None, None)["training_progress"] is None
+
+
+def test_timestep_trigger_fires_once_per_crossed_multiple() -> None:
+    trigger = TimestepTrigger(10)
+    trigger.restart(25)
+    fired = [t for t in range(26, 80, 4) if trigger.is_due(t)]
+    assert fired == [30, 42, 50, 62, 70]
+    with pytest.raises(ValueError):
+        TimestepTrigger(0)
+
+
+def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
+    env = make_vec_env("Pendulum-v1", n_envs=2)
+    reader = EnvStateReader(env)
+    assert not any(reader.supported.values())
+    assert reader.max_episode_steps == 200 and reader.dt == 0.05  # PendulumEnv.dt
+    assert reader.detailed_episode_info() is None and reader.rand_power() is None
+    assert reader.curriculum_progress() is None
+    summary = reader.environment_summary()
+    assert summary["environment_class"] == "PendulumEnv" and summary["env_id"] == "Pendulum-v1"
+    assert summary["action_space"] == describe_space(env.action_space)
+    summary["environment_class"] = "changed"
+    assert reader.environment_summary()["environment_class"] == "PendulumEnv"
+
+
+def test_describe_space_handles_nested_spaces() -> None:
+    space = gym.spaces.Dict({"a": gym.spaces.Discrete(3), "b": gym.spaces.Box(0, 1, (2,))})
+    description = describe_space(space)
+    assert description["type"] == "Dict"
+    assert description["spaces"]["a"]["n"] == 3
+    assert description["spaces"]["b"]["shape"] == [2]
+
+
+def test_config_value_converts_schedules_classes_and_skips_live_objects() -> None:
+    assert config_value(LinearSchedule(1.0, 0.0, 0.5)) == 1.0
+    assert config_value(lambda progress: 2 * progress) == 2.0
+    assert config_value(th.nn.ReLU) == "torch.nn.modules.activation.ReLU"
+    assert config_value({"net_arch": [64, 64], "activation_fn": th.nn.Tanh}) == {
+        "net_arch": [64, 64], "activation_fn": "torch.nn.modules.activation.Tanh"}
+    assert config_value(th.device("cpu")) == "cpu"
+    assert config_value(np.zeros(3)) is NotImplemented
+
+
+def test_collect_hyperparameters_for_sac(tmp_path: Path) -> None:
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_rate=LinearSchedule(1e-3, 1e-4, 1.0), buffer_size=500,
+                policy_kwargs={"net_arch": [8]}, seed=3)
+    record = collect_hyperparameters(model, 0, 1000, {"environment_class": "PendulumEnv"})
+    hyperparameters = record["algorithm_hyperparameters"]
+    assert (record["model_type"], record["policy_type"], record["seed"]) == ("SAC", "SACPolicy", 3)
+    assert hyperparameters["learning_rate"] == pytest.approx(1e-3) and hyperparameters["buffer_size"] == 500
+    assert "replay_buffer" not in hyperparameters and "num_timesteps" not in hyperparameters
+    assert record["policy_architecture"]["net_arch"] == [8]
+    assert record["policy_architecture"]["num_parameters"] == sum(p.numel() for p in model.policy.parameters())
+    assert record["environment"]["environment_class"] == "PendulumEnv"
+    assert record["environment"]["num_envs"] == 1
+    assert set(record["versions"]) >= {"python", "torch", "stable_baselines3", "gymnasium", "mujoco", "numpy"}
+    assert record["host"]
+
+
+def test_git_revision_is_none_outside_a_checkout(tmp_path: Path) -> None:
+    assert git_revision(tmp_path) is None
