@@ -286,16 +286,18 @@ def test_attachments_are_stored_before_the_json_that_lists_them(tmp_path: Path) 
     written: list = []
     blob = bytes(range(256)) * 100
     with SnapshotWriter(tmp_path) as writer:
-        writer.submit("checkpoints", {"timestep": 5}, attachments={".zip": lambda: blob, ".state.pkl": lambda: b"s"},
+        writer.submit("checkpoints", lambda files: [{"timestep": 5, "files": files}],
+                      attachments={".zip": lambda: blob, ".state.pkl": lambda: b"s"}, on_written=written.append)
+        writer.submit("checkpoints", lambda files: [{"timestep": 6}], attachments={".zip": lambda: 1 / 0},
                       on_written=written.append)
-        writer.submit("checkpoints", {"timestep": 6}, attachments={".zip": lambda: 1 / 0}, on_written=written.append)
         writer.flush(10)
         stats = writer.stats()
     (json_path,) = list_snapshot_files(tmp_path, "checkpoints")
     assert written == [json_path, None]
     (record,) = orjson.loads(json_path.read_bytes())
     stem = json_path.name.removesuffix(".json")
-    assert record["files"]["zip"] == {"name": stem + ".zip", "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    assert record["files"]["zip"] == {"name": stem + ".zip", "path": str(tmp_path / "checkpoints" / (stem + ".zip")),
+                                      "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
     assert (tmp_path / "checkpoints" / record["files"]["zip"]["name"]).read_bytes() == blob
     assert (tmp_path / "checkpoints" / record["files"]["state.pkl"]["name"]).read_bytes() == b"s"
     assert stats["failed_by_category"] == {"checkpoints": 1} and "ZeroDivisionError" in stats["errors"][0]

@@ -108,11 +108,14 @@ class SnapshotWriter:
 
         Cheap and never touches disk. The caller must not mutate ``records`` afterwards.
 
+        :param records: a list of records, one record, or a function of the attachment
+            list (suffix without the dot -> ``name``, ``path``, ``bytes``, ``sha256``)
+            returning the records, called on the writer thread once the attachments
+            are stored.
         :param attachments: file-name suffix (e.g. ``".zip"``) -> a function returning the
             bytes, called on the writer thread (so it must only read copies). Each is
             stored beside the JSON file under the same name stem, before it; the JSON
-            file is written last and each dict record gets a ``files`` entry with their
-            names, sizes and SHA-256 -- a JSON file always points at complete files.
+            file is written last, so it only ever points at complete files.
         :param on_written: called on the writer thread with the JSON file's path once
             everything is stored, or with None if the snapshot failed.
         Returns False when the back-pressure policy dropped the snapshot.
@@ -125,7 +128,7 @@ class SnapshotWriter:
             raise RuntimeError(f"SnapshotWriter for {self.save_dir} is closed")
         if category not in self._valid_categories:
             self._valid_categories.add(validate_category(category))
-        payload = records if isinstance(records, list) else [records]
+        payload = records if isinstance(records, list) or callable(records) else [records]
         self._submitted += 1
         snapshot = Snapshot(category, payload, time.time(), dict(attachments or {}), on_written)
         accepted = self._queue.put(snapshot)
@@ -300,7 +303,8 @@ class SnapshotWriter:
                         await self._sink.put(category, stem + suffix, blob)
                         stored.append(stem + suffix)
                 with timer.phase("encode"):
-                    data = self._serializer.dumps(_with_file_list(snapshot.payload, stem, blobs))
+                    records = _records_with_files(snapshot.payload, self._sink.root / category, stem, blobs)
+                    data = self._serializer.dumps(records)
                 with timer.phase("store"):
                     await self._sink.put(category, stem + SNAPSHOT_SUFFIX, data)
             except FileExistsError:
@@ -351,15 +355,16 @@ class _PhaseTimer:
             self.totals[name] += time.perf_counter_ns() - started
 
 
-def _with_file_list(payload: list[Any], stem: str, blobs: Mapping[str, bytes]) -> list[Any]:
-    """``payload`` with ``files`` (name, bytes, sha256 per attachment) added to each dict record."""
-    if not blobs:
+def _records_with_files(payload: Any, folder: Path, stem: str, blobs: Mapping[str, bytes]) -> Any:
+    """The records to write: ``payload``, or for a callable payload its result given the
+    attachment list (suffix without the dot -> name, path, bytes, sha256)."""
+    if not callable(payload):
         return payload
     files = {
-        suffix.lstrip("."): {"name": stem + suffix, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+        suffix.lstrip("."): {
+            "name": stem + suffix, "path": str(folder / (stem + suffix)),
+            "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+        }
         for suffix, blob in blobs.items()
     }
-    for record in payload:
-        if isinstance(record, dict):
-            record["files"] = files
-    return payload
+    return payload(files)
