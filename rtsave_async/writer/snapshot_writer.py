@@ -281,7 +281,10 @@ class SnapshotWriter:
         else:
             self._stats.record_written(category, size, timer.totals["encode"], timer.totals["store"])
         if snapshot.on_written is not None:
-            snapshot.on_written(path)
+            try:
+                snapshot.on_written(path)
+            except Exception as exc:  # a caller's hook must not stop the writer
+                self._report_error(exc, f"the on_written hook of a {category} snapshot failed: {exc!r}")
 
     async def _store(self, snapshot: Snapshot, blobs: dict[str, bytes], timer: _PhaseTimer) -> tuple[Path, int]:
         """Write the attachments, then the JSON file last, under the next free name.
