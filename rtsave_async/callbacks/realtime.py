@@ -204,23 +204,23 @@ class RealTimeSavingCallback(BaseCallback):
 
     # ------------------------------------------------------------------ saving
     def save_snapshot(self) -> None:
-        """Gather this timestep's records and submit one file per enabled category.
+        """Gather this timestep's records, then submit one file per enabled category.
 
         Makes at most one batched VecEnv call per protocol item; never touches disk.
+        Everything is gathered before the first submit, which wakes the writer thread,
+        so that the writer does not compete for the GIL while records are gathered.
         """
         timestep = self.num_timesteps
+        for category, records in self._gather_payloads(timestep):
+            self._submit(category, records)
+        self.saved_timesteps.append(timestep)
+        if self.verbose >= 2:
+            print(f"RealTimeSavingCallback: snapshot at timestep {timestep} submitted")
+
+    def _gather_payloads(self, timestep: int) -> list[tuple[str, list[dict[str, Any]]]]:
+        """``(category, records)`` for every enabled per-save category."""
         env_state = self._env_state
-        if self.save_episode_data:
-            records = self._episodes.take_records(
-                timestep,
-                env_state.detailed_episode_info(),
-                env_state.performance_metrics(),
-                env_state.max_episode_steps,
-                env_state.dt,
-            )
-            self._submit(categories.EPISODES, records)
-        if self.save_environment_state:
-            self._submit(categories.ENVIRONMENT_STATES, [build_environment_state_record(timestep, env_state)])
+        payloads = []
         if self.save_learning_metrics:
             self._learning.remember_logger_values(self.model.logger.name_to_value)
             record = self._learning.take_record(
@@ -229,10 +229,19 @@ class RealTimeSavingCallback(BaseCallback):
                 self._episodes.recent_success_rate(),
                 env_state.curriculum_progress(),
             )
-            self._submit(categories.LEARNING_METRICS, [record])
-        self.saved_timesteps.append(timestep)
-        if self.verbose >= 2:
-            print(f"RealTimeSavingCallback: snapshot at timestep {timestep} submitted")
+            payloads.append((categories.LEARNING_METRICS, [record]))
+        if self.save_episode_data:
+            records = self._episodes.take_records(
+                timestep,
+                env_state.detailed_episode_info(),
+                env_state.performance_metrics(),
+                env_state.max_episode_steps,
+                env_state.dt,
+            )
+            payloads.append((categories.EPISODES, records))
+        if self.save_environment_state:
+            payloads.append((categories.ENVIRONMENT_STATES, [build_environment_state_record(timestep, env_state)]))
+        return payloads
 
     def _on_checkpoint_due(self) -> None:
         """Called every ``checkpoint_frequency`` timesteps when ``save_checkpoints`` is on.

@@ -9,6 +9,7 @@ dump), and measures throughput and memory at each save.
 from __future__ import annotations
 
 import numbers
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,6 +18,27 @@ import psutil
 
 REWARD_COMPONENTS = "reward_components"
 COST_COMPONENTS = "cost_components"
+
+_STATM_PATH = "/proc/self/statm"
+_statm: tuple[int, int] | None = None  # (pid that opened it, descriptor)
+
+
+def resident_memory_mb() -> float:
+    """Resident set size of this process in MiB (what ``psutil.Process().memory_info().rss`` gives).
+
+    On Linux this is one ``pread`` of ``/proc/self/statm`` on a descriptor kept open
+    per process (about 1.5 µs, against about 11 µs for psutil, which opens the file
+    each time); elsewhere it falls back to psutil.
+    """
+    global _statm
+    pid = os.getpid()
+    if _statm is None or _statm[0] != pid:  # first call, or in a forked child
+        try:
+            _statm = (pid, os.open(_STATM_PATH, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            return psutil.Process().memory_info().rss / 2**20
+    resident_pages = int(os.pread(_statm[1], 128, 0).split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class ComponentAverager:
@@ -57,7 +79,6 @@ class LearningMetricsTracker:
         self.reward_components = ComponentAverager()
         self.cost_components = ComponentAverager()
         self.logger_values: dict[str, float | int] = {}
-        self._process = psutil.Process()
         self._last_timestep = start_timestep
         self._last_time = time.perf_counter()
 
@@ -76,10 +97,6 @@ class LearningMetricsTracker:
         for name, value in name_to_value.items():
             if isinstance(value, numbers.Real):
                 self.logger_values[name] = value.item() if hasattr(value, "item") else value
-
-    def memory_usage_mb(self) -> float:
-        """Resident set size of this process in MiB."""
-        return self._process.memory_info().rss / 2**20
 
     def take_record(
         self,
@@ -104,7 +121,7 @@ class LearningMetricsTracker:
             "training_progress": timestep / total_timesteps if total_timesteps else None,
             "recent_success_rate_avg": recent_success_rate_avg,
             "curriculum_progress": curriculum_progress,
-            "memory_usage_mb": self.memory_usage_mb(),
+            "memory_usage_mb": resident_memory_mb(),
             "fps": fps,
             "reward_components": self.reward_components.take_means(),
             "cost_components": self.cost_components.take_means(),
