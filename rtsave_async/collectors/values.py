@@ -28,10 +28,14 @@ def plain_copy(value: Any) -> Any:
     value_type = type(value)
     if value_type in _IMMUTABLE_SCALARS:
         return value
-    if isinstance(value, Mapping):
-        return {key if type(key) is str else str(key): plain_copy(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_copy(item) for item in value]
+    # Scalars inside containers are kept inline: no call per number in the common case.
+    if value_type is dict or isinstance(value, Mapping):
+        return {
+            key if type(key) is str else str(key): item if type(item) in _IMMUTABLE_SCALARS else plain_copy(item)
+            for key, item in value.items()
+        }
+    if value_type is list or isinstance(value, (list, tuple)):
+        return [item if type(item) in _IMMUTABLE_SCALARS else plain_copy(item) for item in value]
     if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
     if isinstance(value, enum.Enum):
