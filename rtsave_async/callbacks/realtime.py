@@ -171,7 +171,18 @@ class RealTimeSavingCallback(BaseCallback):
             self._submit(categories.HYPERPARAMETERS, [record])
 
     def _on_rollout_start(self) -> None:
-        # The logger clears its values on every dump; train/* values are visible here.
+        self._remember_logger_values()
+
+    def _on_rollout_end(self) -> None:
+        self._remember_logger_values()
+
+    def _remember_logger_values(self) -> None:
+        """Copy what the SB3 logger holds now; it clears its values on every dump.
+
+        Called at rollout start (values recorded by ``train()`` are visible), rollout
+        end (values recorded by callbacks such as ``EvalCallback``) and training end,
+        i.e. around every dump, instead of in the save path.
+        """
         self._learning.remember_logger_values(self.model.logger.name_to_value)
 
     def _on_step(self) -> bool:
@@ -186,6 +197,7 @@ class RealTimeSavingCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
+        self._remember_logger_values()
         if self.save_on_training_end and self.saved_timesteps[-1:] != [self.num_timesteps]:
             self.save_snapshot()
         assert self.writer is not None
@@ -222,7 +234,6 @@ class RealTimeSavingCallback(BaseCallback):
         env_state = self._env_state
         payloads = []
         if self.save_learning_metrics:
-            self._learning.remember_logger_values(self.model.logger.name_to_value)
             record = self._learning.take_record(
                 timestep,
                 self._planned_total_timesteps(),

@@ -8,17 +8,18 @@ dump), and measures throughput and memory at each save.
 
 from __future__ import annotations
 
-import numbers
 import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import psutil
 
 REWARD_COMPONENTS = "reward_components"
 COST_COMPONENTS = "cost_components"
 
+_REAL_NUMBER_TYPES = (int, float, np.integer, np.floating)  # plain tuple: no ABC lookup per value
 _STATM_PATH = "/proc/self/statm"
 _statm: tuple[int, int] | None = None  # (pid that opened it, descriptor)
 
@@ -93,10 +94,15 @@ class LearningMetricsTracker:
                 self.cost_components.add(costs)
 
     def remember_logger_values(self, name_to_value: Mapping[str, Any]) -> None:
-        """Keep the latest numeric value of every key the SB3 logger currently holds."""
+        """Keep the latest numeric value of every key the SB3 logger currently holds.
+
+        Python and numpy ints/floats are kept (as Python numbers); videos, figures,
+        strings and other logged objects are skipped.
+        """
+        logger_values = self.logger_values
         for name, value in name_to_value.items():
-            if isinstance(value, numbers.Real):
-                self.logger_values[name] = value.item() if hasattr(value, "item") else value
+            if isinstance(value, _REAL_NUMBER_TYPES):
+                logger_values[name] = value.item() if isinstance(value, np.generic) else value
 
     def take_record(
         self,

@@ -1,0 +1,365 @@
+"""Training-overhead benchmark: what real-time saving costs a PPO run.
+
+Run ``python -m benchmarks.bench_training`` (about 10-15 minutes on 2 cores;
+``--quick`` for a smoke run). PPO trains ``--env-id`` (default ``Ant-v5``; the Go1
+env is ``rtsave/Go1-v0``) on ``--n-envs`` (default 4) envs in a ``DummyVecEnv``.
+Each run is a fresh child process; the variants are interleaved, round after round:
+
+- ``(a)`` no callback;
+- ``(b)`` :class:`RealTimeSavingCallback` at the seed's defaults (``save_frequency=1000``);
+- ``(c)`` :class:`RealTimeSavingCallback` saving at every step (``save_frequency=1``);
+- ``(d)`` naive: the same callback and collectors (so the SAME records), but every
+  file is written with ``json.dump(..., indent=2)`` in the training thread, at every
+  step like ``(c)``;
+- ``(e)`` the seed's original pattern: ``get_attr`` of the envs' episode counters at
+  every step, plus indented JSON written synchronously at each save (every 1000
+  timesteps).
+
+Reported: env-steps/s medians, ratios to ``(a)``, the added wall time of ``(d)`` vs
+``(c)``, and the training-thread cost of one save (gather + copy + submit) measured
+with ``perf_counter_ns`` around ``save_snapshot`` in a 12-env run saving every step.
+The Markdown section is printed and appended to ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.bench_writer import RESULTS_PATH, append_section, cpu_model, file_system_of
+from rtsave_async.callbacks import RealTimeSavingCallback
+from rtsave_async.categories import file_prefix
+
+SECTION_HEADING = "## Training overhead (bench_training)"
+SEED_SAVE_FREQUENCY = 1000  # timesteps, the seed's default
+SAVE_COST_P99_TARGET_US = 100.0
+TARGET_RATIO_B = 0.99
+TARGET_RATIO_C = 0.85
+TARGET_ADDED_TIME_FACTOR = 5.0
+PROFILE_TOP = 12
+
+VARIANTS: dict[str, str] = {
+    "a": "no callback",
+    "b": f"ours, save_frequency={SEED_SAVE_FREQUENCY}",
+    "c": "ours, save_frequency=1 (every step)",
+    "d": "naive sync json.dump(indent=2), every step",
+    "e": f"seed pattern: get_attr every step + sync indented JSON every {SEED_SAVE_FREQUENCY}",
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work the benchmark does."""
+
+    timesteps: int  # per training run
+    rounds: int  # runs per variant
+    save_cost_samples: int  # timed saves in the 12-env run
+
+
+FULL_SCALE = Scale(timesteps=16384, rounds=5, save_cost_samples=1500)
+QUICK_SCALE = Scale(timesteps=1024, rounds=1, save_cost_samples=100)
+
+
+# ------------------------------------------------------------------ comparison writers
+def _json_default(value: Any) -> Any:
+    """``default=`` for stdlib json: numpy arrays and scalars as Python values."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class SynchronousJsonWriter:
+    """Writer stand-in that writes each submit at once, in the caller's thread.
+
+    Same file layout as :class:`~rtsave_async.writer.SnapshotWriter`; each file is
+    ``json.dump(records, indent=2)``, the naive way.
+    """
+
+    def __init__(self, save_dir: Path):
+        self.save_dir = Path(save_dir)
+        self._sequence = 0
+        self._bytes_written = 0
+
+    def submit(self, category: str, records: list[dict[str, Any]]) -> bool:
+        folder = self.save_dir / category
+        folder.mkdir(parents=True, exist_ok=True)
+        self._sequence += 1
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        path = folder / f"{file_prefix(category)}_{stamp}_{self._sequence:06d}.json"
+        with path.open("w", encoding="utf-8") as handle:
+            json.dump(records, handle, indent=2, default=_json_default)
+            self._bytes_written += handle.tell()
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {"written": self._sequence, "dropped": 0, "failed": 0, "bytes_written": self._bytes_written}
+
+
+class SeedPatternCallback(RealTimeSavingCallback):
+    """The seed's pattern: read the envs' episode counters with ``get_attr`` at every step.
+
+    The counters are ``Monitor``'s ``episode_returns``/``episode_lengths``; saving goes
+    through a :class:`SynchronousJsonWriter`.
+    """
+
+    def _on_step(self) -> bool:
+        self.episode_counts = [len(returns) for returns in self.training_env.get_attr("episode_returns")]
+        self.episode_lengths = self.training_env.get_attr("episode_lengths")
+        return super()._on_step()
+
+
+class TimedSavingCallback(RealTimeSavingCallback):
+    """Records the training-thread time of every save, in ns: whole, and its gather + copy part."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.save_durations_ns: list[int] = []
+        self.gather_durations_ns: list[int] = []
+
+    def save_snapshot(self) -> None:
+        start = time.perf_counter_ns()
+        super().save_snapshot()
+        self.save_durations_ns.append(time.perf_counter_ns() - start)
+
+    def _gather_payloads(self, timestep: int) -> list[tuple[str, list[dict[str, Any]]]]:
+        start = time.perf_counter_ns()
+        payloads = super()._gather_payloads(timestep)
+        self.gather_durations_ns.append(time.perf_counter_ns() - start)
+        return payloads
+
+
+# ------------------------------------------------------------------ one run (child process)
+def make_model(env_id: str, n_envs: int, n_steps: int, seed: int) -> Any:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    if env_id.startswith("rtsave/"):
+        import rtsave_async.envs  # noqa: F401  registers the rtsave/* ids
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    return PPO("MlpPolicy", env, n_steps=n_steps, seed=seed, verbose=0)
+
+
+def make_callback(variant: str, save_dir: Path) -> RealTimeSavingCallback | None:
+    if variant == "a":
+        return None
+    if variant == "b":
+        return RealTimeSavingCallback(save_dir, save_frequency=SEED_SAVE_FREQUENCY)
+    if variant == "c":
+        return RealTimeSavingCallback(save_dir, save_frequency=1)
+    if variant == "d":
+        return RealTimeSavingCallback(save_dir, save_frequency=1, writer=SynchronousJsonWriter(save_dir))
+    if variant == "e":
+        return SeedPatternCallback(save_dir, save_frequency=SEED_SAVE_FREQUENCY, writer=SynchronousJsonWriter(save_dir))
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def run_training(args: argparse.Namespace) -> dict[str, Any]:
+    """One timed ``learn()`` of ``args.variant``; returns steps/s and the seconds taken."""
+    model = make_model(args.env_id, args.n_envs, args.n_steps, args.seed)
+    save_dir = Path(tempfile.mkdtemp(prefix=f"bench_training_{args.variant}_", dir=args.save_root))
+    try:
+        callback = make_callback(args.variant, save_dir)
+        start = time.perf_counter()
+        model.learn(args.timesteps, callback=callback)
+        seconds = time.perf_counter() - start
+        files = sum(1 for path in save_dir.rglob("*.json") if path.name != "writer_stats.json")
+    finally:
+        shutil.rmtree(save_dir, ignore_errors=True)
+    return {"variant": args.variant, "seconds": seconds, "steps_per_s": model.num_timesteps / seconds,
+            "timesteps": model.num_timesteps, "files": files}
+
+
+def run_save_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """Time ``save_snapshot`` in a ``args.n_envs``-env run saving every step; profile it too."""
+    model = make_model(args.env_id, args.n_envs, args.n_steps, args.seed)
+    save_dir = Path(tempfile.mkdtemp(prefix="bench_training_save_cost_", dir=args.save_root))
+    try:
+        callback = TimedSavingCallback(save_dir, save_frequency=1, save_on_training_end=False)
+        model.learn(args.samples * args.n_envs, callback=callback)
+        durations_us = np.array(callback.save_durations_ns) / 1000.0
+        gather_us = np.array(callback.gather_durations_ns) / 1000.0
+        submit_us = durations_us - gather_us
+        profiler = cProfile.Profile()
+        profiled = TimedSavingCallback(save_dir / "profiled", save_frequency=1, save_on_training_end=False,
+                                       writer_options={"queue_size": 4 * args.samples})  # never blocks
+        profiled.init_callback(model)
+        profiled.on_training_start({"dones": np.zeros(args.n_envs, bool), "infos": [{}] * args.n_envs}, {})
+        profiler.enable()
+        for _ in range(args.samples):
+            profiled.save_snapshot()
+        profiler.disable()
+        profiled.on_training_end()
+        report = io.StringIO()
+        pstats.Stats(profiler, stream=report).sort_stats("tottime").print_stats(PROFILE_TOP)
+    finally:
+        shutil.rmtree(save_dir, ignore_errors=True)
+    return {
+        "samples": len(durations_us),
+        "p50_us": float(np.percentile(durations_us, 50)),
+        "p99_us": float(np.percentile(durations_us, 99)),
+        "max_us": float(durations_us.max()),
+        "gather_p50_us": float(np.percentile(gather_us, 50)),
+        "gather_p99_us": float(np.percentile(gather_us, 99)),
+        "submit_p50_us": float(np.percentile(submit_us, 50)),
+        "submit_p99_us": float(np.percentile(submit_us, 99)),
+        "profile": report.getvalue(),
+    }
+
+
+# ------------------------------------------------------------------ orchestration (parent)
+def run_child(mode: str, options: Sequence[str]) -> dict[str, Any]:
+    """Run ``mode`` in a fresh interpreter; its last stdout line is the JSON result."""
+    command = [sys.executable, "-m", "benchmarks.bench_training", "--child", mode, *options]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def common_options(args: argparse.Namespace) -> list[str]:
+    options = ["--env-id", args.env_id, "--n-steps", str(args.n_steps), "--torch-threads", str(args.torch_threads)]
+    return options + (["--save-root", args.save_root] if args.save_root else [])
+
+
+def run_rounds(args: argparse.Namespace, scale: Scale) -> dict[str, list[dict[str, Any]]]:
+    """Every variant once per round, the order rotated each round."""
+    results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+    order = list(VARIANTS)
+    for round_index in range(scale.rounds):
+        rotation = order[round_index % len(order):] + order[:round_index % len(order)]
+        for variant in rotation:
+            result = run_child("train", [*common_options(args), "--variant", variant, "--n-envs", str(args.n_envs),
+                                         "--timesteps", str(scale.timesteps), "--seed", str(round_index)])
+            results[variant].append(result)
+            print(f"round {round_index + 1}/{scale.rounds} ({variant}) {VARIANTS[variant]}: "
+                  f"{result['steps_per_s']:.0f} steps/s, {result['files']} files", file=sys.stderr)
+    return results
+
+
+def format_section(args: argparse.Namespace, scale: Scale, results: dict[str, list[dict[str, Any]]],
+                   save_cost: dict[str, Any], command: str) -> str:
+    median_rate = {variant: statistics.median(r["steps_per_s"] for r in runs) for variant, runs in results.items()}
+    median_seconds = {variant: statistics.median(r["seconds"] for r in runs) for variant, runs in results.items()}
+    ratio = {variant: rate / median_rate["a"] for variant, rate in median_rate.items()}
+    added_c = median_seconds["c"] - median_seconds["a"]
+    added_d = median_seconds["d"] - median_seconds["a"]
+    added_factor = added_d / added_c if added_c > 0 else float("inf")
+
+    save_root = Path(args.save_root or tempfile.gettempdir())
+    lines = [
+        SECTION_HEADING,
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"torch threads {args.torch_threads}; load average before start {args.load_before:.2f}; "
+        f"save dirs in `{save_root}` ({file_system_of(save_root).describe()})",
+        f"- Workload: PPO `MlpPolicy`, `{args.env_id}`, {args.n_envs} envs in a DummyVecEnv, n_steps={args.n_steps} "
+        f"(other PPO defaults), {scale.timesteps} timesteps per run, {scale.rounds} interleaved round(s), "
+        "each run in a fresh process; steps/s = timesteps / wall time of `learn()` (writer close included).",
+        "",
+        "| Variant | env-steps/s (median) | min | max | ratio to (a) | files per run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for variant, runs in results.items():
+        rates = [r["steps_per_s"] for r in runs]
+        lines.append(f"| ({variant}) {VARIANTS[variant]} | {median_rate[variant]:.0f} | {min(rates):.0f} | "
+                     f"{max(rates):.0f} | {ratio[variant]:.3f} | {runs[0]['files']} |")
+    lines += [
+        "",
+        f"Added wall time per run vs (a): (c) {added_c:+.2f} s, (d) {added_d:+.2f} s, "
+        f"(d)/(c) = {added_factor:.1f}x.",
+        "",
+        f"Training-thread cost of one save (gather + copy + submit), {args.save_cost_envs} envs, "
+        f"saving every step, {save_cost['samples']} saves: p50 {save_cost['p50_us']:.1f} µs, "
+        f"p99 {save_cost['p99_us']:.1f} µs, max {save_cost['max_us']:.1f} µs; of which gather + copy "
+        f"p50 {save_cost['gather_p50_us']:.1f} / p99 {save_cost['gather_p99_us']:.1f} µs and the three "
+        f"`submit` calls p50 {save_cost['submit_p50_us']:.1f} / p99 {save_cost['submit_p99_us']:.1f} µs.",
+        "",
+        "| Target | Result | Met |",
+        "| --- | --- | --- |",
+        f"| (b) >= {TARGET_RATIO_B}x of (a) | {ratio['b']:.3f}x | {_met(ratio['b'] >= TARGET_RATIO_B)} |",
+        f"| (c) >= {TARGET_RATIO_C}x of (a) | {ratio['c']:.3f}x | {_met(ratio['c'] >= TARGET_RATIO_C)} |",
+        f"| (d) added time >= {TARGET_ADDED_TIME_FACTOR:.0f}x (c)'s | {added_factor:.1f}x | "
+        f"{_met(added_factor >= TARGET_ADDED_TIME_FACTOR)} |",
+        f"| save p99 <= {SAVE_COST_P99_TARGET_US:.0f} µs | {save_cost['p99_us']:.1f} µs | "
+        f"{_met(save_cost['p99_us'] <= SAVE_COST_P99_TARGET_US)} |",
+    ]
+    if save_cost["p99_us"] > SAVE_COST_P99_TARGET_US:
+        lines += ["", "Profile of the save path (cProfile, back-to-back saves, top by own time):", "", "```",
+                  save_cost["profile"].strip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env-id", default="Ant-v5", help="Gymnasium id, e.g. rtsave/Go1-v0 (default Ant-v5)")
+    parser.add_argument("--n-envs", type=int, default=4, help="envs in the training runs (default 4)")
+    parser.add_argument("--n-steps", type=int, default=512, help="PPO n_steps per env (default 512)")
+    parser.add_argument("--save-cost-envs", type=int, default=12, help="envs in the save-cost run (default 12)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: leaves the 2nd core to envs and the writer)")
+    parser.add_argument("--save-root", help="folder for the runs' save dirs (default: the system temp dir)")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="Markdown file to append to")
+    # child-process options
+    parser.add_argument("--child", choices=["train", "save-cost"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--timesteps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print its Markdown section and append it to RESULTS.md."""
+    args = parse_args(argv)
+    if args.child:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        result = run_training(args) if args.child == "train" else run_save_cost(args)
+        print(json.dumps(result))
+        return 0
+
+    scale = QUICK_SCALE if args.quick else FULL_SCALE
+    args.load_before = os.getloadavg()[0]
+    command = " ".join(["python -m benchmarks.bench_training", *(sys.argv[1:] if argv is None else argv)])
+    results = run_rounds(args, scale)
+    save_cost = run_child("save-cost", [*common_options(args), "--n-envs", str(args.save_cost_envs),
+                                        "--samples", str(scale.save_cost_samples)])
+    section = format_section(args, scale, results, save_cost, command)
+    print(section)
+    if not args.no_append:
+        append_section(args.results, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
