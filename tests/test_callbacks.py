@@ -405,3 +405,27 @@ def test_invalid_arguments_are_rejected(tmp_path: Path) -> None:
         RealTimeSavingCallback(tmp_path, save_frequency=0)
     with pytest.raises(ValueError, match="differs"):
         RealTimeSavingCallback(tmp_path / "a", writer=RecordingWriter(tmp_path / "b"))
+
+
+def test_go1_env_fills_every_field(tmp_path: Path) -> None:
+    envs = pytest.importorskip("rtsave_async.envs")
+    env = make_vec_env(envs.GO1_ENV_ID, n_envs=2, seed=0)
+    callback = RealTimeSavingCallback(tmp_path, save_frequency=64)
+    PPO("MlpPolicy", env, n_steps=32, batch_size=64, n_epochs=1, policy_kwargs=small_policy()).learn(128, callback=callback)
+
+    assert timesteps_in(tmp_path, categories.EPISODES) == [64, 128]
+    for record in load_records(tmp_path, categories.EPISODES)[-1]:
+        detailed = record["detailed_info"]
+        robot = detailed["robot_state"]
+        assert set(robot["position"]) == {"x", "y", "z"}
+        assert len(robot["velocity"]["linear"]) == len(robot["velocity"]["angular"]) == 3
+        assert len(robot["joint_positions"]) == len(robot["joint_velocities"]) == 12
+        assert len(detailed["foot_contacts"]) == 4
+        assert detailed["episode_info"]["current_step"] >= 0
+        assert 0.0 <= detailed["performance_metrics"]["stability_score"] <= 1.0
+    state = load_records(tmp_path, categories.ENVIRONMENT_STATES)[-1][0]
+    assert state["environment_summary"]["environment_class"] == "Go1MujocoEnv"
+    assert len(state["rand_power"]) == 2
+    metrics = load_records(tmp_path, categories.LEARNING_METRICS)[-1][0]
+    assert metrics["reward_components"] and metrics["cost_components"]
+    assert metrics["curriculum_progress"] is not None
