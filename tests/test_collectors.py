@@ -13,6 +13,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import LinearSchedule
 
+import rtsave_async
 from rtsave_async.callbacks.realtime import TimestepTrigger
 from rtsave_async.collectors import (
     ComponentAverager,
@@ -173,6 +174,7 @@ def test_collect_hyperparameters_for_sac(tmp_path: Path) -> None:
     assert record["environment"]["environment_class"] == "PendulumEnv"
     assert record["environment"]["num_envs"] == 1
     assert set(record["versions"]) >= {"python", "torch", "stable_baselines3", "gymnasium", "mujoco", "numpy"}
+    assert record["versions"]["rtsave_async"] == rtsave_async.__version__
     assert record["host"]
 
 

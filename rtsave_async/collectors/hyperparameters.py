@@ -103,13 +103,17 @@ def policy_architecture(model: BaseAlgorithm) -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str | None]:
-    """Python and :data:`VERSIONED_PACKAGES` versions (``None`` for a missing package)."""
+    """Python and :data:`VERSIONED_PACKAGES` versions.
+
+    From the installed distribution's metadata, else the imported module's
+    ``__version__`` (e.g. a source checkout on ``PYTHONPATH``), else ``None``.
+    """
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in VERSIONED_PACKAGES:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
+            versions[package] = getattr(sys.modules.get(package), "__version__", None)
     return versions
 
 
