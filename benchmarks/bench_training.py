@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import io
 import json
 import os
@@ -155,7 +156,7 @@ def make_model(env_id: str, n_envs: int, n_steps: int, seed: int) -> Any:
     from stable_baselines3.common.env_util import make_vec_env
 
     if env_id.startswith("rtsave/"):
-        import rtsave_async.envs  # noqa: F401  registers the rtsave/* ids
+        importlib.import_module("rtsave_async.envs")  # registers the rtsave/* ids
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     return PPO("MlpPolicy", env, n_steps=n_steps, seed=seed, verbose=0)
 
