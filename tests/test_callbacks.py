@@ -123,17 +123,6 @@ class RecordingWriter:
         return [records for submitted_category, records, _ in self.submitted if submitted_category == category]
 
 
-class CheckpointRecorder(RealTimeSavingCallback):
-    """Records the timesteps at which the checkpoint hook is called."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.checkpoint_timesteps: list[int] = []
-
-    def _on_checkpoint_due(self) -> None:
-        self.checkpoint_timesteps.append(self.num_timesteps)
-
-
 def protocol_vec_env(n_envs: int, vec_env_cls: type = DummyVecEnv, continuous: bool = False):
     kwargs = {"start_method": "fork"} if vec_env_cls is SubprocVecEnv else None
     return make_vec_env(ProtocolEnv, n_envs=n_envs, seed=0, vec_env_cls=vec_env_cls,
@@ -161,7 +150,8 @@ def check_episode_counts(record: dict, n_envs: int) -> None:
 def test_ppo_dummy_vec_env_writes_seed_layout_at_timestep_multiples(tmp_path: Path) -> None:
     n_envs, total, frequency = 3, 384, 50
     env = protocol_vec_env(n_envs)
-    callback = CheckpointRecorder(tmp_path, save_frequency=frequency, checkpoint_frequency=100)
+    callback = RealTimeSavingCallback(tmp_path, save_frequency=frequency, checkpoint_frequency=100,
+                                      checkpoint_options={"if_busy": "wait"})
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=48, n_epochs=1, policy_kwargs=small_policy(), seed=0)
     model.learn(total, callback=callback)
 
@@ -171,7 +161,10 @@ def test_ppo_dummy_vec_env_writes_seed_layout_at_timestep_multiples(tmp_path: Pa
     for category in DATA_CATEGORIES:
         assert timesteps_in(tmp_path, category) == expected_saves, category
     assert callback.saved_timesteps == expected_saves
-    assert callback.checkpoint_timesteps == crossing_timesteps(n_envs, total, 100)
+    # Checkpoints wait for a consistent point: rollout starts (every 3 * 32 = 96 timesteps)
+    # and training end; the first such point at or after 100, 200 and 300.
+    assert callback.checkpoint_saver.submitted_timesteps == [192, 288, 384]
+    assert timesteps_in(tmp_path, categories.CHECKPOINTS) == [192, 288, 384]
 
     file_names = [path.name for path in sorted((tmp_path / categories.ENVIRONMENT_STATES).iterdir())]
     assert all(name.startswith("env_states_") and name.endswith(".json") for name in file_names)
@@ -361,14 +354,15 @@ def test_success_counting_from_is_success(tmp_path: Path) -> None:
 
 def test_comprehensive_callback_switches_everything_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     callback = ComprehensiveSavingCallback(tmp_path, save_frequency=64, checkpoint_frequency=128,
-                                           total_timesteps=1000)
+                                           total_timesteps=1000, checkpoint_options={"if_busy": "wait"})
     assert all([callback.save_episode_data, callback.save_environment_state, callback.save_learning_metrics,
                 callback.save_hyperparameters, callback.save_checkpoints])
     model = PPO("MlpPolicy", protocol_vec_env(2), n_steps=32, batch_size=64, n_epochs=1, policy_kwargs=small_policy())
     model.learn(256, callback=callback)
 
     output = capsys.readouterr().out
-    assert "13 snapshot file(s) written, 0 dropped" in output and str(tmp_path) in output
+    # 4 saves x 3 categories + hyperparameters + checkpoints at 128 and 256
+    assert "15 snapshot file(s) written, 0 dropped" in output and str(tmp_path) in output
     metrics = load_records(tmp_path, categories.LEARNING_METRICS)[-1][0]
     assert metrics["total_timesteps"] == 1000 and metrics["training_progress"] == pytest.approx(0.256)
     assert (tmp_path / "writer_stats.json").exists()

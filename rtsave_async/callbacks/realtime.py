@@ -15,6 +15,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rtsave_async import categories
+from rtsave_async.callbacks.checkpointing import CheckpointSaver
 from rtsave_async.collectors import (
     EnvStateReader,
     EpisodeTracker,
@@ -93,9 +94,11 @@ class RealTimeSavingCallback(BaseCallback):
     :param save_learning_metrics: write ``learning_metrics`` records; default True
     :param save_hyperparameters: write one ``hyperparameters`` record at training
         start; default True
-    :param save_checkpoints: call :meth:`_on_checkpoint_due` every
-        ``checkpoint_frequency`` timesteps; default True
-    :param checkpoint_frequency: checkpoint period in environment timesteps; default 10000
+    :param save_checkpoints: write resumable checkpoints under ``checkpoints/``
+        (see :class:`~rtsave_async.callbacks.checkpointing.CheckpointSaver`); default True
+    :param checkpoint_frequency: checkpoint period in environment timesteps; a
+        checkpoint is taken at the first rollout start (or training end) at or after
+        each multiple, where the model state is consistent; default 10000
     :param total_timesteps: planned final ``num_timesteps`` for ``training_progress``;
         default None = the value ``model.learn()`` was given
     :param verbose: 0 silent, 1 a summary at training end, 2 also one line per save
@@ -108,6 +111,11 @@ class RealTimeSavingCallback(BaseCallback):
         default 100
     :param save_on_training_end: also save at the last timestep when training ends
         (unless a save just happened there); default True
+    :param checkpoint_options: keyword arguments for the
+        :class:`~rtsave_async.callbacks.checkpointing.CheckpointSaver` (``keep_last``,
+        ``keep_every``, ``if_busy``, ``save_replay_buffer``, ``resume_command``);
+        default None = keep every checkpoint, skip one that is due while the
+        previous one is still being written
     """
 
     def __init__(
@@ -126,6 +134,7 @@ class RealTimeSavingCallback(BaseCallback):
         writer: SnapshotWriter | None = None,
         success_window: int = DEFAULT_SUCCESS_WINDOW,
         save_on_training_end: bool = True,
+        checkpoint_options: dict[str, Any] | None = None,
     ):
         super().__init__(verbose)
         if writer is not None and writer_options:
@@ -150,7 +159,9 @@ class RealTimeSavingCallback(BaseCallback):
         self.saved_timesteps: list[int] = []
         self._save_trigger = TimestepTrigger(save_frequency)
         self._checkpoint_trigger = TimestepTrigger(checkpoint_frequency)
+        self.checkpoint_saver = CheckpointSaver(**(checkpoint_options or {})) if save_checkpoints else None
         self.dropped_snapshots = 0
+        self._restored_state: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ SB3 hooks
     def _init_callback(self) -> None:
@@ -161,6 +172,9 @@ class RealTimeSavingCallback(BaseCallback):
         start = self.num_timesteps
         self._env_state = EnvStateReader(self.training_env)
         self._episodes = EpisodeTracker(self._env_state.num_envs, self.success_window)
+        if self._restored_state is not None:
+            self._episodes.load_state_dict(self._restored_state["episodes"])
+            self._restored_state = None
         self._learning = LearningMetricsTracker(start)
         self._save_trigger.restart(start)
         self._checkpoint_trigger.restart(start)
@@ -172,6 +186,7 @@ class RealTimeSavingCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         self._remember_logger_values()
+        self._checkpoint_if_due()
 
     def _on_rollout_end(self) -> None:
         self._remember_logger_values()
@@ -192,12 +207,11 @@ class RealTimeSavingCallback(BaseCallback):
             self._learning.record_step(infos)
         if self._save_trigger.is_due(self.num_timesteps):
             self.save_snapshot()
-        if self.save_checkpoints and self._checkpoint_trigger.is_due(self.num_timesteps):
-            self._on_checkpoint_due()
         return True
 
     def _on_training_end(self) -> None:
         self._remember_logger_values()
+        self._checkpoint_if_due()
         if self.save_on_training_end and self.saved_timesteps[-1:] != [self.num_timesteps]:
             self.save_snapshot()
         assert self.writer is not None
@@ -254,11 +268,29 @@ class RealTimeSavingCallback(BaseCallback):
             payloads.append((categories.ENVIRONMENT_STATES, [build_environment_state_record(timestep, env_state)]))
         return payloads
 
-    def _on_checkpoint_due(self) -> None:
-        """Called every ``checkpoint_frequency`` timesteps when ``save_checkpoints`` is on.
+    def _checkpoint_if_due(self) -> None:
+        """Checkpoint if a multiple of ``checkpoint_frequency`` was reached (training thread: copies only)."""
+        if self.checkpoint_saver is None or not self._checkpoint_trigger.is_due(self.num_timesteps):
+            return
+        assert self.writer is not None
+        total = self._planned_total_timesteps() or self.num_timesteps
+        taken = self.checkpoint_saver.checkpoint(self.writer, self.model, self.state_dict(), total)
+        if self.verbose >= 2:
+            print(f"RealTimeSavingCallback: checkpoint at timestep {self.num_timesteps} "
+                  f"{'submitted' if taken else 'skipped (previous one still being written)'}")
 
-        Filled in by the checkpoint module.
-        """
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """The callback's own counters, saved in every checkpoint."""
+        return {"episodes": self._episodes.state_dict()}
+
+    def restore_state(self, state: dict[str, Any] | None) -> None:
+        """Continue the counters of a checkpoint (``ResumedRun.callback_state``) in the next ``learn()``."""
+        self._restored_state = state
+
+    def episode_counts(self) -> list[int]:
+        """Finished episodes per env, including those before a resume."""
+        return list(self._episodes.episode_counts)
 
     def _submit(self, category: str, records: list[dict[str, Any]]) -> None:
         assert self.writer is not None

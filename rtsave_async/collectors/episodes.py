@@ -70,6 +70,28 @@ class EpisodeTracker:
         )
         self._episode_start_step[env_id] = self._vec_steps
 
+    def state_dict(self) -> dict[str, Any]:
+        """The counters, as plain lists, for a checkpoint (see :meth:`load_state_dict`)."""
+        return {
+            "episode_counts": list(self.episode_counts),
+            "success_counts": list(self.success_counts),
+            "episodes_with_success_info": list(self._episodes_with_success_info),
+            "recent_successes": list(self._recent_successes),
+            "current_steps": [self.current_step(env_id) for env_id in range(self.num_envs)],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue counting from a :meth:`state_dict` of a run with as many envs."""
+        if len(state["episode_counts"]) != self.num_envs:
+            raise ValueError(f"saved counters are for {len(state['episode_counts'])} envs, not {self.num_envs}")
+        self.episode_counts = list(state["episode_counts"])
+        self.success_counts = list(state["success_counts"])
+        self._episodes_with_success_info = list(state["episodes_with_success_info"])
+        self._recent_successes.clear()
+        self._recent_successes.extend(state["recent_successes"])
+        self._vec_steps = 0
+        self._episode_start_step = [-steps for steps in state["current_steps"]]
+
     def current_step(self, env_id: int) -> int:
         """Steps env ``env_id`` has taken in its current episode (as seen by the tracker)."""
         return self._vec_steps - self._episode_start_step[env_id]

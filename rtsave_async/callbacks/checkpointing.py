@@ -1,0 +1,122 @@
+"""CheckpointSaver: the checkpoint job of the saving callbacks.
+
+Checkpoints are taken where the model state is consistent -- at the start of a
+rollout (after the previous update) and at the end of training -- at the first such
+point at or after each multiple of ``checkpoint_frequency`` environment timesteps.
+The training thread only copies (:func:`capture_checkpoint`); the writer thread
+encodes, writes and applies retention.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from rtsave_async.categories import CHECKPOINTS
+from rtsave_async.checkpoints.retention import prune_checkpoints
+from rtsave_async.collectors.checkpoint import capture_checkpoint
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from rtsave_async.writer import SnapshotWriter
+
+IF_BUSY_POLICIES = ("skip", "wait")
+
+
+class CheckpointSaver:
+    """Takes checkpoints and submits them to a writer, at most one in flight.
+
+    :param keep_last: newest checkpoints kept on disk; None keeps all. Default None.
+    :param keep_every: also keep every checkpoint whose sequence number is a multiple
+        of this; default None.
+    :param if_busy: when a checkpoint is due while the previous one is still being
+        written: ``"skip"`` (default) counts it in ``skipped`` and goes on; ``"wait"``
+        blocks the training thread until the previous one is on disk.
+    :param save_replay_buffer: include off-policy replay buffers; default True.
+    :param resume_command: model-zip path -> the command line that resumes from it;
+        default: ``python -m rtsave_async train`` with the algorithm and env id.
+    """
+
+    def __init__(
+        self,
+        keep_last: int | None = None,
+        keep_every: int | None = None,
+        if_busy: str = "skip",
+        save_replay_buffer: bool = True,
+        resume_command: Callable[[str], str] | None = None,
+    ) -> None:
+        if if_busy not in IF_BUSY_POLICIES:
+            raise ValueError(f"if_busy must be one of {IF_BUSY_POLICIES}, got {if_busy!r}")
+        if keep_last is not None and keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1 or None, got {keep_last!r}")
+        self.keep_last = keep_last
+        self.keep_every = keep_every
+        self.if_busy = if_busy
+        self.save_replay_buffer = save_replay_buffer
+        self.resume_command = resume_command
+        self.submitted_timesteps: list[int] = []
+        self.written: list[Path] = []
+        self.failed = 0
+        self.skipped = 0
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def checkpoint(
+        self, writer: SnapshotWriter, model: BaseAlgorithm, callback_state: dict[str, Any], total_timesteps: int
+    ) -> bool:
+        """Copy the model and submit it; False if skipped (busy) or dropped by the writer.
+
+        :param total_timesteps: the run's planned total, for the resume command
+        """
+        if not self._idle.is_set():
+            if self.if_busy == "skip":
+                self.skipped += 1
+                return False
+            self._idle.wait()
+        capture = capture_checkpoint(
+            model, callback_state, self.resume_command or default_resume_command(model, total_timesteps), self.save_replay_buffer
+        )
+        self._idle.clear()
+        accepted = writer.submit(CHECKPOINTS, capture.build_records, attachments=capture.attachments,
+                                 on_written=self._on_written)
+        if not accepted:
+            self._idle.set()
+            return False
+        self.submitted_timesteps.append(capture.timestep)
+        return True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no checkpoint is in flight; True if none is."""
+        return self._idle.wait(timeout)
+
+    def _on_written(self, path: Path | None) -> None:
+        """On the writer thread: retention after a complete checkpoint, then ready again."""
+        try:
+            if path is None:
+                self.failed += 1
+            else:
+                self.written.append(path)
+                prune_checkpoints(path.parent, self.keep_last, self.keep_every)
+        finally:
+            self._idle.set()
+
+
+def default_resume_command(model: BaseAlgorithm, total_timesteps: int) -> Callable[[str], str]:
+    """``python -m rtsave_async train --algo A --env ID --model_path ZIP --total_timesteps N``."""
+    env = model.get_env()
+    specs = env.get_attr("spec") if env is not None else [None]
+    env_id = getattr(specs[0], "id", None)
+    algorithm = type(model).__name__.lower()
+
+    def command(model_path: str) -> str:
+        words = [Path(sys.executable).name, "-m", "rtsave_async", "train", "--algo", algorithm]
+        if env_id:
+            words += ["--env", env_id]
+        words += ["--model_path", model_path, "--total_timesteps", str(total_timesteps)]
+        return shlex.join(words)
+
+    return command
