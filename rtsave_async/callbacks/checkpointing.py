@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from rtsave_async.categories import CHECKPOINTS
 from rtsave_async.checkpoints.retention import prune_checkpoints
-from rtsave_async.collectors.checkpoint import capture_checkpoint
+from rtsave_async.collectors.checkpoint import capture_checkpoint, env_identity
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -107,9 +107,7 @@ class CheckpointSaver:
 
 def default_resume_command(model: BaseAlgorithm, total_timesteps: int) -> Callable[[str], str]:
     """``python -m rtsave_async train --algo A --env ID --model_path ZIP --total_timesteps N``."""
-    env = model.get_env()
-    specs = env.get_attr("spec") if env is not None else [None]
-    env_id = getattr(specs[0], "id", None)
+    env_id, _ = env_identity(model.get_env())
     algorithm = type(model).__name__.lower()
 
     def command(model_path: str) -> str:

@@ -161,6 +161,8 @@ class RealTimeSavingCallback(BaseCallback):
         self._checkpoint_trigger = TimestepTrigger(checkpoint_frequency)
         self.checkpoint_saver = CheckpointSaver(**(checkpoint_options or {})) if save_checkpoints else None
         self.dropped_snapshots = 0
+        #: The writer's statistics when training ended (None before).
+        self.writer_stats: dict[str, Any] | None = None
         self._restored_state: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ SB3 hooks
@@ -221,6 +223,7 @@ class RealTimeSavingCallback(BaseCallback):
         else:
             self.writer.flush()
             stats = self.writer.stats()
+        self.writer_stats = stats
         if self.verbose >= 1:
             print(
                 f"RealTimeSavingCallback: {stats['written']} snapshot file(s) written, "
@@ -291,6 +294,10 @@ class RealTimeSavingCallback(BaseCallback):
     def episode_counts(self) -> list[int]:
         """Finished episodes per env, including those before a resume."""
         return list(self._episodes.episode_counts)
+
+    def success_counts(self) -> list[int]:
+        """Successful episodes per env (``info["is_success"]``), including those before a resume."""
+        return list(self._episodes.success_counts)
 
     def _submit(self, category: str, records: list[dict[str, Any]]) -> None:
         assert self.writer is not None

@@ -1,6 +1,7 @@
 """Checkpoints: file format, retention on disk, and resuming from them."""
 
 from rtsave_async.checkpoints.resume import (
+    ALGORITHMS,
     CheckpointError,
     CheckpointInfo,
     ResumedRun,
@@ -9,4 +10,4 @@ from rtsave_async.checkpoints.resume import (
 )
 from rtsave_async.checkpoints.retention import prune_checkpoints
 
-__all__ = ["CheckpointError", "CheckpointInfo", "ResumedRun", "find_checkpoint", "load_checkpoint", "prune_checkpoints"]
+__all__ = ["ALGORITHMS", "CheckpointError", "CheckpointInfo", "ResumedRun", "find_checkpoint", "load_checkpoint", "prune_checkpoints"]

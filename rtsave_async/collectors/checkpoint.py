@@ -90,6 +90,15 @@ def env_states(venv: VecEnv) -> list[Any] | None:
     return venv.env_method(GET_ENV_STATE)
 
 
+def env_identity(venv: VecEnv | None) -> tuple[str | None, dict[str, Any]]:
+    """The registered id of the envs and their plain keyword arguments (from ``env.spec``)."""
+    spec = venv.get_attr("spec", indices=[0])[0] if venv is not None else None
+    if spec is None:
+        return None, {}
+    plain = (str, int, float, bool, type(None))
+    return spec.id, {key: value for key, value in (spec.kwargs or {}).items() if isinstance(value, plain)}
+
+
 def capture_checkpoint(
     model: BaseAlgorithm,
     callback_state: dict[str, Any],
@@ -125,12 +134,15 @@ def capture_checkpoint(
     if buffer_copy is not None:
         attachments[REPLAY_BUFFER_SUFFIX] = lambda: encode_replay_buffer(buffer_copy)
     exact = state["env_states"] is not None
+    env_id, env_kwargs = env_identity(venv)
     metadata = {
         "timestep": timestep,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "algorithm": type(model).__name__,
         "policy_class": type(model.policy).__name__,
         "num_envs": model.n_envs,
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
         "device": str(get_device(model.device)),
         "contents": {
             "model": True,

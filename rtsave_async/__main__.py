@@ -1,0 +1,7 @@
+"""``python -m rtsave_async train|test ...``."""
+
+import sys
+
+from rtsave_async.cli import main
+
+sys.exit(main())
