@@ -15,6 +15,8 @@ Each run is a fresh child process; the variants are interleaved, round after rou
   every step, plus indented JSON written synchronously at each save (every 1000
   timesteps).
 
+Checkpoints are switched off in every variant (``bench_checkpoint`` measures them).
+
 Reported: env-steps/s medians, ratios to ``(a)``, the added wall time of ``(d)`` vs
 ``(c)``, and the training-thread cost of one save (gather + copy + submit) measured
 with ``perf_counter_ns`` around ``save_snapshot`` in a 12-env run saving every step.
@@ -162,16 +164,19 @@ def make_model(env_id: str, n_envs: int, n_steps: int, seed: int) -> Any:
 
 
 def make_callback(variant: str, save_dir: Path) -> RealTimeSavingCallback | None:
+    """The callback of ``variant``; checkpoints are off in all (``bench_checkpoint`` measures them)."""
     if variant == "a":
         return None
     if variant == "b":
-        return RealTimeSavingCallback(save_dir, save_frequency=SEED_SAVE_FREQUENCY)
+        return RealTimeSavingCallback(save_dir, save_frequency=SEED_SAVE_FREQUENCY, save_checkpoints=False)
     if variant == "c":
-        return RealTimeSavingCallback(save_dir, save_frequency=1)
+        return RealTimeSavingCallback(save_dir, save_frequency=1, save_checkpoints=False)
     if variant == "d":
-        return RealTimeSavingCallback(save_dir, save_frequency=1, writer=SynchronousJsonWriter(save_dir))
+        return RealTimeSavingCallback(save_dir, save_frequency=1, save_checkpoints=False,
+                                      writer=SynchronousJsonWriter(save_dir))
     if variant == "e":
-        return SeedPatternCallback(save_dir, save_frequency=SEED_SAVE_FREQUENCY, writer=SynchronousJsonWriter(save_dir))
+        return SeedPatternCallback(save_dir, save_frequency=SEED_SAVE_FREQUENCY, save_checkpoints=False,
+                                   writer=SynchronousJsonWriter(save_dir))
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -196,13 +201,14 @@ def run_save_cost(args: argparse.Namespace) -> dict[str, Any]:
     model = make_model(args.env_id, args.n_envs, args.n_steps, args.seed)
     save_dir = Path(tempfile.mkdtemp(prefix="bench_training_save_cost_", dir=args.save_root))
     try:
-        callback = TimedSavingCallback(save_dir, save_frequency=1, save_on_training_end=False)
+        callback = TimedSavingCallback(save_dir, save_frequency=1, save_on_training_end=False, save_checkpoints=False)
         model.learn(args.samples * args.n_envs, callback=callback)
         durations_us = np.array(callback.save_durations_ns) / 1000.0
         gather_us = np.array(callback.gather_durations_ns) / 1000.0
         submit_us = durations_us - gather_us
         profiler = cProfile.Profile()
         profiled = TimedSavingCallback(save_dir / "profiled", save_frequency=1, save_on_training_end=False,
+                                       save_checkpoints=False,
                                        writer_options={"queue_size": 4 * args.samples})  # never blocks
         profiled.init_callback(model)
         profiled.on_training_start({"dones": np.zeros(args.n_envs, bool), "infos": [{}] * args.n_envs}, {})
@@ -278,7 +284,8 @@ def format_section(args: argparse.Namespace, scale: Scale, results: dict[str, li
         f"save dirs in `{save_root}` ({file_system_of(save_root).describe()})",
         f"- Workload: PPO `MlpPolicy`, `{args.env_id}`, {args.n_envs} envs in a DummyVecEnv, n_steps={args.n_steps} "
         f"(other PPO defaults), {scale.timesteps} timesteps per run, {scale.rounds} interleaved round(s), "
-        "each run in a fresh process; steps/s = timesteps / wall time of `learn()` (writer close included).",
+        "each run in a fresh process, checkpoints off; steps/s = timesteps / wall time of `learn()` "
+        "(writer close included).",
         "",
         "| Variant | env-steps/s (median) | min | max | ratio to (a) | files per run |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
