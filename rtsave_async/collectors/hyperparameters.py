@@ -8,6 +8,7 @@ command line, package versions, the git revision and the host.
 from __future__ import annotations
 
 import enum
+import functools
 import importlib.metadata
 import os
 import platform
@@ -102,8 +103,9 @@ def policy_architecture(model: BaseAlgorithm) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def package_versions() -> dict[str, str | None]:
-    """Python and :data:`VERSIONED_PACKAGES` versions.
+    """Python and :data:`VERSIONED_PACKAGES` versions (read once per process; treat as read-only).
 
     From the installed distribution's metadata, else the imported module's
     ``__version__`` (e.g. a source checkout on ``PYTHONPATH``), else ``None``.
