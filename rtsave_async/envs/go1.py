@@ -42,6 +42,7 @@ from gymnasium import spaces
 from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.utils import EzPickle
 
+_INTEGRATION_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 MODEL_PATH = os.path.join(os.path.dirname(__file__), "assets", "go1.xml")
 
 #: Leg order of contacts and of the actuators (hip, thigh, calf per leg, e.g. "FR_hip", "FR_thigh", ...).
@@ -530,3 +531,49 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
             "episode_progress": min(1.0, self._step_count / self.max_episode_steps),
             "stability_score": alignment * math.exp(-rate_penalty),
         }
+
+    # ------------------------------------------------------------------ exact-resume protocol
+
+    def get_env_state(self) -> dict[str, Any]:
+        """Everything the next steps depend on, for a checkpoint (picklable copies).
+
+        The full MuJoCo integration state (positions, velocities, controls, solver warm
+        start, time), this episode's randomized physics, the episode bookkeeping and
+        the env's RNG state.
+        """
+        physics = np.empty(mujoco.mj_stateSize(self.model, _INTEGRATION_STATE))
+        mujoco.mj_getState(self.model, self.data, physics, _INTEGRATION_STATE)
+        return {
+            "physics": physics,
+            "foot_friction": self.model.geom_friction[self._foot_geom_ids, 0].copy(),
+            "trunk_mass": float(self.model.body_mass[self._trunk_id]),
+            "trunk_inertia": self.model.body_inertia[self._trunk_id].copy(),
+            "command": self.command.copy(),
+            "rand_power": self.rand_power,
+            "finished_episodes": self.finished_episodes,
+            "step_count": self._step_count,
+            "last_action": self._last_action.copy(),
+            "feet_air_time": self._feet_air_time.copy(),
+            "front_feet_touched_after_liftoff": self._front_feet_touched_after_liftoff,
+            "tracking_error_sum": self._tracking_error_sum,
+            "bad_qacc_warnings": self._bad_qacc_warnings,
+            "rng": self.np_random.bit_generator.state,
+        }
+
+    def set_env_state(self, state: dict[str, Any]) -> None:
+        """Continue exactly from a :meth:`get_env_state` of an env built with the same arguments."""
+        mujoco.mj_setState(self.model, self.data, np.asarray(state["physics"], dtype=np.float64), _INTEGRATION_STATE)
+        self.model.geom_friction[self._foot_geom_ids, 0] = state["foot_friction"]
+        self.model.body_mass[self._trunk_id] = state["trunk_mass"]
+        self.model.body_inertia[self._trunk_id] = state["trunk_inertia"]
+        mujoco.mj_forward(self.model, self.data)  # derived quantities (contacts) for the protocol readers
+        self.command = np.array(state["command"], dtype=np.float64)
+        self.rand_power = float(state["rand_power"])
+        self.finished_episodes = int(state["finished_episodes"])
+        self._step_count = int(state["step_count"])
+        self._last_action = np.array(state["last_action"], dtype=np.float64)
+        self._feet_air_time = np.array(state["feet_air_time"], dtype=np.float64)
+        self._front_feet_touched_after_liftoff = bool(state["front_feet_touched_after_liftoff"])
+        self._tracking_error_sum = float(state["tracking_error_sum"])
+        self._bad_qacc_warnings = int(state["bad_qacc_warnings"])
+        self.np_random.bit_generator.state = state["rng"]
