@@ -1,7 +1,9 @@
 """The bounded queue between the training thread and the writer thread.
 
-Producers call :meth:`SnapshotQueue.put` (cheap: a lock, an append, at most one
-wake-up call); the writer drains it with :meth:`SnapshotQueue.take_batch`. When the
+Producers call :meth:`SnapshotQueue.put` (cheap: a lock and an append); the writer
+drains it with :meth:`SnapshotQueue.take_batch` on its own schedule and is woken
+early only when the queue fills up, so that saving does not make the two threads
+trade the GIL on every snapshot. When the
 queue is full the back-pressure policy decides what happens, and every snapshot
 that does not make it is counted per category -- never silently lost.
 """
@@ -46,8 +48,9 @@ class Snapshot:
 class SnapshotQueue:
     """A FIFO of :class:`Snapshot` holding at most ``capacity`` items.
 
-    ``on_ready`` is called (from the producer's thread) when an item arrives while the
-    consumer is waiting for work, so the consumer can sleep without polling.
+    ``on_ready`` is called (from the producer's thread) when the queue reaches
+    ``wake_at`` items while the consumer is waiting for work; below that the consumer
+    finds the items on its next scheduled drain. ``wake_at=1`` wakes it for every item.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class SnapshotQueue:
         policy: BackPressure | str = BackPressure.BLOCK,
         block_timeout: float = 1.0,
         on_ready: Callable[[], None] = lambda: None,
+        wake_at: int = 1,
     ) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"queue capacity must be a positive integer, got {capacity!r}")
@@ -65,6 +69,7 @@ class SnapshotQueue:
         self.policy = BackPressure(policy)
         self.block_timeout = block_timeout
         self._on_ready = on_ready
+        self._wake_at = max(1, min(wake_at, capacity))
         self._items: deque[Snapshot] = deque()
         # Re-entrant so that a signal handler running on a producer thread can flush.
         self._lock = threading.RLock()
@@ -87,8 +92,9 @@ class SnapshotQueue:
             snapshot.sequence = self.last_sequence
             self._items.append(snapshot)
             self.peak_depth = max(self.peak_depth, len(self._items))
-            wake = self._consumer_waiting
-            self._consumer_waiting = False
+            wake = self._consumer_waiting and len(self._items) >= self._wake_at
+            if wake:
+                self._consumer_waiting = False
         if wake:
             self._on_ready()
         return True
