@@ -19,6 +19,9 @@ import psutil
 REWARD_COMPONENTS = "reward_components"
 COST_COMPONENTS = "cost_components"
 
+#: ``memory_usage_mb`` is re-read at most this often, in seconds (saves in between reuse it).
+MEMORY_REFRESH_INTERVAL_S = 1.0
+
 _REAL_NUMBER_TYPES = (int, float, np.integer, np.floating)  # plain tuple: no ABC lookup per value
 _STATM_PATH = "/proc/self/statm"
 _statm: tuple[int, int] | None = None  # (pid that opened it, descriptor)
@@ -82,6 +85,8 @@ class LearningMetricsTracker:
         self.logger_values: dict[str, float | int] = {}
         self._last_timestep = start_timestep
         self._last_time = time.perf_counter()
+        self._memory_mb = 0.0
+        self._memory_read_time = float("-inf")
 
     def record_step(self, infos: Sequence[Mapping[str, Any]]) -> None:
         """Accumulate ``info["reward_components"]``/``info["cost_components"]`` of one VecEnv step."""
@@ -115,19 +120,22 @@ class LearningMetricsTracker:
 
         ``fps`` is environment timesteps per wall-clock second since the previous
         save; ``training_progress`` is ``timestep / total_timesteps`` (None if the
-        total is unknown).
+        total is unknown); ``memory_usage_mb`` is the resident set size, at most
+        :data:`MEMORY_REFRESH_INTERVAL_S` old.
         """
         now = time.perf_counter()
         elapsed = now - self._last_time
         fps = (timestep - self._last_timestep) / elapsed if elapsed > 0 else None
         self._last_timestep, self._last_time = timestep, now
+        if now - self._memory_read_time >= MEMORY_REFRESH_INTERVAL_S:
+            self._memory_mb, self._memory_read_time = resident_memory_mb(), now
         return {
             "timestep": timestep,
             "total_timesteps": total_timesteps,
             "training_progress": timestep / total_timesteps if total_timesteps else None,
             "recent_success_rate_avg": recent_success_rate_avg,
             "curriculum_progress": curriculum_progress,
-            "memory_usage_mb": resident_memory_mb(),
+            "memory_usage_mb": self._memory_mb,
             "fps": fps,
             "reward_components": self.reward_components.take_means(),
             "cost_components": self.cost_components.take_means(),
