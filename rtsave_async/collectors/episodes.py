@@ -130,6 +130,7 @@ class EpisodeTracker:
         for env_id in range(self.num_envs):
             detailed = detailed_infos[env_id] if detailed_infos is not None else None
             performance = performance_metrics[env_id] if performance_metrics is not None else None
+            current_step = self.current_step(env_id)
             records.append(
                 {
                     "timestep": timestep,
@@ -137,43 +138,44 @@ class EpisodeTracker:
                     "episode_count": self.episode_counts[env_id],
                     "success_count": self.success_counts[env_id],
                     "success_rate": self.success_rate(env_id),
-                    "detailed_info": self._detailed_info(env_id, detailed, performance, max_episode_steps, dt),
+                    "detailed_info": _detailed_info(current_step, detailed, performance, max_episode_steps, dt),
                     "finished_episodes": self._finished_since_save[env_id],
                 }
             )
-            self._finished_since_save[env_id] = []
+        self._finished_since_save = [[] for _ in range(self.num_envs)]
         return records
 
-    def _detailed_info(
-        self,
-        env_id: int,
-        detailed: dict[str, Any] | None,
-        performance: dict[str, Any] | None,
-        max_episode_steps: int | None,
-        dt: float | None,
-    ) -> dict[str, Any]:
-        """The env's own detailed state where it gives one, the tracker's estimate otherwise."""
-        detailed = detailed or {}
-        current_step = self.current_step(env_id)
-        episode_info = detailed.get("episode_info")
-        if episode_info is None:
-            steps_left = max_episode_steps - current_step if max_episode_steps is not None else None
-            episode_info = {
-                "current_step": current_step,
-                "time_remaining": steps_left * dt if steps_left is not None and dt is not None else None,
-            }
-        else:
-            episode_info = plain_copy(episode_info)
-        if performance is None:
-            performance = {
-                "episode_progress": current_step / max_episode_steps if max_episode_steps else None,
-                "stability_score": None,
-            }
-        else:
-            performance = plain_copy(performance)
-        return {
-            "episode_info": episode_info,
-            "robot_state": plain_copy(detailed.get("robot_state")),
-            "performance_metrics": performance,
-            "foot_contacts": plain_copy(detailed.get("foot_contacts")),
+
+def _detailed_info(
+    current_step: int,
+    detailed: dict[str, Any] | None,
+    performance: dict[str, Any] | None,
+    max_episode_steps: int | None,
+    dt: float | None,
+) -> dict[str, Any]:
+    """Copies of the env's own detailed state where it gives one, the tracker's estimate otherwise."""
+    if detailed is None:
+        episode_info = robot_state = foot_contacts = None
+    else:
+        episode_info = plain_copy(detailed.get("episode_info"))
+        robot_state = plain_copy(detailed.get("robot_state"))
+        foot_contacts = plain_copy(detailed.get("foot_contacts"))
+    if episode_info is None:
+        steps_left = max_episode_steps - current_step if max_episode_steps is not None else None
+        episode_info = {
+            "current_step": current_step,
+            "time_remaining": steps_left * dt if steps_left is not None and dt is not None else None,
         }
+    if performance is None:
+        performance = {
+            "episode_progress": current_step / max_episode_steps if max_episode_steps else None,
+            "stability_score": None,
+        }
+    else:
+        performance = plain_copy(performance)
+    return {
+        "episode_info": episode_info,
+        "robot_state": robot_state,
+        "performance_metrics": performance,
+        "foot_contacts": foot_contacts,
+    }
