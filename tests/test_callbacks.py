@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.callbacks import CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -21,6 +22,16 @@ from rtsave_async.readers import load_records
 
 EPISODE_LENGTH = 10
 DATA_CATEGORIES = (categories.EPISODES, categories.ENVIRONMENT_STATES, categories.LEARNING_METRICS)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a busy 2-core machine
+    two spinning torch threads slow every update down many times over."""
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
 
 
 def small_policy() -> dict[str, Any]:
