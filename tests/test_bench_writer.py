@@ -1,0 +1,53 @@
+"""Smoke test of the writer benchmark: every variant runs, reports and writes readable files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+
+from benchmarks import bench_writer
+
+
+def _table_cells(output: str, label: str) -> list[str]:
+    """The cells of the first Markdown table row for ``label``."""
+    row = next(line for line in output.splitlines() if line.startswith(f"| {label} |"))
+    return [cell.strip() for cell in row.strip().strip("|").split("|")][1:]
+
+
+def test_quick_run_reports_every_variant_and_writes_readable_files(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "RESULTS.md"
+    argv = ["--quick", "--no-append", "--dir", str(tmp_path), "--keep-files", "--results", str(results)]
+
+    assert bench_writer.main(argv) == 0
+
+    output = capsys.readouterr().out
+    assert output.startswith(bench_writer.SECTION_HEADING)
+    assert not results.exists()
+    expected = [
+        json.loads(orjson.dumps(snapshot, option=orjson.OPT_SERIALIZE_NUMPY))
+        for snapshot in bench_writer.make_snapshots(bench_writer.QUICK_SCALE.snapshots)
+    ]
+    for variant in bench_writer.VARIANTS:
+        cells = _table_cells(output, variant.label)
+        throughput, producer = cells[:3], cells[3:]
+        assert all(float(cell) > 0 for cell in producer)
+        if not variant.paced:
+            assert all(float(cell.replace(",", "")) > 0 for cell in throughput)
+        folders = sorted(tmp_path.glob(f"rtsave-bench-writer-*/round*/{variant.key}"))
+        assert len(folders) == bench_writer.QUICK_SCALE.rounds
+        for folder in folders:
+            files = sorted(bench_writer.stored_files(folder))
+            assert [json.loads(path.read_bytes()) for path in files] == expected, folder
+
+
+def test_append_section_creates_the_file_with_its_title_then_appends(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+
+    bench_writer.append_section(results, "## First\n")
+    bench_writer.append_section(results, "## Second\n")
+
+    text = results.read_text(encoding="utf-8")
+    assert text.startswith(bench_writer.RESULTS_TITLE)
+    assert text.index("## First") < text.index("## Second")
