@@ -9,6 +9,7 @@ on the writer's thread.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,10 @@ class RealTimeSavingCallback(BaseCallback):
         self._env_state = EnvStateReader(self.training_env)
         self._episodes = EpisodeTracker(self._env_state.num_envs, self.success_window)
         if self._restored_state is not None:
-            self._episodes.load_state_dict(self._restored_state["episodes"])
+            try:
+                self._episodes.load_state_dict(self._restored_state["episodes"])
+            except ValueError as exc:  # e.g. resumed with another number of envs
+                warnings.warn(f"RealTimeSavingCallback: episode counters start from zero: {exc}", stacklevel=2)
             self._restored_state = None
         self._learning = LearningMetricsTracker(start)
         self._save_trigger.restart(start)

@@ -67,7 +67,7 @@ class ResumedRun:
     model: BaseAlgorithm
     info: CheckpointInfo
     callback_state: dict[str, Any] | None
-    exact: bool  # env states were restored: the run continues where it stopped
+    exact: bool  # env states restored (same number of envs, set_env_state): continues where it stopped
 
 
 def find_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -123,7 +123,8 @@ def load_checkpoint(
     if env is not None and vec_normalize_path is not None:
         env = _wrap_vec_normalize(vec_normalize_path, env, state.get("vec_normalize_returns"))
     env_states = state.get("env_states")
-    exact = env is not None and env_states is not None and env.has_attr(SET_ENV_STATE)
+    exact = (env is not None and env_states is not None and len(env_states) == env.num_envs
+             and env.has_attr(SET_ENV_STATE))
     try:
         model = algorithm_class.load(info.model_path, env=env, device=device, force_reset=not exact)
     except _LOAD_ERRORS as exc:
