@@ -40,13 +40,13 @@ class LocalSink:
         self.root = Path(root)
         self.durable = durable
         self.io = io
-        self._ready_folders: set[str] = set()
+        self._folders: dict[str, str] = {}  # folder name -> its path, once created
         self._hard_links = True
 
     async def put(self, folder: str, name: str, data: bytes) -> None:
         """Create ``folder/name`` holding ``data``; FileExistsError if the name is taken."""
         directory = self._folder(folder)
-        temp_path = directory / temp_name(name)
+        temp_path = os.path.join(directory, temp_name(name))
         if self.io == "aiofiles":
             try:
                 await self._write_temp_aiofiles(temp_path, data)
@@ -55,7 +55,7 @@ class LocalSink:
         else:
             self._write_temp(temp_path, data)
         try:
-            self._publish(temp_path, directory / name)
+            self._publish(temp_path, os.path.join(directory, name))
         except BaseException:
             _remove_quietly(temp_path)
             raise
@@ -88,14 +88,15 @@ class LocalSink:
                     removed += _remove_quietly(path)
         return removed
 
-    def _folder(self, folder: str) -> Path:
-        directory = self.root / folder
-        if folder not in self._ready_folders:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._ready_folders.add(folder)
+    def _folder(self, folder: str) -> str:
+        directory = self._folders.get(folder)
+        if directory is None:
+            directory = os.path.join(self.root, folder)
+            os.makedirs(directory, exist_ok=True)
+            self._folders[folder] = directory
         return directory
 
-    def _write_temp(self, path: Path, data: bytes) -> None:
+    def _write_temp(self, path: str, data: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             view = memoryview(data)
@@ -109,7 +110,7 @@ class LocalSink:
             raise
         os.close(fd)
 
-    async def _write_temp_aiofiles(self, path: Path, data: bytes) -> None:
+    async def _write_temp_aiofiles(self, path: str, data: bytes) -> None:
         try:
             async with aiofiles.open(path, "xb") as handle:
                 await handle.write(data)
@@ -120,7 +121,7 @@ class LocalSink:
             _remove_quietly(path)
             raise
 
-    def _publish(self, temp_path: Path, final_path: Path) -> None:
+    def _publish(self, temp_path: str, final_path: str) -> None:
         if self._hard_links:
             try:
                 os.link(temp_path, final_path)
@@ -131,12 +132,12 @@ class LocalSink:
             else:
                 os.unlink(temp_path)
                 return
-        if final_path.exists():
-            raise FileExistsError(errno.EEXIST, "file exists", str(final_path))
+        if os.path.exists(final_path):
+            raise FileExistsError(errno.EEXIST, "file exists", final_path)
         os.replace(temp_path, final_path)
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_directory(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -154,7 +155,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _remove_quietly(path: Path) -> int:
+def _remove_quietly(path: str | Path) -> int:
     try:
         os.unlink(path)
         return 1

@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import math
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ _MAX_DEPTH = 200  # below orjson's own limit of 254, leaving room for default() 
 _INT_RANGE = (-(2**63), 2**64 - 1)
 _REPR_LIMIT = 200
 _JSON_KEY_TYPES = (str, int, float, bool, type(None))
+_NULL = re.compile(rb"null")
 
 
 class SnapshotSerializer:
@@ -52,7 +54,7 @@ class SnapshotSerializer:
             except (TypeError, RecursionError) as exc:
                 self._pending_placeholders = 0
                 data = self._attempt([self._placeholder(payload, f"whole snapshot: {exc}")])
-        if b"null" in data:
+        if _NULL.search(data):
             self.nonfinite += count_nonfinite(payload)
         return data
 

@@ -11,7 +11,6 @@ training thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import logging
@@ -19,8 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -264,7 +262,8 @@ class SnapshotWriter:
         while True:
             batch = self._queue.take_batch(self._batch_size)
             if batch:
-                await asyncio.gather(*(self._write(snapshot) for snapshot in batch))
+                for snapshot in batch:
+                    await self._write(snapshot)
                 with self._done:
                     self._completed_sequence = batch[-1].sequence
                     self._done.notify_all()
@@ -284,11 +283,9 @@ class SnapshotWriter:
 
     async def _write(self, snapshot: Snapshot) -> None:
         category = snapshot.category
-        timer = _PhaseTimer()
+        started = time.perf_counter_ns()
         try:
-            with timer.phase("encode"):
-                blobs = {suffix: encode() for suffix, encode in snapshot.attachments.items()}
-            path, size = await self._store(snapshot, blobs, timer)
+            path, size, serialize_ns = await self._store(snapshot)
         except OSError as exc:
             where = exc.filename or self.save_dir / category
             self._report_error(exc, f"could not write {where}: {exc.strerror or exc}", category)
@@ -297,21 +294,25 @@ class SnapshotWriter:
             self._report_error(exc, f"could not encode a {category} snapshot: {exc!r}", category)
             path = None
         else:
-            self._stats.record_written(category, size, timer.totals["encode"], timer.totals["store"])
+            self._stats.record_written(category, size, serialize_ns, time.perf_counter_ns() - started - serialize_ns)
         if snapshot.on_written is not None:
             try:
                 snapshot.on_written(path)
             except Exception as exc:  # a caller's hook must not stop the writer
                 self._report_error(exc, f"the on_written hook of a {category} snapshot failed: {exc!r}")
 
-    async def _store(self, snapshot: Snapshot, blobs: dict[str, bytes], timer: _PhaseTimer) -> tuple[Path, int]:
-        """Write the attachments, then the JSON file last, under the next free name.
+    async def _store(self, snapshot: Snapshot) -> tuple[Path, int, int]:
+        """Encode, then write the attachments and the JSON file last, under the next free name.
 
-        Returns the JSON file's path and the bytes written. A name taken by another
-        writer is skipped (the attachments written under it are removed first).
+        Returns the JSON file's path, the bytes written and the nanoseconds spent
+        encoding. A name taken by another writer is skipped (the attachments written
+        under it are removed first).
         """
         category = snapshot.category
         prefix = file_prefix(category)
+        encode_started = time.perf_counter_ns()
+        blobs = {suffix: encode() for suffix, encode in snapshot.attachments.items()}
+        encode_ns = time.perf_counter_ns() - encode_started
         while True:
             if category not in self._next_sequence:
                 self._next_sequence[category] = self._first_free_sequence(category, prefix)
@@ -319,20 +320,20 @@ class SnapshotWriter:
             self._next_sequence[category] += 1
             stored: list[str] = []
             try:
-                with timer.phase("store"):
-                    for suffix, blob in blobs.items():
-                        await self._sink.put(category, stem + suffix, blob)
-                        stored.append(stem + suffix)
-                with timer.phase("encode"):
-                    records = _records_with_files(snapshot.payload, self._sink.root / category, stem, blobs)
-                    data = self._serializer.dumps(records)
-                with timer.phase("store"):
-                    await self._sink.put(category, stem + SNAPSHOT_SUFFIX, data)
+                for suffix, blob in blobs.items():
+                    await self._sink.put(category, stem + suffix, blob)
+                    stored.append(stem + suffix)
+                serialize_started = time.perf_counter_ns()
+                records = _records_with_files(snapshot.payload, self._sink.root / category, stem, blobs)
+                data = self._serializer.dumps(records)
+                encode_ns += time.perf_counter_ns() - serialize_started
+                await self._sink.put(category, stem + SNAPSHOT_SUFFIX, data)
             except FileExistsError:
                 self._sink.remove(category, stored)
                 del self._next_sequence[category]  # rescan the folder
                 continue
-            return self._sink.root / category / (stem + SNAPSHOT_SUFFIX), len(data) + sum(map(len, blobs.values()))
+            size = len(data) + sum(map(len, blobs.values()))
+            return self._sink.root / category / (stem + SNAPSHOT_SUFFIX), size, encode_ns
 
     def _first_free_sequence(self, category: str, prefix: str) -> int:
         taken = (parse_sequence(name, prefix) for name in self._sink.existing_names(category))
@@ -359,21 +360,6 @@ class SnapshotWriter:
         if first:
             logger.error("rtsave_async: %s (%s); later errors of this kind are only counted",
                          message, errno.errorcode.get(code, type(exc).__name__))
-
-
-class _PhaseTimer:
-    """Adds up nanoseconds spent per named phase."""
-
-    def __init__(self) -> None:
-        self.totals: Counter[str] = Counter()
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter_ns()
-        try:
-            yield
-        finally:
-            self.totals[name] += time.perf_counter_ns() - started
 
 
 def _records_with_files(payload: Any, folder: Path, stem: str, blobs: Mapping[str, bytes]) -> Any:
