@@ -39,7 +39,6 @@ import platform
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,17 +55,13 @@ from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
+from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
 from rtsave_async.callbacks.checkpointing import CheckpointSaver, default_resume_command
 from rtsave_async.checkpoints.format import REPLAY_BUFFER_SUFFIX
 from rtsave_async.collectors import EpisodeTracker
 from rtsave_async.collectors.checkpoint import capture_checkpoint
 from rtsave_async.writer import SnapshotWriter
 
-RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
-RESULTS_TITLE = (
-    "# Benchmark results\n\n"
-    "Every figure comes from a script in this folder, run on the machine named in its section.\n"
-)
 SECTION_HEADING = "## Checkpoint stall and size (bench_checkpoint)"
 REPORT_FILE_NAME = "bench_checkpoint.json"
 SB3_SAVER = "SB3 CheckpointCallback"
@@ -248,42 +243,6 @@ def profile_capture(model: BaseAlgorithm) -> str:
 
 
 # ------------------------------------------------------------------ report
-@dataclass(frozen=True)
-class FileSystem:
-    """The mount holding a folder, from /proc/mounts."""
-
-    mount_point: str
-    device: str
-    fs_type: str
-
-    def describe(self) -> str:
-        return f"{self.fs_type} on {self.device} mounted at {self.mount_point}"
-
-
-def file_system_of(path: Path) -> FileSystem:
-    """The mount holding ``path`` (longest matching mount point)."""
-    resolved = str(path.resolve())
-    best = FileSystem("/", "?", "?")
-    for line in Path("/proc/mounts").read_text().splitlines():
-        device, mount_point, fs_type, *_ = line.split()
-        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best.mount_point):
-            best = FileSystem(mount_point, device, fs_type)
-    return best
-
-
-def cpu_model() -> str:
-    """``Model name`` from lscpu, else the platform's processor name."""
-    try:
-        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    for line in output.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _mb(value: float | None) -> str:
     return "—" if value is None else f"{value / MB:,.2f}"
 
@@ -335,16 +294,10 @@ def format_targets(sac: AlgorithmResult) -> tuple[str, bool]:
 
 
 def format_header(command: str, env_id: str, scale: Scale, out: Path, load_before: float) -> str:
-    load_after = os.getloadavg()[0]
     versions = ", ".join(f"{package} {version(package)}" for package in
                          ("stable-baselines3", "gymnasium", "mujoco", "torch", "numpy", "zstandard"))
     return "\n".join([
-        SECTION_HEADING,
-        "",
-        f"- Command: `{command}`",
-        f"- Date: {time.strftime('%a %b %e %H:%M:%S UTC %Y', time.gmtime())}",
-        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"1-min load average {load_before:.2f} before, {load_after:.2f} after (other jobs share the machine)",
+        *header_lines(SECTION_HEADING, command, load_before),
         f"- Output folder: {file_system_of(out).describe()}; no fsync by either saver (SB3 does none, ours "
         "runs with the writer's default `durable=False`)",
         f"- Python {platform.python_version()}, {versions}; torch uses {th.get_num_threads()} thread(s)",
@@ -363,30 +316,18 @@ def format_header(command: str, env_id: str, scale: Scale, out: Path, load_befor
     ])
 
 
-def append_section(results_path: Path, section: str) -> None:
-    """Append ``section`` at the end of ``results_path``, creating the file with its title if needed."""
-    if results_path.exists():
-        with results_path.open("a", encoding="utf-8") as handle:
-            handle.write("\n" + section)
-    else:
-        results_path.write_text(RESULTS_TITLE + "\n" + section, encoding="utf-8")
-
-
 # ------------------------------------------------------------------ CLI
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_checkpoint",
         description="Training-thread stall and on-disk size: our CheckpointSaver vs SB3's CheckpointCallback.",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: SAC buffer {QUICK_SCALE.sac_buffer_size:,}, {QUICK_SCALE.repeats} repeats")
-    parser.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
+    add_run_options(parser, f"smoke run: SAC buffer {QUICK_SCALE.sac_buffer_size:,}, {QUICK_SCALE.repeats} repeats")
     parser.add_argument("--env-id", default="Ant-v5", help="Gymnasium env id for both algorithms; default Ant-v5")
     parser.add_argument("--out", type=Path,
                         help=f"folder for the checkpoints; kept, with the last repeat's files and {REPORT_FILE_NAME}; "
                              "default: a temporary folder, removed at the end")
     parser.add_argument("--profile", action="store_true", help="profile our SAC capture even if the targets are met")
-    parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="Markdown file to append to")
     return parser.parse_args(argv)
 
 
@@ -430,10 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"thread; the stall's other part is `SnapshotWriter.submit`), top {PROFILE_TOP} by cumulative "
                   "time:", "", "```text", profile, "```", ""]
     section = "\n".join(parts)
-    print(section)
-    if not args.no_append:
-        append_section(args.results, section)
-    return 0
+    return publish(section, args.results, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_writer import RESULTS_PATH, append_section, cpu_model, file_system_of
+from benchmarks.reporting import add_run_options, cpu_model, file_system_of, publish
 from rtsave_async.callbacks import RealTimeSavingCallback
 from rtsave_async.categories import file_prefix
 
@@ -333,9 +333,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads (default 1: leaves the 2nd core to envs and the writer)")
     parser.add_argument("--save-root", help="folder for the runs' save dirs (default: the system temp dir)")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    parser.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
-    parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="Markdown file to append to")
+    add_run_options(parser, "tiny smoke run")
     # child-process options
     parser.add_argument("--child", choices=["train", "save-cost"], help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
@@ -363,10 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     save_cost = run_child("save-cost", [*common_options(args), "--n-envs", str(args.save_cost_envs),
                                         "--samples", str(scale.save_cost_samples)])
     section = format_section(args, scale, results, save_cost, command)
-    print(section)
-    if not args.no_append:
-        append_section(args.results, section)
-    return 0
+    return publish(section, args.results, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
 from rtsave_async import SnapshotWriter
 from rtsave_async.categories import EPISODES
 from rtsave_async.sinks.local import LocalSink
@@ -65,11 +66,6 @@ THROUGHPUT_TARGET_FRACTION = 0.5  # ours must reach this share of the raw limit 
 PROFILE_TOP = 12  # rows of the writer-thread profile shown when a target is missed
 STEP_PASSES = 3  # passes over all snapshots when timing the writer's steps alone
 
-RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
-RESULTS_TITLE = (
-    "# Benchmark results\n\n"
-    "Every figure comes from a script in this folder, run on the machine named in its section.\n"
-)
 SECTION_HEADING = "## Writer throughput (bench_writer)"
 
 
@@ -503,45 +499,6 @@ def median_per_key(samples: Sequence[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]}
 
 
-@dataclass(frozen=True)
-class FileSystem:
-    """Where a base folder lives, from /proc/mounts."""
-
-    mount_point: str
-    device: str
-    fs_type: str
-    options: str
-
-    def describe(self) -> str:
-        return f"{self.fs_type} on {self.device} mounted at {self.mount_point} ({self.options})"
-
-
-def file_system_of(path: Path) -> FileSystem:
-    """The mount holding ``path`` (longest matching mount point)."""
-    resolved = str(path.resolve())
-    best = FileSystem("/", "?", "?", "?")
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return best
-    for line in mounts:
-        device, mount_point, fs_type, options, *_ = line.split()
-        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best.mount_point):
-            best = FileSystem(mount_point, device, fs_type, options)
-    return best
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def format_table(summaries: dict[str, Summary], paced_labels: set[str]) -> str:
     lines = [
         "| Variant | snapshots/s | records/s | MB/s | producer µs per snapshot p50 | p99 | mean |",
@@ -595,15 +552,9 @@ def format_findings(summaries: dict[str, Summary]) -> tuple[str, bool]:
 
 
 def format_header(command: str, scale: Scale, bases: Sequence[Path], load_before: float, snapshot_bytes: int) -> str:
-    load_after = os.getloadavg()[0]
     file_systems = "; ".join(f"`{base}`: {file_system_of(base).describe()}" for base in bases)
     return "\n".join([
-        SECTION_HEADING,
-        "",
-        f"- Command: `{command}`",
-        f"- Date: {time.strftime('%a %b %e %H:%M:%S UTC %Y', time.gmtime())}",
-        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"1-min load average {load_before:.2f} before the run, {load_after:.2f} after",
+        *header_lines(SECTION_HEADING, command, load_before),
         f"- File systems: {file_systems}",
         f"- Python {platform.python_version()}, orjson {orjson.__version__}, numpy {np.__version__}, "
         f"aiofiles {version('aiofiles')}",
@@ -617,15 +568,6 @@ def format_header(command: str, scale: Scale, bases: Sequence[Path], load_before
         "- Producer µs: time the producer thread spends in one save call (ours: `submit`; "
         "(b) and (c): the whole dump and write).",
     ])
-
-
-def append_section(results_path: Path, section: str) -> None:
-    """Append ``section`` to ``results_path``, creating the file with its title if needed."""
-    if results_path.exists():
-        with results_path.open("a", encoding="utf-8") as handle:
-            handle.write("\n" + section)
-    else:
-        results_path.write_text(RESULTS_TITLE + "\n" + section, encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -643,16 +585,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.bench_writer",
         description="Writer throughput and submit latency: SnapshotWriter vs raw orjson vs json.dump.",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: {QUICK_SCALE.snapshots} snapshots, {QUICK_SCALE.rounds} rounds")
-    parser.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
+    add_run_options(parser, f"smoke run: {QUICK_SCALE.snapshots} snapshots, {QUICK_SCALE.rounds} rounds")
     parser.add_argument("--dir", dest="bases", metavar="DIR", type=Path, action="append",
                         help="base folder to write into (repeatable); default: the temp folder and /dev/shm")
     parser.add_argument("--keep-files", action="store_true", help="leave the written files in place")
     parser.add_argument("--profile", action="store_true",
                         help="profile the writer thread even when every target is met")
-    parser.add_argument("--results", metavar="PATH", type=Path, default=RESULTS_PATH,
-                        help="Markdown file to append to (default: benchmarks/RESULTS.md)")
     return parser.parse_args(argv)
 
 
@@ -690,10 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.unfreeze()
     command = " ".join(["python -m benchmarks.bench_writer", *argv])
     section = format_header(command, scale, bases, load_before, snapshot_bytes) + "\n\n" + "\n".join(parts)
-    print(section)
-    if not args.no_append:
-        append_section(args.results, section)
-    return 0
+    return publish(section, args.results, append=not args.no_append)
 
 
 if __name__ == "__main__":

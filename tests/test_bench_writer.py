@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import bench_writer
+from benchmarks import bench_writer, reporting
 
 
 def _table_cells(output: str, label: str) -> list[str]:
@@ -45,9 +45,9 @@ def test_quick_run_reports_every_variant_and_writes_readable_files(tmp_path: Pat
 def test_append_section_creates_the_file_with_its_title_then_appends(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
 
-    bench_writer.append_section(results, "## First\n")
-    bench_writer.append_section(results, "## Second\n")
+    reporting.append_section(results, "## First\n")
+    reporting.append_section(results, "## Second\n")
 
     text = results.read_text(encoding="utf-8")
-    assert text.startswith(bench_writer.RESULTS_TITLE)
+    assert text.startswith(reporting.RESULTS_TITLE)
     assert text.index("## First") < text.index("## Second")
