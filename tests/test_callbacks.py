@@ -335,7 +335,7 @@ def test_inside_callback_list_eval_callback_results_are_unchanged(tmp_path: Path
 
 def test_records_are_never_mutated_after_submit(tmp_path: Path) -> None:
     writer = RecordingWriter(tmp_path)
-    callback = RealTimeSavingCallback(tmp_path, save_frequency=8, writer=writer)
+    callback = RealTimeSavingCallback(tmp_path, save_frequency=8, writer=writer, save_checkpoints=False)
     model = PPO("MlpPolicy", protocol_vec_env(2), n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=small_policy())
     model.learn(128, callback=callback)
 
@@ -350,7 +350,8 @@ def test_records_are_never_mutated_after_submit(tmp_path: Path) -> None:
 
 def test_success_counting_from_is_success(tmp_path: Path) -> None:
     writer = RecordingWriter(tmp_path)
-    callback = RealTimeSavingCallback(tmp_path, save_frequency=100, writer=writer, success_window=4)
+    callback = RealTimeSavingCallback(tmp_path, save_frequency=100, writer=writer, success_window=4,
+                                      save_checkpoints=False)
     PPO("MlpPolicy", protocol_vec_env(1), n_steps=50, batch_size=50, n_epochs=1, policy_kwargs=small_policy()).learn(
         300, callback=callback)
 

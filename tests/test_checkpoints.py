@@ -77,7 +77,7 @@ def test_checkpoint_metadata_lists_complete_files_and_loads_with_plain_sb3(tmp_p
     train_with_checkpoints(tmp_path, SAC, steps=300)
     json_path = list_snapshot_files(tmp_path, "checkpoints")[-1]
     (metadata,) = json.loads(json_path.read_bytes())
-    assert metadata["algorithm"] == "SAC" and metadata["timestep"] == 256
+    assert metadata["algorithm"] == "SAC" and metadata["timestep"] == 300  # the final one, at training end
     assert metadata["recovery_info"]["can_resume"] is True
     assert metadata["model_path"] in metadata["recovery_info"]["resume_command"]
     assert set(metadata["files"]) == {"zip", "state.pkl", "replay_buffer.npz.zst"}
@@ -85,7 +85,7 @@ def test_checkpoint_metadata_lists_complete_files_and_loads_with_plain_sb3(tmp_p
         assert Path(entry["path"]).stat().st_size == entry["bytes"]
     SAC.load(metadata["model_path"])  # SB3 reads our zip unchanged
     replay = metadata["contents"]["replay_buffer"]
-    assert replay["transitions"] == 256 and metadata["files"]["replay_buffer.npz.zst"]["bytes"] < replay["raw_bytes"]
+    assert replay["transitions"] == 300 and metadata["files"]["replay_buffer.npz.zst"]["bytes"] < replay["raw_bytes"]
 
 
 def test_compact_replay_buffer_restores_identically(tmp_path: Path) -> None:

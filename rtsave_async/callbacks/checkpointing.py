@@ -1,8 +1,8 @@
 """CheckpointSaver: the checkpoint job of the saving callbacks.
 
-Checkpoints are taken where the model state is consistent -- at the start of a
-rollout (after the previous update) and at the end of training -- at the first such
-point at or after each multiple of ``checkpoint_frequency`` environment timesteps.
+Checkpoints are taken where the model state is consistent: at the first rollout
+start (after the previous update) at or after each multiple of
+``checkpoint_frequency`` environment timesteps, and when training ends.
 The training thread only copies (:func:`capture_checkpoint`); the writer thread
 encodes, writes and applies retention.
 """
@@ -66,14 +66,20 @@ class CheckpointSaver:
         self._idle.set()
 
     def checkpoint(
-        self, writer: SnapshotWriter, model: BaseAlgorithm, callback_state: dict[str, Any], total_timesteps: int
+        self,
+        writer: SnapshotWriter,
+        model: BaseAlgorithm,
+        callback_state: dict[str, Any],
+        total_timesteps: int,
+        wait_if_busy: bool = False,
     ) -> bool:
         """Copy the model and submit it; False if skipped (busy) or dropped by the writer.
 
         :param total_timesteps: the run's planned total, for the resume command
+        :param wait_if_busy: wait for a checkpoint in flight whatever ``if_busy`` says
         """
         if not self._idle.is_set():
-            if self.if_busy == "skip":
+            if self.if_busy == "skip" and not wait_if_busy:
                 self.skipped += 1
                 return False
             self._idle.wait()

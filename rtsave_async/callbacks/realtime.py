@@ -98,8 +98,9 @@ class RealTimeSavingCallback(BaseCallback):
     :param save_checkpoints: write resumable checkpoints under ``checkpoints/``
         (see :class:`~rtsave_async.callbacks.checkpointing.CheckpointSaver`); default True
     :param checkpoint_frequency: checkpoint period in environment timesteps; a
-        checkpoint is taken at the first rollout start (or training end) at or after
-        each multiple, where the model state is consistent; default 10000
+        checkpoint is taken at the first rollout start at or after each multiple,
+        where the model state is consistent, and one more when training ends;
+        default 10000
     :param total_timesteps: planned final ``num_timesteps`` for ``training_progress``;
         default None = the value ``model.learn()`` was given
     :param verbose: 0 silent, 1 a summary at training end, 2 also one line per save
@@ -217,7 +218,7 @@ class RealTimeSavingCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._remember_logger_values()
-        self._checkpoint_if_due()
+        self._checkpoint_if_due(final=True)
         if self.save_on_training_end and self.saved_timesteps[-1:] != [self.num_timesteps]:
             self.save_snapshot()
         assert self.writer is not None
@@ -275,13 +276,22 @@ class RealTimeSavingCallback(BaseCallback):
             payloads.append((categories.ENVIRONMENT_STATES, [build_environment_state_record(timestep, env_state)]))
         return payloads
 
-    def _checkpoint_if_due(self) -> None:
-        """Checkpoint if a multiple of ``checkpoint_frequency`` was reached (training thread: copies only)."""
-        if self.checkpoint_saver is None or not self._checkpoint_trigger.is_due(self.num_timesteps):
+    def _checkpoint_if_due(self, final: bool = False) -> None:
+        """Checkpoint if a multiple of ``checkpoint_frequency`` was reached (training thread: copies only).
+
+        With ``final`` (training end) a checkpoint is always taken unless one was just
+        taken at this timestep, waiting for the previous one if it is still in flight:
+        the state a run ends in can always be resumed.
+        """
+        saver = self.checkpoint_saver
+        if saver is None:
+            return
+        due = self._checkpoint_trigger.is_due(self.num_timesteps)
+        if not (due or (final and saver.submitted_timesteps[-1:] != [self.num_timesteps])):
             return
         assert self.writer is not None
         total = self._planned_total_timesteps() or self.num_timesteps
-        taken = self.checkpoint_saver.checkpoint(self.writer, self.model, self.state_dict(), total)
+        taken = saver.checkpoint(self.writer, self.model, self.state_dict(), total, wait_if_busy=final)
         if self.verbose >= 2:
             print(f"RealTimeSavingCallback: checkpoint at timestep {self.num_timesteps} "
                   f"{'submitted' if taken else 'skipped (previous one still being written)'}")
