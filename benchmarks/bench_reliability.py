@@ -1,0 +1,216 @@
+"""Reliability benchmark: the torture scenarios of ``tests/test_reliability.py`` at the long counts.
+
+Run ``python -m benchmarks.bench_reliability`` (about 25 minutes on 2 cores) or add
+``--quick`` for the CI counts. The scenarios are those of
+``benchmarks/reliability_scenarios.py``; this script only runs them and tabulates what
+they measured: snapshots submitted, written, dropped, failed (counted), lost and torn
+files per scenario, and the distribution of what a SIGKILL loses. The Markdown section
+is printed and appended to ``benchmarks/RESULTS.md`` (``--no-append`` to only print).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+from benchmarks import reliability_scenarios as scenarios
+from benchmarks.reliability_scenarios import Tally, torn_count, trials
+
+RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
+SECTION_HEADING = "## Reliability (bench_reliability)"
+
+
+@contextlib.contextmanager
+def tmpfs_mounts(root: Path) -> Iterator[Callable[[str], Path]]:
+    """A function mounting a fresh tmpfs with the given options under ``root``; all unmounted after."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        target = root / f"mnt-{uuid.uuid4().hex[:8]}"
+        target.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], check=True, capture_output=True)
+        mounted.append(target)
+        return target
+
+    try:
+        yield mount
+    finally:
+        for target in mounted:
+            subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def run_all(work: Path) -> tuple[list[Tally], list[str]]:
+    """Every scenario at the configured counts: the table rows and the notes under it."""
+    rows: list[Tally] = []
+    notes: list[str] = []
+
+    for kind, counts in (("stream", scenarios.SIGKILL_STREAM_TRIALS), ("train", scenarios.SIGKILL_TRAIN_TRIALS)):
+        kills = scenarios.run_sigkill_trials(kind, work / "sigkill", trials(*counts), seed=len(kind))
+        row = Tally(f"SIGKILL at a random moment, {'streaming' if kind == 'stream' else 'PPO training'} child")
+        for trial in kills:
+            row.add(trial.submitted, trial.written, trial.dropped, 0, trial.lost,
+                    torn_count(trial.disk) + len(trial.temps_after_restart) + len(trial.disk.strays))
+        rows.append(row)
+        low, median, high = scenarios.lost_distribution(kills)
+        bounds = sorted({trial.loss_bound for trial in kills})
+        notes.append(f"SIGKILL, {kind} child: snapshots lost per kill min {low} / median {median:g} / max {high} "
+                     f"(bound: queue + one batch + the submit in flight = {bounds[0]}); temps left after "
+                     f"a new writer started: {sum(len(trial.temps_after_restart) for trial in kills)}; "
+                     f"orphan checkpoint attachments: {sum(len(trial.disk.orphans) for trial in kills)}.")
+
+    rng = random.Random(0)
+    for end, expected in scenarios.GRACEFUL_ENDS.items():
+        row = Tally(f"graceful end: {end}")
+        statuses = []
+        for repeat in range(trials(*scenarios.GRACEFUL_REPEATS)):
+            outcome = scenarios.run_graceful_end(end, work / "graceful" / f"{end.replace(' ', '_')}-{repeat}", rng)
+            row.add(outcome.submitted, outcome.written, outcome.dropped, outcome.failed, outcome.lost,
+                    torn_count(outcome.disk))
+            statuses.append(outcome.returncode)
+        rows.append(row)
+        if any(status != expected.returncode for status in statuses):
+            notes.append(f"graceful end {end}: exit statuses {statuses}, expected {expected.returncode}.")
+
+    for end in scenarios.STALLED_ENDS:
+        stalled = scenarios.run_stalled_disk_exit(end, work / "stalled" / end.replace(" ", "_").replace(",", ""))
+        pending = f", {stalled.stats['pending']} snapshot(s) still pending" if stalled.stats else ""
+        verdict = "exited" if stalled.exited else f"still running after {scenarios.STALLED_EXIT_BOUND:g} s (killed)"
+        notes.append(f"disk that never answers, {end}: {verdict} (exit status {stalled.returncode}{pending}).")
+
+    with tmpfs_mounts(work / "mounts") as mount:
+        for trouble in scenarios.DISK_TROUBLES:
+            outcome = scenarios.run_disk_trouble(trouble, mount)
+            stats = outcome.stats
+            row = Tally(f"{trouble} until timestep {scenarios.TROUBLE_RELEASE_TIMESTEP}, then recovers")
+            row.add(stats["submitted"], stats["written"], stats["dropped"], stats["failed"], stats["pending"],
+                    torn_count(outcome.disk) + len(outcome.disk.temps))
+            rows.append(row)
+            notes.append(f"{trouble}: {len(outcome.error_logs)} ERROR line(s) for {stats['failed']} failed snapshots; "
+                         f"saved after recovery: " + ", ".join(f"{category} {len(timesteps)}" for category, timesteps
+                                                              in outcome.timesteps_after_release.items()) + ".")
+
+    examples = trials(*scenarios.FUZZ_EXAMPLES)
+    tally = scenarios.FuzzTally()
+    failure = ""
+    try:
+        tally = scenarios.fuzz_through_writer(work / "fuzz", examples)
+    except AssertionError as error:  # hypothesis found (and shrank) a record that does not come back faithfully
+        failure = str(error).splitlines()[0]
+    row = Tally(f"hypothesis records through a real writer ({examples} examples)")
+    row.add(tally.examples, tally.written, 0, tally.examples - tally.written, 0, tally.torn, trials=tally.examples)
+    rows.append(row)
+    notes.append(f"hypothesis: {tally.placeholders} marked placeholders, all counted; records not faithful: "
+                 f"{tally.problems}{' -- first: ' + failure if failure else ''}.")
+
+    sandbox, cwd = scenarios.cli_sandbox(work / "names")
+    escapes = []
+    for name, run_name in scenarios.hostile_run_names(sandbox).items():
+        outcome = scenarios.run_cli(sandbox, cwd, ["--run_name", run_name])
+        outside = outcome.outside(cwd / "models")
+        if outside or outcome.thread_errors:
+            escapes.append(f"{name} ({len(outside)} path(s) outside models/, thread errors {len(outcome.thread_errors)})")
+    notes.append(f"hostile --run_name values: {len(escapes)} of {len(scenarios.hostile_run_names(sandbox))} "
+                 f"escaped models/ or crashed the writer thread: {'; '.join(escapes) or 'none'}.")
+
+    seconds = trials(*scenarios.LOAD_SECONDS)
+    for policy in scenarios.LOAD_POLICIES:
+        load = scenarios.run_load(work / "load" / policy, policy, seconds)
+        stats = load.stats
+        row = Tally(f"{scenarios.LOAD_PRODUCERS} producers flat out, queue {scenarios.LOAD_QUEUE_SIZE}, {policy}, {seconds} s")
+        row.add(stats["submitted"], stats["written"], stats["dropped"], stats["failed"], load.lost,
+                load.torn + load.duplicates + load.hung_producers)
+        rows.append(row)
+        notes.append(f"load {policy}: peak RSS {load.peak_rss / 2**20:.1f} MiB "
+                     f"(+{(load.peak_rss - load.baseline_rss) / 2**20:.1f} MiB over the start), "
+                     f"hung producers {load.hung_producers}.")
+        shutil.rmtree(work / "load" / policy)  # up to ~10^5 files per policy
+
+    reader_seconds = trials(*scenarios.READER_SECONDS)
+    readers = scenarios.run_concurrent_readers(work / "readers" / "save", reader_seconds, work / "readers")
+    row = Tally(f"a reader thread and a reader process during {reader_seconds} s of writes")
+    row.add(readers.written, readers.written, 0, 0, 0, len(readers.thread_problems) + len(readers.process_problems))
+    rows.append(row)
+    notes.append(f"readers: {readers.thread_checked} file reads by the thread, {readers.process_checked} by the "
+                 f"process, partial files seen: {len(readers.thread_problems) + len(readers.process_problems)}.")
+    return rows, notes
+
+
+def machine_description() -> str:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
+    return (f"{model}, {os.cpu_count()} cores, Linux {platform.release()}; Python {platform.python_version()}, "
+            f"stable-baselines3 {version('stable-baselines3')}, gymnasium {version('gymnasium')}, "
+            f"torch {version('torch')}, numpy {version('numpy')}, orjson {version('orjson')}, "
+            f"hypothesis {version('hypothesis')}")
+
+
+def render_section(command: str, date: str, minutes: float, rows: list[Tally], notes: list[str]) -> str:
+    counts = (f"SIGKILL {trials(*scenarios.SIGKILL_STREAM_TRIALS)} streaming + "
+              f"{trials(*scenarios.SIGKILL_TRAIN_TRIALS)} training children; graceful ends x"
+              f"{trials(*scenarios.GRACEFUL_REPEATS)}; {trials(*scenarios.FUZZ_EXAMPLES)} hypothesis examples; "
+              f"load {trials(*scenarios.LOAD_SECONDS)} s per policy; readers {trials(*scenarios.READER_SECONDS)} s")
+    lines = [
+        SECTION_HEADING, "",
+        f"- Command: `{command}`",
+        f"- Date: {date} (run took {minutes:.1f} min)",
+        f"- Machine: {machine_description()}",
+        f"- What was run: {counts} ({'long counts, RTSAVE_LONG=1' if scenarios.long_run() else 'CI counts'}).",
+        "- Unit: one snapshot = one `submit()` = one file (a JSON array of records). *lost* = submitted - dropped "
+        "- failed - written: records that were accepted but are neither on disk nor counted. *torn* = final-named "
+        "files that do not read back whole, listed checkpoints that do not load, and (SIGKILL) temp files a new "
+        "writer did not remove. For SIGKILL, checkpoints are left out of the counts (retention deletes them) but "
+        "every listed one is loaded; *submitted* includes the submit the kill may have cut short.",
+        "- Promised zeros: torn everywhere; lost and dropped for graceful ends (policy block); lost for disk "
+        "trouble, load and readers. A SIGKILL may lose what is still queued (bounded below).",
+        "",
+        "| Scenario | trials | snapshots submitted | written | dropped | failed (counted) | lost | torn files |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {row.scenario} | {row.trials:,} | {row.submitted:,} | {row.written:,} | {row.dropped:,} | "
+              f"{row.failed:,} | {row.lost:,} | {row.torn:,} |" for row in rows]
+    lines += ["", *(f"- {note}" for note in notes), ""]
+    return "\n".join(lines)
+
+
+def append_section(path: Path, section: str) -> None:
+    """Append ``section`` to ``path``, re-reading it first so that others' sections stay as they are."""
+    existing = path.read_text() if path.exists() else ""
+    with open(path, "a") as results:
+        results.write(("" if not existing or existing.endswith("\n\n") else "\n" if existing.endswith("\n") else "\n\n")
+                      + section)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the CI counts instead of the long ones")
+    parser.add_argument("--no-append", action="store_true", help="print the section without appending it")
+    parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="the Markdown file to append to")
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    os.environ[scenarios.LONG_RUN_VARIABLE] = "0" if args.quick else "1"
+    command = "python -m benchmarks.bench_reliability" + (" --quick" if args.quick else "")
+    date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench_reliability_", dir=args.dir) as work:
+        rows, notes = run_all(Path(work))
+    section = render_section(command, date, (time.monotonic() - started) / 60, rows, notes)
+    print(section)
+    if not args.no_append:
+        append_section(args.results, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
