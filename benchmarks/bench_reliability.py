@@ -156,6 +156,18 @@ def machine_description() -> str:
             f"hypothesis {version('hypothesis')}")
 
 
+def code_revision() -> str:
+    """The commit the scenarios ran on, and whether the tree had changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(scenarios.PROJECT_ROOT), *args], capture_output=True, text=True).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    if not commit:
+        return "not a git checkout"
+    return commit + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no").strip() else
+                     ", no uncommitted changes")
+
+
 def render_section(command: str, date: str, minutes: float, rows: list[Tally], notes: list[str]) -> str:
     counts = (f"SIGKILL {trials(*scenarios.SIGKILL_STREAM_TRIALS)} streaming + "
               f"{trials(*scenarios.SIGKILL_TRAIN_TRIALS)} training children; graceful ends x"
@@ -166,6 +178,7 @@ def render_section(command: str, date: str, minutes: float, rows: list[Tally], n
         f"- Command: `{command}`",
         f"- Date: {date} (run took {minutes:.1f} min)",
         f"- Machine: {machine_description()}",
+        f"- Code: {code_revision()}",
         f"- What was run: {counts} ({'long counts, RTSAVE_LONG=1' if scenarios.long_run() else 'CI counts'}).",
         "- Unit: one snapshot = one `submit()` = one file (a JSON array of records). *lost* = submitted - dropped "
         "- failed - written: records that were accepted but are neither on disk nor counted. *torn* = final-named "
