@@ -169,10 +169,20 @@ def resume_command_builder(args: argparse.Namespace, save_dir: Path) -> Any:
     return command
 
 
+def check_run_options(args: argparse.Namespace) -> None:
+    """A run name is one plain folder name under models/; no path may hold a null byte."""
+    name = args.run_name
+    if name is not None and (not name or name in (".", "..") or "/" in name or "\0" in name):
+        raise SystemExit(f"rtsave: error: --run_name {name!r} must be a plain folder name (no '/', '..' or null byte)")
+    if args.save_dir is not None and "\0" in args.save_dir:
+        raise SystemExit(f"rtsave: error: --save_dir {args.save_dir!r} contains a null byte")
+
+
 def train(args: argparse.Namespace) -> int:
     recorded = checkpoint_metadata(args.model_path)
     args.algo = args.algo or (recorded.get("algorithm") or "ppo").lower()
     args.env_id, args.env_kwargs = environment_options(args, recorded)
+    check_run_options(args)
     if args.save_dir:
         save_dir = Path(args.save_dir)
     elif args.model_path and recorded and args.run_name is None:

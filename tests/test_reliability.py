@@ -103,9 +103,6 @@ def test_a_crash_between_attachment_and_json_leaves_nothing_after_restart(tmp_pa
     assert disk.orphans == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async bug: LocalSink.clean_stale_temps only looks inside category folders, so the temp of "
-    "writer_stats.json that a crash during close() leaves in save_dir itself is never removed."))
 def test_a_dead_writers_stats_temp_in_save_dir_is_cleaned(tmp_path: Path) -> None:
     dead_pid = 2**22 + 4321  # above the default pid_max: no such process
     stale = tmp_path / f".{STATS_FILE_NAME}.{dead_pid}.0.tmp"  # the name temp_name() gives it
@@ -134,17 +131,7 @@ def test_every_graceful_end_of_training_loses_nothing(tmp_path: Path, end: str) 
             assert "failed on purpose" in outcome.stderr
 
 
-FINAL_CHECKPOINT_HANG = (
-    "rtsave_async bug (since 81b9b94): at training end RealTimeSavingCallback._checkpoint_if_due(final=True) "
-    "calls CheckpointSaver.checkpoint(wait_if_busy=True), which waits on self._idle.wait() with no timeout; "
-    "when the disk stalls, the checkpoint in flight never finishes, so learn() never returns and the process "
-    "hangs forever (SIGTERM still ends it).")
-
-
-@pytest.mark.parametrize("end", [
-    pytest.param(end, marks=pytest.mark.xfail(strict=True, reason=FINAL_CHECKPOINT_HANG))
-    if end == "normal return" else end for end in STALLED_ENDS
-])
+@pytest.mark.parametrize("end", STALLED_ENDS)
 def test_exit_is_bounded_when_the_disk_never_answers(tmp_path: Path, end: str) -> None:
     outcome = run_stalled_disk_exit(end, tmp_path)
     assert outcome.exited, f"the child was still running {STALLED_EXIT_BOUND} s after its end began\n{outcome.stderr}"
@@ -175,10 +162,6 @@ def test_training_survives_a_full_or_read_only_disk_and_saving_resumes(trouble: 
     assert outcome.disk.torn == outcome.disk.unloadable == outcome.disk.temps == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async: the error kind includes the category but the message does not, so a read-only "
-    "save_dir logs the identical line 'could not write <save_dir>: Read-only file system' once per "
-    "category (5 times in training) instead of once."))
 def test_a_read_only_save_dir_is_reported_in_one_line(mount_tmpfs) -> None:
     save_dir = mount_tmpfs("ro,size=64k") / "run"
     with captured_writer_errors() as lines, SnapshotWriter(save_dir) as writer:
@@ -198,11 +181,6 @@ def test_hostile_values_are_written_faithfully_or_marked(tmp_path: Path) -> None
     assert tally.placeholders > 0  # the unrepresentable values were exercised
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async bug: SnapshotSerializer falls back to one placeholder for the whole snapshot when "
-    "orjson still refuses the repaired payload: float128/complex256 (default() returns the same "
-    "dtype again: recursion), a lone surrogate in a str, an int dict key beyond 64 bits, and values "
-    "inside object arrays (tolist() output skips the repair pass). All other fields of the record are lost."))
 @pytest.mark.parametrize("value", [
     np.array([1.5, 2.5], dtype=np.longdouble), np.clongdouble(1 + 1j), "lone surrogate \ud800",
     {2**70: "huge key"}, object_array([cyclic(1, "dict")]),
@@ -212,18 +190,11 @@ def test_one_unrepresentable_value_does_not_cost_the_whole_record(tmp_path: Path
         assert round_trip_problems(writer, {"timestep": 7, "kept": [1.5, "text"], "odd": value}) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async bug: SnapshotSerializer._default converts every floating tensor with .float(), so "
-    "float64 tensors are written with float32 precision (0.1 + 1e-12 comes back as 0.1). Only "
-    "float16/bfloat16 need the cast."))
 def test_float64_tensors_keep_their_precision(tmp_path: Path) -> None:
     with SnapshotWriter(tmp_path, drain_interval=0) as writer:
         assert round_trip_problems(writer, {"value": torch.tensor([0.1 + 1e-12, 1 / 3], dtype=torch.float64)}) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async bug: 0-d arrays and tensors (e.g. a loss tensor) are written as one-element lists: "
-    "np.ascontiguousarray() in SnapshotSerializer._array returns at least 1-d."))
 @pytest.mark.parametrize("value", [np.array(3.5), np.array(7, dtype=">i4"), torch.tensor(1.25)],
                          ids=["0-d float64", "0-d big-endian int", "0-d tensor"])
 def test_zero_dimensional_values_stay_scalars(tmp_path: Path, value: object) -> None:
@@ -231,9 +202,6 @@ def test_zero_dimensional_values_stay_scalars(tmp_path: Path, value: object) -> 
         assert round_trip_problems(writer, {"loss": value}) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async bug: count_nonfinite does not look inside torch tensors, dataclasses or sets, so "
-    "NaN/Inf written there as null are not counted in stats()['nonfinite_values']."))
 def test_nan_in_tensors_dataclasses_and_sets_is_counted(tmp_path: Path) -> None:
     record = {"tensor": torch.tensor([float("nan"), 1.0]), "pose": RobotPose("nan", float("inf")),
               "set": frozenset([float("nan")])}
@@ -259,10 +227,6 @@ DATACLASS_CYCLE = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async bug: SnapshotSerializer._repair turns a dataclass into a new dict before the cycle "
-    "check, so a dataclass that reaches itself is never seen as a cycle: it is unrolled down to the "
-    "depth limit, and with two self-references that is 2**200 calls -- the writer thread hangs forever."))
 def test_a_dataclass_that_references_itself_twice_does_not_hang_the_writer() -> None:
     child = python_child(DATACLASS_CYCLE)
     assert child.stdout.readline().strip() == "serializing"
@@ -292,20 +256,7 @@ def test_writer_categories_from_any_text_stay_inside_save_dir(tmp_path_factory: 
     assert path is not None and path.parent.parent == save_dir and path.parent.name == category
 
 
-def run_name_escape_reason(name: str) -> str:
-    if name == "NUL byte":
-        return ("rtsave_async bug: --run_name with NUL is not rejected; the writer thread dies with an "
-                "uncaught 'ValueError: embedded null byte' in _write_stats_file after logging every "
-                "snapshot as 'could not encode a ... snapshot'.")
-    return (f"rtsave_async bug (path escape): cli.train builds Path('models') / run_name without "
-            f"checking it, so a run name with '..' or an absolute path ({name}) writes outside models/.")
-
-
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the NUL case's thread
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=run_name_escape_reason(name)))
-    for name in hostile_run_names(Path("/sandbox"))
-])
+@pytest.mark.parametrize("name", list(hostile_run_names(Path("/sandbox"))))
 def test_cli_run_names_cannot_leave_models(tmp_path: Path, name: str) -> None:
     sandbox, cwd = cli_sandbox(tmp_path)
     outcome = run_cli(sandbox, cwd, ["--run_name", hostile_run_names(sandbox)[name]])
@@ -342,11 +293,6 @@ def test_cli_save_dir_is_honoured_and_nothing_lands_outside_it(tmp_path: Path) -
     assert any(path.name.endswith(".json") for path in outcome.created)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rtsave_async bug: a save_dir containing NUL is accepted by SnapshotWriter (and so by the callback "
-    "and --save_dir); every snapshot then fails as 'could not encode a ... snapshot: ValueError' and "
-    "the writer thread dies with an uncaught ValueError in _write_stats_file."))
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread that dies
 @pytest.mark.parametrize("where", ["SnapshotWriter", "cli --save_dir"])
 def test_save_dir_with_nul_is_rejected_clearly(tmp_path: Path, where: str) -> None:
     if where == "SnapshotWriter":

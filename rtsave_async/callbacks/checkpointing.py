@@ -35,7 +35,8 @@ class CheckpointSaver:
         of this; default None.
     :param if_busy: when a checkpoint is due while the previous one is still being
         written: ``"skip"`` (default) counts it in ``skipped`` and goes on; ``"wait"``
-        blocks the training thread until the previous one is on disk.
+        blocks the training thread until the previous one is on disk (at most the
+        writer's ``exit_timeout``, then skips).
     :param save_replay_buffer: include off-policy replay buffers; default True.
     :param resume_command: model-zip path -> the command line that resumes from it;
         default: ``python -m rtsave_async train`` with the algorithm and env id.
@@ -79,10 +80,11 @@ class CheckpointSaver:
         :param wait_if_busy: wait for a checkpoint in flight whatever ``if_busy`` says
         """
         if not self._idle.is_set():
-            if self.if_busy == "skip" and not wait_if_busy:
+            waits = self.if_busy == "wait" or wait_if_busy
+            # Wait at most as long as the writer itself would at exit: a stalled disk must not hang training.
+            if not (waits and self._idle.wait(writer.exit_timeout)):
                 self.skipped += 1
                 return False
-            self._idle.wait()
         capture = capture_checkpoint(
             model, callback_state, self.resume_command or default_resume_command(model, total_timesteps), self.save_replay_buffer
         )

@@ -75,13 +75,13 @@ class LocalSink:
             return []
 
     def clean_stale_temps(self) -> int:
-        """Remove temp files left by processes that no longer run; returns how many."""
-        removed = 0
+        """Remove temp files left by processes that no longer run (in the root and its
+        folders); returns how many."""
         if not self.root.is_dir():
             return 0
-        for folder in self.root.iterdir():
-            if not folder.is_dir():
-                continue
+        folders = [self.root, *(folder for folder in self.root.iterdir() if folder.is_dir())]
+        removed = 0
+        for folder in folders:
             for path in folder.iterdir():
                 pid = temp_owner_pid(path.name)
                 if pid is not None and not _process_alive(pid):

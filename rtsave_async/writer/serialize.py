@@ -77,10 +77,11 @@ class SnapshotSerializer:
         if isinstance(obj, np.ndarray):
             return self._array(obj)
         if isinstance(obj, np.generic):
+            if isinstance(obj, (np.complexfloating, np.floating)) and obj.dtype.itemsize > 8:
+                return self._default(complex(obj) if isinstance(obj, np.complexfloating) else float(obj))
             return self._default(obj.item()) if isinstance(obj, np.complexfloating) else obj.item()
         if _is_torch_tensor(obj):
-            tensor = obj.detach().cpu()
-            return self._array((tensor.float() if tensor.is_floating_point() else tensor).numpy())
+            return self._array(_tensor_to_numpy(obj))
         if isinstance(obj, (set, frozenset)):
             return list(obj)
         if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -93,6 +94,10 @@ class SnapshotSerializer:
 
     def _array(self, array: np.ndarray) -> Any:
         kind = array.dtype.kind
+        if array.ndim == 0:  # a 0-d array is a scalar, not a one-element list
+            return self._default(array[()]) if kind in "cfO" else array.item()
+        if kind in "fc" and array.dtype.itemsize > (8 if kind == "f" else 16):
+            array = array.astype(np.float64 if kind == "f" else np.complex128)  # long double: no JSON form
         if kind in "biuf":
             return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
         if kind == "c":
@@ -102,16 +107,17 @@ class SnapshotSerializer:
         return self._placeholder(array)
 
     def _repair(self, obj: Any, active: set[int], depth: int) -> Any:
-        """A copy of ``obj`` that orjson accepts: cycles, depth, huge ints, odd keys fixed."""
-        if isinstance(obj, bool) or obj is None or isinstance(obj, (str, float)):
+        """A copy of ``obj`` that orjson accepts: cycles, depth, huge ints, odd keys and strings fixed."""
+        if isinstance(obj, bool) or obj is None or isinstance(obj, float):
             return obj
+        if isinstance(obj, str):
+            return obj if _is_valid_utf8(obj) else self._repaired_text(obj)
         if isinstance(obj, int):
             return obj if _INT_RANGE[0] <= obj <= _INT_RANGE[1] else self._placeholder(obj, "integer beyond 64 bits")
-        if isinstance(obj, np.ndarray):
+        if isinstance(obj, np.ndarray) and obj.dtype.kind != "O":
             return self._array(obj)
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            obj = {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
-        if not isinstance(obj, (dict, list, tuple)):
+        is_dataclass = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+        if not (is_dataclass or isinstance(obj, (dict, list, tuple, set, frozenset, np.ndarray))):
             return obj  # leaves left to orjson and _default
         if id(obj) in active:
             return self._placeholder(obj, "reference cycle")
@@ -119,11 +125,25 @@ class SnapshotSerializer:
             return self._placeholder(obj, f"nested deeper than {_MAX_DEPTH}")
         active.add(id(obj))
         try:
+            if is_dataclass:
+                obj = {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
             if isinstance(obj, dict):
-                return {_json_key(key): self._repair(value, active, depth + 1) for key, value in obj.items()}
-            return [self._repair(item, active, depth + 1) for item in obj]
+                return {self._json_key(key): self._repair(value, active, depth + 1) for key, value in obj.items()}
+            return [self._repair(item, active, depth + 1) for item in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
         finally:
             active.discard(id(obj))
+
+    def _repaired_text(self, text: str) -> dict[str, str] | str:
+        """A string UTF-8 cannot hold (lone surrogates): a marked placeholder (a plain
+        replacement text when it is a dict key)."""
+        return self._placeholder(text.encode("utf-8", "replace").decode("utf-8"), "not valid UTF-8")
+
+    def _json_key(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return key if _is_valid_utf8(key) else _safe_repr(key)
+        if isinstance(key, int) and not isinstance(key, bool) and not _INT_RANGE[0] <= key <= _INT_RANGE[1]:
+            return str(key)
+        return key if isinstance(key, _JSON_KEY_TYPES) else _safe_repr(key)
 
 
 def count_nonfinite(obj: Any) -> int:
@@ -141,14 +161,31 @@ def count_nonfinite(obj: Any) -> int:
                 count += int(np.count_nonzero(~np.isfinite(item)))
         elif isinstance(item, np.floating):
             count += not np.isfinite(item)
-        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+        elif _is_torch_tensor(item):
+            stack.append(_tensor_to_numpy(item))
+        elif id(item) in seen:
+            continue
+        elif isinstance(item, (dict, list, tuple, set, frozenset)):
             seen.add(id(item))
             stack.extend(item.values() if isinstance(item, dict) else item)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            seen.add(id(item))
+            stack.extend(getattr(item, field.name) for field in dataclasses.fields(item))
     return count
 
 
-def _json_key(key: Any) -> Any:
-    return key if isinstance(key, _JSON_KEY_TYPES) else _safe_repr(key)
+def _is_valid_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor as numpy, bfloat16 (no numpy dtype) widened to float32."""
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor).numpy()
 
 
 def _is_torch_tensor(obj: Any) -> bool:

@@ -71,6 +71,8 @@ class SnapshotWriter:
         drain_interval: float = 0.05,
         io: str = "direct",
     ) -> None:
+        if "\0" in os.fspath(save_dir):
+            raise ValueError(f"save_dir {os.fspath(save_dir)!r} contains a null byte")
         if exit_timeout < 0:
             raise ValueError(f"exit_timeout must be >= 0 seconds, got {exit_timeout!r}")
         if batch_size < 1:
@@ -352,7 +354,8 @@ class SnapshotWriter:
     def _report_error(self, exc: BaseException, message: str, category: str | None = None) -> None:
         """Count (for a snapshot's ``category``) and log the first error of each kind."""
         code = getattr(exc, "errno", None)
-        kind = (category, type(exc).__name__, code)
+        # One log line per kind of disk error (a full or read-only disk fails every category alike).
+        kind = (type(exc).__name__, code) if isinstance(exc, OSError) else (category, type(exc).__name__)
         if category is None:
             first = self._stats.record_error(kind, message)
         else:
