@@ -180,3 +180,13 @@ def test_sigkill_during_checkpoints_leaves_only_loadable_resumable_ones(tmp_path
     for json_path in listed:
         resumed = load_checkpoint(json_path, env)
         assert resumed.model.num_timesteps == json.loads(json_path.read_bytes())[0]["timestep"]
+
+
+def test_leftovers_of_an_interrupted_checkpoint_go_with_the_next_one(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    orphan = folder / "checkpoint_20250101_120000_00000001.zip"  # its JSON was never written
+    orphan.write_bytes(b"half")
+    train_with_checkpoints(tmp_path, steps=256)  # keep_last=None: every complete checkpoint stays
+    assert not orphan.exists()
+    assert [json.loads(path.read_bytes())[0]["timestep"] for path in list_snapshot_files(tmp_path, "checkpoints")] == [128, 256]

@@ -20,13 +20,11 @@ def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int | None, kee
     """Delete old checkpoints in ``folder``; returns the names removed.
 
     :param keep_last: how many of the newest complete checkpoints to keep (>= 1);
-        None keeps all
+        None keeps all complete ones (orphaned attachments are still removed)
     :param keep_every: also keep forever every checkpoint whose sequence number is a
         multiple of this; None keeps no extra ones
     """
-    if keep_last is None:
-        return []
-    if keep_last < 1:
+    if keep_last is not None and keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last!r}")
     folder = Path(folder)
     prefix = file_prefix(CHECKPOINTS)
@@ -41,7 +39,7 @@ def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int | None, kee
             complete.add(sequence)
     if not complete:
         return []
-    kept = set(sorted(complete)[-keep_last:])
+    kept = set(sorted(complete)[-keep_last:]) if keep_last is not None else set(complete)
     if keep_every:
         kept.update(sequence for sequence in complete if sequence % keep_every == 0)
     newest = max(complete)
