@@ -105,7 +105,7 @@ def run_all(work: Path) -> tuple[list[Tally], list[str]]:
     tally = scenarios.FuzzTally()
     failure = ""
     try:
-        tally = scenarios.fuzz_through_writer(work / "fuzz", examples)
+        scenarios.fuzz_through_writer(work / "fuzz", examples, tally)
     except AssertionError as error:  # hypothesis found (and shrank) a record that does not come back faithfully
         failure = str(error).splitlines()[0]
     row = Tally(f"hypothesis records through a real writer ({examples} examples)")

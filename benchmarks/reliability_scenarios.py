@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -557,8 +558,9 @@ class Opaque:
 
 OPAQUE_TYPES = (Opaque, decimal.Decimal, type(Ellipsis), datetime.timedelta)  # placeholders expected
 INT_RANGE = (-(2**63), 2**64 - 1)
+SURROGATE = re.compile("[\ud800-\udfff]")
 ODD_TEXT = ["", "\x00", "a\u0301", "\u202eevil", "\ufeff", "\U0001f680" * 3, "\U0010ffff", "\uffff",
-            "line\nbreak\ttab", '\\"quote', "$unserializable_not"]
+            "line\nbreak\ttab", '\\"quote', "$unserializable_not", "lone \ud800 surrogate"]
 BIG_ARRAYS: list[Callable[[], Any]] = [
     lambda: np.random.default_rng(0).standard_normal(400_000).astype(np.float32),
     lambda: np.arange(300_000, dtype=">i8")[::-3],
@@ -579,6 +581,20 @@ def _array_dtypes() -> st.SearchStrategy[np.dtype]:
                      hnp.datetime64_dtypes(max_period="s", min_period="ns", endianness="?"),
                      hnp.timedelta64_dtypes(max_period="s", min_period="ns", endianness="?"),
                      hnp.array_dtypes(hnp.integer_dtypes(), min_size=1, max_size=2))
+
+
+def _without_surrogates(array: np.ndarray) -> bool:
+    """A lone surrogate in a str array costs the whole record (a known bug with its own xfail test)."""
+    return array.dtype.kind != "U" or not any(SURROGATE.search(text) for text in array.ravel().tolist())
+
+
+def _without_orjson_datetime_bug(array: np.ndarray) -> bool:
+    """orjson (3.13) writes datetime64 NaT and dates beyond years 1-9999 wrongly, or as invalid
+    JSON (a known bug with its own xfail test): such arrays are kept out."""
+    if array.dtype.kind != "M":
+        return True
+    native = array.astype(array.dtype.newbyteorder("="))
+    return bool(np.all((native >= np.datetime64("0001-01-01")) & (native <= np.datetime64("9999-12-31T23:59:59"))))
 
 
 def _views(array: np.ndarray) -> st.SearchStrategy[np.ndarray]:
@@ -635,7 +651,7 @@ def _tensors() -> st.SearchStrategy[torch.Tensor]:
 def _json_key(key: Any) -> str:
     """The JSON key a dict key must become."""
     if isinstance(key, str):
-        return key
+        return repr(key) if SURROGATE.search(key) else key  # no JSON form: its repr
     if isinstance(key, int) and not isinstance(key, bool) and not INT_RANGE[0] <= key <= INT_RANGE[1]:
         return str(key)
     if key is None or isinstance(key, (bool, int, float)):
@@ -655,7 +671,8 @@ def hostile_records() -> st.SearchStrategy[dict[str, Any]]:
         st.binary(max_size=16), st.binary(max_size=16).map(bytearray), st.binary(max_size=16).map(memoryview),
         st.frozensets(st.integers(-50, 50), max_size=4), st.sets(st.text(max_size=3), max_size=3),
         hnp.arrays(_numeric_dtypes(), ()).map(lambda array: array[()]),
-        hnp.arrays(_array_dtypes(), hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)).flatmap(_views),
+        hnp.arrays(_array_dtypes(), hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4))
+        .filter(_without_surrogates).filter(_without_orjson_datetime_bug).flatmap(_views),
         _tensors(), st.integers(195, 300).map(_nested),
         st.sampled_from([Gait.TROT, Gait.BOUND, uuid.UUID(int=7), Path("runs/a"), 1 + 2j, complex("nan+1j")]),
         st.builds(Opaque), st.sampled_from([decimal.Decimal("1.1"), Ellipsis]),
@@ -663,7 +680,7 @@ def hostile_records() -> st.SearchStrategy[dict[str, Any]]:
     # Values inside object arrays skip the serializer's repair pass (see the xfail tests): simple ones only.
     object_items = st.one_of(st.none(), st.booleans(), st.integers(*INT_RANGE), st.floats(), st.text(max_size=5),
                              st.builds(Opaque))
-    keys = st.one_of(st.text(max_size=8), st.integers(*INT_RANGE), st.floats(), st.booleans(), st.none(),
+    keys = st.one_of(st.text(max_size=8), st.sampled_from(ODD_TEXT), st.integers(*INT_RANGE), st.floats(), st.booleans(), st.none(),
                      st.tuples(st.integers(0, 9)))
 
     def extend(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -886,9 +903,12 @@ def round_trip_problems(writer: SnapshotWriter, record: Any, tally: FuzzTally | 
     return check.problems
 
 
-def fuzz_through_writer(save_dir: Path, examples: int) -> FuzzTally:
-    """Hypothesis-generated records through one real writer; raises on the first (shrunk) failure."""
-    tally = FuzzTally()
+def fuzz_through_writer(save_dir: Path, examples: int, tally: FuzzTally | None = None) -> FuzzTally:
+    """Hypothesis-generated records through one real writer; raises on the first (shrunk) failure.
+
+    :param tally: counts the examples into this tally, which keeps them when a failure is raised.
+    """
+    tally = tally if tally is not None else FuzzTally()
     with SnapshotWriter(save_dir, drain_interval=0) as writer:
 
         @settings(max_examples=examples, deadline=None,

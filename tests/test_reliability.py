@@ -180,7 +180,12 @@ def test_hostile_values_are_written_faithfully_or_marked(tmp_path: Path) -> None
 @pytest.mark.parametrize("value", [
     np.array([1.5, 2.5], dtype=np.longdouble), np.clongdouble(1 + 1j), "lone surrogate \ud800",
     {2**70: "huge key"}, object_array([cyclic(1, "dict")]),
-], ids=["float128 array", "complex256 scalar", "lone surrogate", "int key beyond 64 bits", "cycle in object array"])
+    pytest.param(np.array(["ok", "x\udc00"]), marks=pytest.mark.xfail(strict=True, reason=(
+        "rtsave_async bug (after 1c64126): a lone surrogate in a numpy str array still replaces the whole "
+        "snapshot: SnapshotSerializer._array returns array.tolist() for kind 'U', whose strings skip the "
+        "per-string UTF-8 repair (kept out of the hypothesis strategy until fixed)."))),
+], ids=["float128 array", "complex256 scalar", "lone surrogate", "int key beyond 64 bits", "cycle in object array",
+        "lone surrogate in a str array"])
 def test_one_unrepresentable_value_does_not_cost_the_whole_record(tmp_path: Path, value: object) -> None:
     with SnapshotWriter(tmp_path, drain_interval=0) as writer:
         assert round_trip_problems(writer, {"timestep": 7, "kept": [1.5, "text"], "odd": value}) == []
@@ -189,6 +194,22 @@ def test_one_unrepresentable_value_does_not_cost_the_whole_record(tmp_path: Path
 def test_float64_tensors_keep_their_precision(tmp_path: Path) -> None:
     with SnapshotWriter(tmp_path, drain_interval=0) as writer:
         assert round_trip_problems(writer, {"value": torch.tensor([0.1 + 1e-12, 1 / 3], dtype=torch.float64)}) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "orjson 3.13.0 bug reached through rtsave_async: with OPT_SERIALIZE_NUMPY orjson serializes datetime64 "
+    "arrays itself and gets NaT and dates outside years 1-9999 wrong: a 2-D datetime64[s] array holding "
+    "either is written as invalid JSON ('[[[,[...'), which the writer publishes under a final name; NaT in "
+    "datetime64[D] becomes '1970-01-01T00:00:00' and in datetime64[ns] '1677-09-21T00:12:43.145224'. "
+    "OPT_PASSTHROUGH_DATETIME does not route them to default(). Fix: convert datetime64 values (tolist/item) "
+    "before orjson sees them."))
+@pytest.mark.parametrize("value", [
+    np.array([["NaT"], ["1970-01-01"]], dtype="M8[s]"), np.array([["10000-01-01"]], dtype="M8[s]"),
+    np.array(["NaT", "2020-01-01"], dtype="M8[D]"), np.array(["NaT"], dtype="M8[ns]"),
+], ids=["2-D NaT [s]: invalid JSON", "2-D year 10000 [s]: invalid JSON", "NaT [D]: epoch", "NaT [ns]: 1677"])
+def test_datetime64_nat_and_far_dates_come_back_faithfully(tmp_path: Path, value: np.ndarray) -> None:
+    with SnapshotWriter(tmp_path, drain_interval=0) as writer:
+        assert round_trip_problems(writer, {"stamps": value}) == []
 
 
 @pytest.mark.parametrize("value", [np.array(3.5), np.array(7, dtype=">i4"), torch.tensor(1.25)],
