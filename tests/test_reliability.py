@@ -3,6 +3,7 @@
 The scenarios live in ``benchmarks/reliability_scenarios.py`` (shared with
 ``python -m benchmarks.bench_reliability``); these tests assert on what they measure.
 CI runs the small counts; ``RTSAVE_LONG=1`` runs the large ones (see ``trials``).
+Bugs still open are kept as ``xfail(strict=True)`` tests whose reason says what is wrong.
 """
 
 from __future__ import annotations
