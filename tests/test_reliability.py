@@ -181,10 +181,7 @@ def test_hostile_values_are_written_faithfully_or_marked(tmp_path: Path) -> None
 @pytest.mark.parametrize("value", [
     np.array([1.5, 2.5], dtype=np.longdouble), np.clongdouble(1 + 1j), "lone surrogate \ud800",
     {2**70: "huge key"}, object_array([cyclic(1, "dict")]),
-    pytest.param(np.array(["ok", "x\udc00"]), marks=pytest.mark.xfail(strict=True, reason=(
-        "rtsave_async bug (after 1c64126): a lone surrogate in a numpy str array still replaces the whole "
-        "snapshot: SnapshotSerializer._array returns array.tolist() for kind 'U', whose strings skip the "
-        "per-string UTF-8 repair (kept out of the hypothesis strategy until fixed)."))),
+    np.array(["ok", "x\udc00"]),
 ], ids=["float128 array", "complex256 scalar", "lone surrogate", "int key beyond 64 bits", "cycle in object array",
         "lone surrogate in a str array"])
 def test_one_unrepresentable_value_does_not_cost_the_whole_record(tmp_path: Path, value: object) -> None:

@@ -114,7 +114,7 @@ class SnapshotSerializer:
             return obj if _is_valid_utf8(obj) else self._repaired_text(obj)
         if isinstance(obj, int):
             return obj if _INT_RANGE[0] <= obj <= _INT_RANGE[1] else self._placeholder(obj, "integer beyond 64 bits")
-        if isinstance(obj, np.ndarray) and obj.dtype.kind != "O":
+        if isinstance(obj, np.ndarray) and obj.dtype.kind not in "OUS":  # element-wise repair for the others
             return self._array(obj)
         is_dataclass = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
         if not (is_dataclass or isinstance(obj, (dict, list, tuple, set, frozenset, np.ndarray))):
