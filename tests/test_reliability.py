@@ -194,18 +194,17 @@ def test_float64_tensors_keep_their_precision(tmp_path: Path) -> None:
         assert round_trip_problems(writer, {"value": torch.tensor([0.1 + 1e-12, 1 / 3], dtype=torch.float64)}) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "orjson 3.13.0 bug reached through rtsave_async: with OPT_SERIALIZE_NUMPY orjson serializes datetime64 "
-    "arrays itself and gets NaT and dates outside years 1-9999 wrong: a 2-D datetime64[s] array holding "
-    "either is written as invalid JSON ('[[[,[...'), which the writer publishes under a final name; NaT in "
-    "datetime64[D] becomes '1970-01-01T00:00:00' and in datetime64[ns] '1677-09-21T00:12:43.145224'. "
-    "OPT_PASSTHROUGH_DATETIME does not route them to default(). Fix: convert datetime64 values (tolist/item) "
-    "before orjson sees them."))
 @pytest.mark.parametrize("value", [
     np.array([["NaT"], ["1970-01-01"]], dtype="M8[s]"), np.array([["10000-01-01"]], dtype="M8[s]"),
     np.array(["NaT", "2020-01-01"], dtype="M8[D]"), np.array(["NaT"], dtype="M8[ns]"),
-], ids=["2-D NaT [s]: invalid JSON", "2-D year 10000 [s]: invalid JSON", "NaT [D]: epoch", "NaT [ns]: 1677"])
-def test_datetime64_nat_and_far_dates_come_back_faithfully(tmp_path: Path, value: np.ndarray) -> None:
+    np.array(["2020-01-01T00:00:00.000000001", "-0001-06-01"], dtype=">M8[ns]")[::-1],
+    np.datetime64("NaT"), np.datetime64("12000-01-01"), np.array("NaT", dtype="M8[D]"),
+    {np.datetime64("NaT", "s")}, object_array([np.datetime64("NaT", "D"), np.array(["NaT"], dtype="M8[D]")]),
+    np.timedelta64(90, "s"), np.array([[1, "NaT"]], dtype=">m8[ms]").T,
+], ids=["2-D NaT [s]", "2-D year 10000 [s]", "NaT [D]", "NaT [ns]", "ns precision, year -1, big-endian view",
+        "NaT scalar", "year 12000 scalar", "0-d NaT", "in a set", "in an object array",
+        "timedelta64 scalar", "timedelta64 big-endian view with NaT"])
+def test_datetime64_and_timedelta64_with_nat_and_far_dates_come_back_faithfully(tmp_path: Path, value: np.ndarray) -> None:
     with SnapshotWriter(tmp_path, drain_interval=0) as writer:
         assert round_trip_problems(writer, {"stamps": value}) == []
 

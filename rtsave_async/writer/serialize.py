@@ -8,6 +8,12 @@ rest become a marked placeholder ``{"$unserializable": <type>, "repr": ...}`` an
 counted. Structures orjson refuses as a whole (cycles, nesting deeper than 254,
 integers beyond 64 bits, tuple keys) are repaired by a pure-Python pass that only runs
 when the fast path fails. NaN and +-Inf are written as ``null`` and counted.
+
+numpy datetime64 values never reach orjson's own numpy path, which writes NaT and dates
+outside years 1-9999 wrongly or as invalid JSON (orjson 3.13): a cheap orjson pass that
+writes no numpy data finds them first, and the repair pass writes them as numpy's ISO
+8601 text at the value's own unit (``"2020-01-01"``, ``"2020-01-01T00:00:00.000000001"``),
+NaT as ``null``; timedelta64 values are written as integer counts of their own unit.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ _INT_RANGE = (-(2**63), 2**64 - 1)
 _REPR_LIMIT = 200
 _JSON_KEY_TYPES = (str, int, float, bool, type(None))
 _NULL = re.compile(rb"null")
+_NUMPY_SCALARS_NOT_DATETIME = frozenset(
+    scalar for scalar in np.sctypeDict.values() if not issubclass(scalar, np.datetime64))
 
 
 class SnapshotSerializer:
@@ -46,6 +54,7 @@ class SnapshotSerializer:
     def dumps(self, payload: Any) -> bytes:
         """Serialize ``payload``; always returns valid JSON bytes."""
         try:
+            _refuse_datetime64(payload)
             data = self._attempt(payload)
         except (TypeError, RecursionError):
             try:
@@ -76,6 +85,8 @@ class SnapshotSerializer:
         """Faithful JSON form for types orjson does not take, else a placeholder."""
         if isinstance(obj, np.ndarray):
             return self._array(obj)
+        if isinstance(obj, (np.datetime64, np.timedelta64)):
+            return _times(obj)
         if isinstance(obj, np.generic):
             if isinstance(obj, (np.complexfloating, np.floating)) and obj.dtype.itemsize > 8:
                 return self._default(complex(obj) if isinstance(obj, np.complexfloating) else float(obj))
@@ -94,6 +105,8 @@ class SnapshotSerializer:
 
     def _array(self, array: np.ndarray) -> Any:
         kind = array.dtype.kind
+        if kind in "Mm":
+            return _times(array)
         if array.ndim == 0:  # a 0-d array is a scalar, not a one-element list
             return self._default(array[()]) if kind in "cfO" else array.item()
         if kind in "fc" and array.dtype.itemsize > (8 if kind == "f" else 16):
@@ -102,7 +115,7 @@ class SnapshotSerializer:
             return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
         if kind == "c":
             return {"real": self._array(array.real), "imag": self._array(array.imag)}
-        if kind in "USOMm":
+        if kind in "USO":
             return array.tolist()
         return self._placeholder(array)
 
@@ -114,8 +127,8 @@ class SnapshotSerializer:
             return obj if _is_valid_utf8(obj) else self._repaired_text(obj)
         if isinstance(obj, int):
             return obj if _INT_RANGE[0] <= obj <= _INT_RANGE[1] else self._placeholder(obj, "integer beyond 64 bits")
-        if isinstance(obj, np.ndarray) and obj.dtype.kind not in "OUS":  # element-wise repair for the others
-            return self._array(obj)
+        if isinstance(obj, np.datetime64) or (isinstance(obj, np.ndarray) and obj.dtype.kind not in "OUS"):
+            return self._default(obj)  # element-wise repair for the other arrays
         is_dataclass = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
         if not (is_dataclass or isinstance(obj, (dict, list, tuple, set, frozenset, np.ndarray))):
             return obj  # leaves left to orjson and _default
@@ -172,6 +185,32 @@ def count_nonfinite(obj: Any) -> int:
             seen.add(id(item))
             stack.extend(getattr(item, field.name) for field in dataclasses.fields(item))
     return count
+
+
+def _refuse_datetime64(payload: Any) -> None:
+    """Raise TypeError if ``payload`` holds numpy datetime64 values (or cannot be serialized
+    as is): orjson walks it in C, writing every numpy value as null."""
+    orjson.dumps(payload, default=_datetime64_finder, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _datetime64_finder(obj: Any) -> Any:
+    if type(obj) in _NUMPY_SCALARS_NOT_DATETIME:  # the common case first: one set lookup
+        return None
+    if isinstance(obj, np.datetime64) or (isinstance(obj, np.ndarray) and obj.dtype.kind == "M"):
+        raise TypeError("datetime64 values need the repair pass")
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "O":
+        return obj.tolist()
+    return list(obj) if isinstance(obj, (set, frozenset)) else None
+
+
+def _times(value: np.ndarray | np.datetime64 | np.timedelta64) -> Any:
+    """datetime64 values as ISO 8601 text at their own unit, timedelta64 values as integer
+    counts of their own unit, NaT as None (nested lists for arrays)."""
+    native = value.astype(value.dtype.newbyteorder("="))
+    counts = np.datetime_as_string(native) if native.dtype.kind == "M" else native.astype(np.int64)
+    converted = np.asarray(counts, dtype=object)
+    converted[np.isnat(native)] = None
+    return converted.tolist()
 
 
 def _is_valid_utf8(text: str) -> bool:
