@@ -24,7 +24,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from rtsave_async.callbacks import ComprehensiveSavingCallback, CurriculumCallback
-from rtsave_async.checkpoints import ALGORITHMS, CheckpointError, find_checkpoint, load_checkpoint
+from rtsave_async.checkpoints import ALGORITHMS, CheckpointError, CheckpointInfo, find_checkpoint, load_checkpoint
 from rtsave_async.envs import GO1_ENV_ID
 
 GO1_ONLY_OPTIONS = ("ctrl_type", "biped", "rand_power")
@@ -137,11 +137,12 @@ def build_vec_env(env_id: str, env_kwargs: dict[str, Any], num_envs: int, seed: 
         raise SystemExit(f"rtsave: error: cannot make env {env_id!r}: {exc}") from None
 
 
-def checkpoint_metadata(model_path: str | None) -> dict[str, Any]:
+def verified_checkpoint(model_path: str | None) -> CheckpointInfo | None:
+    """The checkpoint at ``model_path``, every file verified once (None without a path)."""
     if model_path is None:
-        return {}
+        return None
     try:
-        return find_checkpoint(model_path).metadata or {}
+        return find_checkpoint(model_path)
     except CheckpointError as exc:
         raise SystemExit(f"rtsave: error: {exc}") from None
 
@@ -179,21 +180,22 @@ def check_run_options(args: argparse.Namespace) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    recorded = checkpoint_metadata(args.model_path)
+    checkpoint = verified_checkpoint(args.model_path)
+    recorded = (checkpoint.metadata if checkpoint else None) or {}
     args.algo = args.algo or (recorded.get("algorithm") or "ppo").lower()
     args.env_id, args.env_kwargs = environment_options(args, recorded)
     check_run_options(args)
     if args.save_dir:
         save_dir = Path(args.save_dir)
-    elif args.model_path and recorded and args.run_name is None:
-        save_dir = find_checkpoint(args.model_path).model_path.parent.parent  # continue the resumed run's folder
+    elif checkpoint and recorded and args.run_name is None:
+        save_dir = checkpoint.model_path.parent.parent  # continue the resumed run's folder
     else:
         run_name = args.run_name or f"{args.env_id.split('/')[-1].lower()}_{args.algo}_{time.strftime('%Y%m%d_%H%M%S')}"
         save_dir = Path("models") / run_name / "realtime_data"
     env = build_vec_env(args.env_id, args.env_kwargs, args.num_envs, args.seed, args.vec)
-    if args.model_path:
+    if checkpoint:
         try:
-            resumed = load_checkpoint(args.model_path, env, algorithm=args.algo)
+            resumed = load_checkpoint(checkpoint, env, algorithm=args.algo)
         except CheckpointError as exc:
             env.close()
             raise SystemExit(f"rtsave: error: {exc}") from None
@@ -257,12 +259,12 @@ def print_resume_hint(saving: ComprehensiveSavingCallback) -> None:
 def test(args: argparse.Namespace) -> int:
     if args.model_path is None:
         raise SystemExit("rtsave: error: test needs --model_path (a checkpoint .zip or .json)")
-    recorded = checkpoint_metadata(args.model_path)
-    env_id, env_kwargs = environment_options(args, recorded)
+    checkpoint = verified_checkpoint(args.model_path)
+    env_id, env_kwargs = environment_options(args, checkpoint.metadata or {})
     record = args.record is not None and rendering_works(env_id, env_kwargs)
     env = build_vec_env(env_id, {**env_kwargs, "render_mode": "rgb_array"} if record else env_kwargs, 1, args.seed)
     try:
-        resumed = load_checkpoint(args.model_path, env, algorithm=args.algo, restore_rng=False)
+        resumed = load_checkpoint(checkpoint, env, algorithm=args.algo, restore_rng=False)
     except CheckpointError as exc:
         raise SystemExit(f"rtsave: error: {exc}") from None
     model = resumed.model

@@ -3,8 +3,7 @@
 Producers call :meth:`SnapshotQueue.put` (cheap: a lock and an append); the writer
 drains it with :meth:`SnapshotQueue.take_batch` on its own schedule and is woken
 early only when the queue fills up, so that saving does not make the two threads
-trade the GIL on every snapshot. When the
-queue is full the back-pressure policy decides what happens, and every snapshot
+trade the GIL on every snapshot. When the queue is full the back-pressure policy decides what happens, and every snapshot
 that does not make it is counted per category -- never silently lost.
 """
 
@@ -17,6 +16,10 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from rtsave_async.validation import check_number, check_positive_int
+
+_ROOM_POLL_SECONDS = 0.01
 
 
 class BackPressure(str, enum.Enum):
@@ -51,6 +54,11 @@ class SnapshotQueue:
     ``on_ready`` is called (from the producer's thread) when the queue reaches
     ``wake_at`` items while the consumer is waiting for work; below that the consumer
     finds the items on its next scheduled drain. ``wake_at=1`` wakes it for every item.
+    ``on_evict`` is called (from the producer's thread) with each accepted snapshot that
+    ``drop_oldest`` evicts before it was taken.
+
+    The consumer never waits for a lock a producer may hold: a signal handler that
+    interrupts a producer inside :meth:`put` and flushes cannot deadlock the writer.
     """
 
     def __init__(
@@ -60,20 +68,21 @@ class SnapshotQueue:
         block_timeout: float = 1.0,
         on_ready: Callable[[], None] = lambda: None,
         wake_at: int = 1,
+        on_evict: Callable[[Snapshot], None] = lambda snapshot: None,
     ) -> None:
-        if not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"queue capacity must be a positive integer, got {capacity!r}")
-        if block_timeout < 0:
-            raise ValueError(f"block_timeout must be >= 0 seconds, got {block_timeout!r}")
-        self.capacity = capacity
-        self.policy = BackPressure(policy)
-        self.block_timeout = block_timeout
+        self.capacity = check_positive_int("queue_size", capacity)
+        self.block_timeout = check_number("block_timeout", block_timeout, 0, "seconds")
+        try:
+            self.policy = BackPressure(policy)
+        except ValueError:
+            choices = ", ".join(repr(choice.value) for choice in BackPressure)
+            raise ValueError(f"policy must be one of {choices}, got {policy!r}") from None
         self._on_ready = on_ready
+        self._on_evict = on_evict
         self._wake_at = max(1, min(wake_at, capacity))
-        self._items: deque[Snapshot] = deque()
-        # Re-entrant so that a signal handler running on a producer thread can flush.
-        self._lock = threading.RLock()
-        self._not_full = threading.Condition(self._lock)
+        self._items: deque[Snapshot] = deque()  # append/popleft are atomic: the consumer takes no lock
+        self._producers = threading.RLock()  # orders producers; re-entrant for a signal handler that submits
+        self._room = threading.Condition(threading.Lock())  # producers waiting under "block"
         self._consumer_waiting = False
         self.last_sequence = 0
         self.peak_depth = 0
@@ -84,54 +93,79 @@ class SnapshotQueue:
 
     def put(self, snapshot: Snapshot) -> bool:
         """Enqueue ``snapshot``; False if it was dropped (see :class:`BackPressure`)."""
-        with self._lock:
-            if len(self._items) >= self.capacity and not self._make_room():
-                self.dropped[snapshot.category] += 1
-                return False
-            self.last_sequence += 1
-            snapshot.sequence = self.last_sequence
+        evicted = None
+        with self._producers:
+            if len(self._items) >= self.capacity:
+                if self.policy is BackPressure.DROP_OLDEST:
+                    evicted = self._evict_oldest()
+                elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room():
+                    self.dropped[snapshot.category] += 1
+                    return False
+            snapshot.sequence = self.last_sequence + 1
             self._items.append(snapshot)
+            self.last_sequence = snapshot.sequence  # after the append: a flush never waits for a missing item
             self.peak_depth = max(self.peak_depth, len(self._items))
             wake = self._consumer_waiting and len(self._items) >= self._wake_at
             if wake:
                 self._consumer_waiting = False
+        if evicted is not None:
+            self._on_evict(evicted)
         if wake:
             self._on_ready()
         return True
 
-    def _make_room(self) -> bool:
-        """Free one slot per the policy (lock held); False when the new item must go."""
-        if self.policy is BackPressure.DROP_OLDEST:
-            self.dropped[self._items.popleft().category] += 1
-            return True
-        if self.policy is BackPressure.BLOCK:
-            deadline = time.monotonic() + self.block_timeout
-            while len(self._items) >= self.capacity:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._not_full.wait(remaining)
-            return True
-        return False
+    def _evict_oldest(self) -> Snapshot | None:
+        try:
+            evicted = self._items.popleft()
+        except IndexError:  # the consumer emptied the queue meanwhile
+            return None
+        self.dropped[evicted.category] += 1
+        return evicted
+
+    def _wait_for_room(self) -> bool:
+        """Under ``block``: wait up to ``block_timeout`` for a free slot."""
+        deadline = time.monotonic() + self.block_timeout
+        while len(self._items) >= self.capacity:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._room:
+                if len(self._items) >= self.capacity:
+                    # Short slices: the consumer only notifies when it gets the lock without waiting.
+                    self._room.wait(min(remaining, _ROOM_POLL_SECONDS))
+        return True
 
     def take_batch(self, max_items: int) -> list[Snapshot]:
-        """Remove and return up to ``max_items`` from the front.
+        """Remove and return up to ``max_items`` from the front (consumer only).
 
         An empty result means the queue was empty and the consumer is now marked as
-        waiting: the next :meth:`put` calls ``on_ready``.
+        waiting: the next :meth:`put` reaching ``wake_at`` items calls ``on_ready``.
         """
-        with self._lock:
-            count = min(max_items, len(self._items))
-            batch = [self._items.popleft() for _ in range(count)]
-            if batch:
-                self._not_full.notify_all()
-            else:
-                self._consumer_waiting = True
-            return batch
+        batch = self._pop(max_items)
+        if not batch:
+            self._consumer_waiting = True
+            batch = self._pop(max_items)  # a put that came before the mark did not wake us
+        if batch and self._room.acquire(blocking=False):
+            try:
+                self._room.notify_all()
+            finally:
+                self._room.release()
+        return batch
 
-    def discard_all(self) -> int:
-        """Drop every pending item (used by a forked child that must not write them)."""
-        with self._lock:
-            count = len(self._items)
-            self._items.clear()
-            return count
+    def _pop(self, max_items: int) -> list[Snapshot]:
+        batch: list[Snapshot] = []
+        while len(batch) < max_items:
+            try:
+                batch.append(self._items.popleft())
+            except IndexError:
+                break
+        return batch
+
+    def forget_after_fork(self) -> int:
+        """In a forked child: drop every pending item and renew the locks, which a
+        thread of the parent may have held at the fork. Returns how many were pending."""
+        pending = len(self._items)
+        self._items = deque()
+        self._producers = threading.RLock()
+        self._room = threading.Condition(threading.Lock())
+        return pending

@@ -116,15 +116,16 @@ class RecordingWriter:
 
     def __init__(self, save_dir: Path):
         self.save_dir = save_dir
+        self.exit_timeout = 10.0
         self.submitted: list[tuple[str, list[dict], list[dict]]] = []
-        self.flushes = 0
+        self.flushes: list[float | None] = []
 
     def submit(self, category: str, records: list[dict]) -> bool:
         self.submitted.append((category, records, copy.deepcopy(records)))
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
-        self.flushes += 1
+        self.flushes.append(timeout)
         return True
 
     def stats(self) -> dict[str, Any]:
@@ -345,7 +346,7 @@ def test_records_are_never_mutated_after_submit(tmp_path: Path) -> None:
     # the env did move on: its live state differs from what the first save recorded
     first_detailed = writer.payloads(categories.EPISODES)[0][0]["detailed_info"]
     assert first_detailed["robot_state"]["position"]["x"] == 4
-    assert writer.flushes == 1  # a borrowed writer is flushed, not closed
+    assert writer.flushes == [writer.exit_timeout]  # a borrowed writer is flushed (bounded), not closed
 
 
 def test_success_counting_from_is_success(tmp_path: Path) -> None:

@@ -190,3 +190,33 @@ def test_leftovers_of_an_interrupted_checkpoint_go_with_the_next_one(tmp_path: P
     train_with_checkpoints(tmp_path, steps=256)  # keep_last=None: every complete checkpoint stays
     assert not orphan.exists()
     assert [json.loads(path.read_bytes())[0]["timestep"] for path in list_snapshot_files(tmp_path, "checkpoints")] == [128, 256]
+
+
+def test_an_evicted_or_refused_checkpoint_does_not_stop_later_ones(tmp_path: Path) -> None:
+    from conftest import SinkGate
+    from rtsave_async import SnapshotWriter
+    from rtsave_async.callbacks.checkpointing import CheckpointSaver
+
+    model = PPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1, seed=0), n_steps=64, batch_size=64, device="cpu")
+    saver = CheckpointSaver()
+    writer = SnapshotWriter(tmp_path, queue_size=1, policy="drop_oldest")
+    gate = SinkGate(writer)
+    writer.submit("episodes", {"busy": True})
+    assert gate.entered.wait(10)
+    assert saver.checkpoint(writer, model, {}, 1000)  # queued behind the held write ...
+    writer.submit("episodes", {"evicts": "the checkpoint"})
+    assert saver.wait_idle(0) and saver.failed == 1  # ... evicted: the saver is free again
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("writer closed")
+
+    writer.submit, real_submit = refuse, writer.submit
+    with pytest.raises(RuntimeError):
+        saver.checkpoint(writer, model, {}, 1000)
+    assert saver.wait_idle(0)
+    writer.submit = real_submit
+    gate.open()
+    assert saver.checkpoint(writer, model, {}, 1000)
+    assert writer.flush(timeout=60) is False  # the eviction is reported once
+    writer.close()
+    assert len(saver.written) == 1 and saver.written[0].exists()

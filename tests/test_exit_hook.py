@@ -150,3 +150,78 @@ def test_forked_child_neither_writes_nor_flushes_the_parents_records(tmp_path: P
     assert "child status 0" in stdout
     indexes = [snapshot[0]["index"] for snapshot in load_records(tmp_path, "episodes")]
     assert indexes == list(range(200))  # each once, in order, none from the child
+
+
+LOCK_HELD_AT_FORK = """
+    import os, sys, threading
+    from rtsave_async import SnapshotWriter
+
+    writer = SnapshotWriter(sys.argv[1])
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_locks():  # a producer thread inside put() and the writer inside flush() at fork time
+        with writer._queue._producers, writer._queue._room, writer._done:
+            holding.set()
+            release.wait()
+
+    threading.Thread(target=hold_locks, daemon=True).start()
+    holding.wait()
+    pid = os.fork()
+    if pid == 0:
+        print("child flush", writer.flush(1), "close", writer.close()["submitted"], flush=True)
+        os._exit(0)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    print("child status", status, flush=True)
+"""
+
+
+def test_a_fork_while_other_threads_hold_the_writers_locks_does_not_hang_the_child(tmp_path: Path) -> None:
+    child = python_child(LOCK_HELD_AT_FORK, str(tmp_path))
+    stdout, stderr = child.communicate(timeout=60)
+    assert "child flush False close 0" in stdout and "child status 0" in stdout, stderr
+
+
+SIGNAL_INSIDE_PUT = """
+    import os, signal, sys
+    from rtsave_async import SnapshotWriter
+
+    writer = SnapshotWriter(sys.argv[1], exit_timeout=30)
+    for index in range(300):
+        writer.submit("episodes", {"index": index})
+    with writer._queue._producers:  # as if SIGTERM arrived while the main thread is inside put()
+        signal.raise_signal(signal.SIGTERM)
+"""
+
+
+def test_sigterm_while_the_main_thread_is_inside_submit_still_writes_everything(tmp_path: Path) -> None:
+    child = python_child(SIGNAL_INSIDE_PUT, str(tmp_path))
+    started = time.monotonic()
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == -signal.SIGTERM, stderr
+    assert time.monotonic() - started < 25  # far below exit_timeout: the writer never waited for the lock
+    indexes = [snapshot[0]["index"] for snapshot in load_records(tmp_path, "episodes")]
+    assert indexes == list(range(300))
+
+
+SLOW_FINAL_CHECKPOINT = """
+    import sys, time
+    from rtsave_async import SnapshotWriter
+
+    def slow_encoder():
+        time.sleep(1.5)
+        return b"model" * 100
+
+    writer = SnapshotWriter(sys.argv[1], exit_timeout=1.0)
+    writer.submit("checkpoints", lambda files: [{"files": files}], attachments={".zip": slow_encoder})
+    writer.close()  # times out while the attachment is still being encoded
+    print("closed", flush=True)
+"""
+
+
+def test_a_close_that_timed_out_is_finished_by_the_exit_hook(tmp_path: Path) -> None:
+    child = python_child(SLOW_FINAL_CHECKPOINT, str(tmp_path))
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0 and "closed" in stdout, stderr
+    assert [path.suffix for path in sorted((tmp_path / "checkpoints").iterdir())] == [".json", ".zip"]
+    assert orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())["written"] == 1

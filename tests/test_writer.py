@@ -302,3 +302,79 @@ def test_attachments_are_stored_before_the_json_that_lists_them(tmp_path: Path) 
     assert (tmp_path / "checkpoints" / record["files"]["state.pkl"]["name"]).read_bytes() == b"s"
     assert stats["failed_by_category"] == {"checkpoints": 1} and "ZeroDivisionError" in stats["errors"][0]
     assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == sorted([json_path.name, stem + ".zip", stem + ".state.pkl"])
+
+
+def test_an_evicted_snapshot_hears_none_and_flush_reports_the_drop(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path, queue_size=2, policy="drop_oldest")
+    gate = SinkGate(writer)
+    heard: dict[int, list] = {index: [] for index in range(4)}
+    writer.submit("episodes", {"index": 0}, on_written=heard[0].append)
+    assert gate.entered.wait(10)
+    for index in (1, 2, 3):  # 1 is evicted by 3
+        writer.submit("episodes", {"index": index}, on_written=heard[index].append)
+    assert heard[1] == [None]
+    gate.open()
+    assert writer.flush(timeout=10) is False  # everything left is on disk, but one was dropped
+    assert writer.flush(timeout=10) is True  # nothing new since
+    writer.close()
+    assert [len(paths) for paths in heard.values()] == [1, 1, 1, 1]
+    assert all(paths[0] is not None for index, paths in heard.items() if index != 1)
+
+
+def test_close_that_times_out_keeps_the_writer_covered_and_a_later_close_finishes(tmp_path: Path) -> None:
+    from rtsave_async.writer import exit_hook
+
+    writer = SnapshotWriter(tmp_path, exit_timeout=0.1)
+    gate = SinkGate(writer)
+    writer.submit("checkpoints", {"timestep": 1})
+    assert writer.close()["pending"] == 1
+    assert exit_hook.covers(writer)  # the atexit hook will wait for it again
+    gate.open()
+    stats = writer.close(timeout=10)
+    assert stats["written"] == 1 and stats["pending"] == 0 and not exit_hook.covers(writer)
+    assert (tmp_path / STATS_FILE_NAME).exists()
+
+
+def test_a_failed_json_write_removes_the_attachments_it_listed(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path)
+    original_put = writer._sink.put
+
+    async def no_space_for_json(folder: str, name: str, data: bytes) -> None:
+        if name.endswith(".json"):
+            raise OSError(28, "No space left on device", str(tmp_path / folder / name))
+        await original_put(folder, name, data)
+
+    writer._sink.put = no_space_for_json
+    heard: list = []
+    writer.submit("checkpoints", lambda files: [{"files": files}], attachments={".zip": lambda: b"x" * 1000},
+                  on_written=heard.append)
+    assert writer.flush(timeout=10) is False
+    writer.close()
+    assert heard == [None]
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_a_category_folder_removed_while_running_is_created_again(tmp_path: Path) -> None:
+    import shutil
+
+    with SnapshotWriter(tmp_path, drain_interval=0) as writer:
+        writer.submit("episodes", {"index": 0})
+        assert writer.flush(timeout=10)
+        shutil.rmtree(tmp_path / "episodes")
+        writer.submit("episodes", {"index": 1})
+        assert writer.flush(timeout=10)
+    assert written_indexes(tmp_path) == [1]
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("policy", "drop-oldest", "policy must be one of 'block', 'drop_oldest', 'drop_newest'"),
+    ("queue_size", "8", "queue_size must be a positive integer"),
+    ("queue_size", 0, "queue_size must be a positive integer"),
+    ("batch_size", 2.5, "batch_size must be a positive integer"),
+    ("block_timeout", -1, "block_timeout must be a number >= 0 seconds"),
+    ("exit_timeout", float("nan"), "exit_timeout must be a number >= 0 seconds"),
+    ("drain_interval", "0.1", "drain_interval must be a number >= 0 seconds"),
+])
+def test_bad_settings_are_named_in_the_error(tmp_path: Path, option: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SnapshotWriter(tmp_path, **{option: value})

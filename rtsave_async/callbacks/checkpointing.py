@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from rtsave_async.categories import CHECKPOINTS
 from rtsave_async.checkpoints.retention import prune_checkpoints
 from rtsave_async.collectors.checkpoint import capture_checkpoint, env_identity
+from rtsave_async.validation import check_positive_int
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -52,8 +53,9 @@ class CheckpointSaver:
     ) -> None:
         if if_busy not in IF_BUSY_POLICIES:
             raise ValueError(f"if_busy must be one of {IF_BUSY_POLICIES}, got {if_busy!r}")
-        if keep_last is not None and keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1 or None, got {keep_last!r}")
+        for name, value in (("keep_last", keep_last), ("keep_every", keep_every)):
+            if value is not None:
+                check_positive_int(f"{name} (or None)", value)
         self.keep_last = keep_last
         self.keep_every = keep_every
         self.if_busy = if_busy
@@ -89,10 +91,14 @@ class CheckpointSaver:
             model, callback_state, self.resume_command or default_resume_command(model, total_timesteps), self.save_replay_buffer
         )
         self._idle.clear()
-        accepted = writer.submit(CHECKPOINTS, capture.build_records, attachments=capture.attachments,
-                                 on_written=self._on_written)
+        accepted = False
+        try:
+            accepted = writer.submit(CHECKPOINTS, capture.build_records, attachments=capture.attachments,
+                                     on_written=self._on_written)
+        finally:
+            if not accepted:  # refused, or submit raised: on_written never comes
+                self._idle.set()
         if not accepted:
-            self._idle.set()
             return False
         self.submitted_timesteps.append(capture.timestep)
         return True

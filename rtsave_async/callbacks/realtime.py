@@ -8,6 +8,7 @@ on the writer's thread.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -25,6 +26,7 @@ from rtsave_async.collectors import (
     collect_hyperparameters,
 )
 from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_WINDOW
+from rtsave_async.validation import check_positive_int
 from rtsave_async.writer import SnapshotWriter
 
 
@@ -35,12 +37,11 @@ class TimestepTrigger:
     a multiple can be crossed without being hit exactly; it still fires once.
 
     :param frequency: period in environment timesteps (>= 1)
+    :param name: the setting ``frequency`` comes from, for error messages
     """
 
-    def __init__(self, frequency: int):
-        if frequency < 1:
-            raise ValueError(f"frequency must be >= 1 timestep, got {frequency!r}")
-        self.frequency = frequency
+    def __init__(self, frequency: int, name: str = "frequency"):
+        self.frequency = check_positive_int(f"{name} (environment timesteps)", frequency)
         self.next_timestep = frequency
 
     def restart(self, start_timestep: int) -> None:
@@ -106,7 +107,8 @@ class RealTimeSavingCallback(BaseCallback):
     :param verbose: 0 silent, 1 a summary at training end, 2 also one line per save
     :param writer_options: keyword arguments for the :class:`SnapshotWriter` the
         callback creates (``queue_size``, ``policy``, ``block_timeout``, ``durable``,
-        ``exit_timeout``); default None = writer defaults
+        ``exit_timeout``, ``batch_size``, ``drain_interval``, ``io``); default None =
+        writer defaults
     :param writer: an existing writer to submit to instead (its ``save_dir`` must be
         ``save_dir``); the callback flushes but never closes it; default None
     :param success_window: finished episodes averaged in ``recent_success_rate_avg``;
@@ -143,6 +145,10 @@ class RealTimeSavingCallback(BaseCallback):
             raise ValueError("pass either writer or writer_options, not both")
         if writer is not None and Path(writer.save_dir).resolve() != Path(save_dir).resolve():
             raise ValueError(f"writer.save_dir {writer.save_dir} differs from save_dir {save_dir}")
+        try:  # a misspelt option fails here, not inside learn()
+            inspect.signature(SnapshotWriter).bind(save_dir, **(writer_options or {}))
+        except TypeError as exc:
+            raise TypeError(f"writer_options: {exc}") from None
         self.save_dir = Path(save_dir)
         self.save_frequency = save_frequency
         self.save_episode_data = save_episode_data
@@ -159,10 +165,9 @@ class RealTimeSavingCallback(BaseCallback):
         self._owns_writer = writer is None
         #: Timesteps at which a snapshot was saved during the current ``learn()``.
         self.saved_timesteps: list[int] = []
-        self._save_trigger = TimestepTrigger(save_frequency)
-        self._checkpoint_trigger = TimestepTrigger(checkpoint_frequency)
+        self._save_trigger = TimestepTrigger(save_frequency, "save_frequency")
+        self._checkpoint_trigger = TimestepTrigger(checkpoint_frequency, "checkpoint_frequency")
         self.checkpoint_saver = CheckpointSaver(**(checkpoint_options or {})) if save_checkpoints else None
-        self.dropped_snapshots = 0
         #: The writer's statistics when training ended (None before).
         self.writer_stats: dict[str, Any] | None = None
         self._restored_state: dict[str, Any] | None = None
@@ -226,7 +231,7 @@ class RealTimeSavingCallback(BaseCallback):
             stats = self.writer.close()
             self.writer = None  # a later learn() creates a fresh one
         else:
-            self.writer.flush()
+            self.writer.flush(self.writer.exit_timeout)
             stats = self.writer.stats()
         self.writer_stats = stats
         if self.verbose >= 1:
@@ -315,8 +320,7 @@ class RealTimeSavingCallback(BaseCallback):
 
     def _submit(self, category: str, records: list[dict[str, Any]]) -> None:
         assert self.writer is not None
-        if not self.writer.submit(category, records):
-            self.dropped_snapshots += 1
+        self.writer.submit(category, records)  # a drop is counted and logged by the writer
 
     def _planned_total_timesteps(self) -> int | None:
         return self.total_timesteps or getattr(self.model, "_total_timesteps", None) or None
@@ -335,7 +339,7 @@ class ComprehensiveSavingCallback(RealTimeSavingCallback):
     :param total_timesteps: planned final ``num_timesteps``; default None = from ``learn()``
     :param verbose: 0 silent, 1 a summary at training end (default), 2 also per save
     :param kwargs: other :class:`RealTimeSavingCallback` options (``writer_options``,
-        ``writer``, ``success_window``, ``save_on_training_end``)
+        ``writer``, ``success_window``, ``save_on_training_end``, ``checkpoint_options``)
     """
 
     def __init__(

@@ -28,7 +28,6 @@ REPLAY_BUFFER_SUFFIX = ".replay_buffer.npz.zst"
 VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
 STATE_SUFFIX = ".state.pkl"
 _ZSTD_LEVEL = 3
-OBSERVATION_FIELDS = ("observations", "next_observations")  # dict spaces store "<field>/<key>"
 
 
 @dataclass

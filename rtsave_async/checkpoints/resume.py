@@ -85,20 +85,22 @@ def find_checkpoint(path: str | Path) -> CheckpointInfo:
             raise CheckpointError(f"{path}: expected a checkpoint .zip or .json")
         return CheckpointInfo(path, None)
     try:
-        records = json.loads(json_path.read_bytes())
-        metadata = records[0]
+        metadata = json.loads(json_path.read_bytes())[0]
         can_resume = metadata["recovery_info"]["can_resume"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        files = metadata["files"]
+        entries = [(json_path.with_name(entry["name"]), entry["bytes"], entry["sha256"]) for entry in files.values()]
+        model_name = files[MODEL_SUFFIX.lstrip(".")]["name"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{json_path}: not a checkpoint metadata file ({exc!r})") from exc
     if not can_resume:
         raise CheckpointError(f"{json_path}: marked as not resumable")
-    for entry in metadata.get("files", {}).values():
-        _verify_file(json_path.with_name(entry["name"]), entry)
-    return CheckpointInfo(json_path.with_name(metadata["files"][MODEL_SUFFIX.lstrip(".")]["name"]), metadata)
+    for file_path, size, sha256 in entries:
+        _verify_file(file_path, size, sha256)
+    return CheckpointInfo(json_path.with_name(model_name), metadata)
 
 
 def load_checkpoint(
-    path: str | Path,
+    path: str | Path | CheckpointInfo,
     env: VecEnv | None = None,
     *,
     algorithm: str | type[BaseAlgorithm] | None = None,
@@ -107,7 +109,8 @@ def load_checkpoint(
 ) -> ResumedRun:
     """Load the model and everything saved with it.
 
-    :param path: the checkpoint's ``.zip`` or ``.json``
+    :param path: the checkpoint's ``.zip`` or ``.json``, or what :func:`find_checkpoint`
+        returned for it (its files are then not hashed again)
     :param env: the VecEnv to continue on, built like the original; when the
         checkpoint holds VecNormalize statistics they replace those of a
         ``VecNormalize`` passed in (or are wrapped around a plain VecEnv); None for
@@ -115,8 +118,12 @@ def load_checkpoint(
     :param algorithm: expected algorithm (name or class); default: the one recorded
     :param device: torch device for the model; default ``"auto"``
     :param restore_rng: restore the python, numpy and torch RNG states; default True
+    :return: the model (``num_timesteps`` as saved) with the callback's counters and
+        whether the envs continue exactly where they stopped
+    :raises CheckpointError: naming the file, when a file is missing, corrupted or
+        holds something else than recorded
     """
-    info = find_checkpoint(path)
+    info = path if isinstance(path, CheckpointInfo) else find_checkpoint(path)
     algorithm_class = _algorithm_class(info, algorithm)
     state = _read_pickle(info.attachment(STATE_SUFFIX)) or {}
     vec_normalize_path = info.attachment(VEC_NORMALIZE_SUFFIX)
@@ -159,17 +166,20 @@ def _algorithm_class(info: CheckpointInfo, expected: str | type[BaseAlgorithm] |
     return ALGORITHMS[expected_name.upper()]
 
 
-def _verify_file(path: Path, entry: dict[str, Any]) -> None:
+def _verify_file(path: Path, recorded_size: int, recorded_sha256: str) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (the checkpoint is incomplete)")
-    size = path.stat().st_size
-    if size != entry["bytes"]:
-        raise CheckpointError(f"{path}: {size} bytes, the checkpoint recorded {entry['bytes']} (corrupted)")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != entry["sha256"]:
+    try:
+        size = path.stat().st_size
+        if size != recorded_size:
+            raise CheckpointError(f"{path}: {size} bytes, the checkpoint recorded {recorded_size} (corrupted)")
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc.strerror or exc})") from exc
+    if digest.hexdigest() != recorded_sha256:
         raise CheckpointError(f"{path}: SHA-256 differs from the one recorded (corrupted)")
 
 
@@ -178,7 +188,7 @@ def _read_pickle(path: Path | None) -> Any:
         return None
     try:
         return pickle.loads(path.read_bytes())
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
         raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 

@@ -13,7 +13,7 @@ import copy
 import pickle
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -48,8 +48,6 @@ class CheckpointCapture:
     timestep: int
     attachments: dict[str, Callable[[], bytes]]
     build_records: Callable[[dict[str, Any]], list[dict[str, Any]]]
-    replay_buffer_raw_bytes: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def copy_model(model: BaseAlgorithm) -> ModelCopy:
@@ -119,7 +117,8 @@ def capture_checkpoint(
     buffer_copy = copy_replay_buffer(replay_buffer) if replay_buffer is not None else None
     state = {
         "rng": rng_states(),
-        "env_states": env_states(venv) if venv is not None else None,
+        # Copied now: under DummyVecEnv these are the envs' own objects, pickled later on the writer thread.
+        "env_states": copy.deepcopy(env_states(venv)) if venv is not None else None,
         "vec_normalize_returns": None if vec_normalize is None else vec_normalize.returns.copy(),
         "callback_state": copy.deepcopy(callback_state),
     }
@@ -172,8 +171,7 @@ def capture_checkpoint(
         }
         return [{**metadata, "files": files, "model_path": model_path, "recovery_info": recovery_info}]
 
-    return CheckpointCapture(timestep, attachments, build_records,
-                             buffer_copy.raw_bytes if buffer_copy is not None else 0)
+    return CheckpointCapture(timestep, attachments, build_records)
 
 
 def _deep_copy(value: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import aiofiles
@@ -44,20 +45,46 @@ class LocalSink:
         self._hard_links = True
 
     async def put(self, folder: str, name: str, data: bytes) -> None:
-        """Create ``folder/name`` holding ``data``; FileExistsError if the name is taken."""
+        """Create ``folder/name`` holding ``data``; FileExistsError if the name is taken.
+
+        A folder removed while the sink runs is created again. Errors name the final
+        path, not the temp file's.
+        """
+        await self._store(folder, name, data, self._publish)
+
+    async def replace(self, folder: str, name: str, data: bytes) -> None:
+        """Like :meth:`put`, but an existing ``folder/name`` is swapped for the new one
+        atomically. ``folder`` may be ``""`` for the root."""
+        await self._store(folder, name, data, os.replace)
+
+    async def _store(self, folder: str, name: str, data: bytes, publish: Callable[[str, str], None]) -> None:
+        try:
+            await self._store_once(folder, name, data, publish)
+        except FileNotFoundError:
+            if self._folders.pop(folder, None) is None:
+                raise
+            await self._store_once(folder, name, data, publish)
+
+    async def _store_once(self, folder: str, name: str, data: bytes, publish: Callable[[str, str], None]) -> None:
         directory = self._folder(folder)
         temp_path = os.path.join(directory, temp_name(name))
-        if self.io == "aiofiles":
-            try:
-                await self._write_temp_aiofiles(temp_path, data)
-            except RuntimeError:  # the thread pool refuses work during interpreter shutdown
-                self._write_temp(temp_path, data)
-        else:
-            self._write_temp(temp_path, data)
+        final_path = os.path.join(directory, name)
         try:
-            self._publish(temp_path, os.path.join(directory, name))
-        except BaseException:
-            _remove_quietly(temp_path)
+            if self.io == "aiofiles":
+                try:
+                    await self._write_temp_aiofiles(temp_path, data)
+                except RuntimeError:  # the thread pool refuses work during interpreter shutdown
+                    self._write_temp(temp_path, data)
+            else:
+                self._write_temp(temp_path, data)
+            try:
+                publish(temp_path, final_path)
+            except BaseException:
+                _remove_quietly(temp_path)
+                raise
+        except OSError as exc:
+            if exc.filename == temp_path:
+                exc.filename = final_path
             raise
         if self.durable:
             _fsync_directory(directory)

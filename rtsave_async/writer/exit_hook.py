@@ -5,7 +5,7 @@
   handler was installed before: Python's default SIGINT handler raises
   ``KeyboardInterrupt`` as usual; a default SIGTERM closes the writers and then
   terminates the process by the same signal, so its exit status is unchanged.
-- Each wait is bounded by the writer's ``exit_timeout``.
+- The waits end within the longest ``exit_timeout`` of the writers, all together.
 - A child created by ``fork`` (e.g. ``SubprocVecEnv`` workers) disowns the parent's
   writers: it neither writes nor flushes their snapshots.
 
@@ -19,7 +19,9 @@ import atexit
 import os
 import signal
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -44,25 +46,35 @@ def register(writer: SnapshotWriter) -> None:
 
 
 def unregister(writer: SnapshotWriter) -> None:
+    """Stop covering ``writer`` (its thread has ended)."""
     _writers.discard(writer)
 
 
-def _flush_all() -> None:
-    for writer in list(_writers):
-        writer.flush(writer.exit_timeout)
+def covers(writer: SnapshotWriter) -> bool:
+    """Whether the exit hooks still cover ``writer``."""
+    return writer in _writers
+
+
+def _for_all_writers(wait: Callable[[SnapshotWriter, float], Any]) -> None:
+    """``wait(writer, seconds)`` for every writer, all within one shared deadline: the
+    longest ``exit_timeout`` (the writers' threads drain at the same time)."""
+    writers = list(_writers)
+    deadline = time.monotonic() + max((writer.exit_timeout for writer in writers), default=0.0)
+    for writer in writers:
+        wait(writer, max(0.0, min(writer.exit_timeout, deadline - time.monotonic())))
 
 
 def _close_all() -> None:
-    for writer in list(_writers):
-        writer.close(writer.exit_timeout)
+    _for_all_writers(lambda writer, seconds: writer.close(seconds))
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    _flush_all()
     previous = _previous_handlers.get(signum, signal.SIG_DFL)
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:  # the default action: end the process by this signal
+    if callable(previous) or previous == signal.SIG_IGN:
+        _for_all_writers(lambda writer, seconds: writer.flush(seconds))
+        if callable(previous):
+            previous(signum, frame)
+    else:  # the default action: close the writers, then end the process by this signal
         _close_all()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -2,7 +2,8 @@
 
 The timestamp is the submit time (local time, as in the seed layout); ``seq`` is an
 8-digit per-category counter that continues across runs in the same folder, so names
-are unique and sort in time order even at many saves a second. Temp files start with
+are unique and ``seq`` orders them even at many saves a second or across a
+daylight-saving change (local time can go back; readers sort by ``seq``). Temp files start with
 a dot and end in ``.tmp`` so no reader mistakes them for data.
 """
 
@@ -21,10 +22,10 @@ _TEMP_PATTERN = re.compile(r"\.(?P<final>.+)\.(?P<pid>\d+)\.(?P<n>\d+)" + re.esc
 _temp_counter = itertools.count()
 
 
-def snapshot_name(prefix: str, created: float, sequence: int, suffix: str = SNAPSHOT_SUFFIX) -> str:
-    """The final file name for a snapshot taken at ``created`` (epoch seconds)."""
+def snapshot_stem(prefix: str, created: float, sequence: int) -> str:
+    """The final file name, without extension, for a snapshot taken at ``created`` (epoch seconds)."""
     stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(created))
-    return f"{prefix}_{stamp}_{sequence:0{_SEQUENCE_WIDTH}d}{suffix}"
+    return f"{prefix}_{stamp}_{sequence:0{_SEQUENCE_WIDTH}d}"
 
 
 def parse_sequence(name: str, prefix: str) -> int | None:

@@ -26,8 +26,9 @@ import orjson
 from rtsave_async.categories import file_prefix, validate_category
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
+from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, parse_sequence, snapshot_name, temp_name
+from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, parse_sequence, snapshot_stem
 from rtsave_async.writer.serialize import ORJSON_OPTIONS, SnapshotSerializer
 from rtsave_async.writer.stats import WriterStats
 
@@ -73,24 +74,24 @@ class SnapshotWriter:
     ) -> None:
         if "\0" in os.fspath(save_dir):
             raise ValueError(f"save_dir {os.fspath(save_dir)!r} contains a null byte")
-        if exit_timeout < 0:
-            raise ValueError(f"exit_timeout must be >= 0 seconds, got {exit_timeout!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        if drain_interval < 0:
-            raise ValueError(f"drain_interval must be >= 0 seconds, got {drain_interval!r}")
+        check_number("exit_timeout", exit_timeout, 0, "seconds")
+        check_number("drain_interval", drain_interval, 0, "seconds")
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("queue_size", queue_size)
         self.save_dir = Path(save_dir)
         self.exit_timeout = exit_timeout
         self._batch_size = batch_size
         self._drain_interval = drain_interval
         self._sink = LocalSink(self.save_dir, durable=durable, io=io)
         wake_at = 1 if drain_interval == 0 else max(1, queue_size // 4)
-        self._queue = SnapshotQueue(queue_size, policy, block_timeout, on_ready=self._wake_writer, wake_at=wake_at)
+        self._queue = SnapshotQueue(queue_size, policy, block_timeout, on_ready=self._wake_writer, wake_at=wake_at,
+                                    on_evict=self._evicted)
         self._serializer = SnapshotSerializer()
         self._stats = WriterStats()
         self._next_sequence: dict[str, int] = {}
         self._valid_categories: set[str] = set()
         self._drops_reported = 0
+        self._drops_at_flush = 0
         self._failures_reported = 0
         self._submitted = 0
         self._completed_sequence = 0
@@ -125,9 +126,11 @@ class SnapshotWriter:
             bytes, called on the writer thread (so it must only read copies). Each is
             stored beside the JSON file under the same name stem, before it; the JSON
             file is written last, so it only ever points at complete files.
-        :param on_written: called on the writer thread with the JSON file's path once
-            everything is stored, or with None if the snapshot failed.
-        Returns False when the back-pressure policy dropped the snapshot.
+        :param on_written: called once for an accepted snapshot: on the writer thread with
+            the JSON file's path once everything is stored, or with None if it failed;
+            with None on the submitting thread if ``drop_oldest`` evicted it.
+        Returns False when the back-pressure policy refused the snapshot (``on_written``
+        is then never called).
         Raises ``ValueError`` for an unsafe category name and ``RuntimeError`` after
         :meth:`close` or in a forked child.
         """
@@ -149,9 +152,12 @@ class SnapshotWriter:
         """Wait until every snapshot submitted so far is stored or has failed.
 
         :param timeout: seconds to wait at most; None waits as long as it takes.
-        :return: True when all of them are on disk and no write failed since the
-            previous flush; False on timeout or failure (see ``stats()["errors"]``).
+        :return: True when all of them are on disk and none failed or was dropped since
+            the previous flush; False on timeout, failure or drop (see ``stats()``), and
+            in a forked child.
         """
+        if self._owner_pid != os.getpid():
+            return False
         target = self._queue.last_sequence
         if self._completed_sequence < target:
             self._wake_writer()
@@ -160,31 +166,35 @@ class SnapshotWriter:
                 lambda: self._completed_sequence >= target or not self._thread.is_alive(), timeout
             )
         drained = drained and self._completed_sequence >= target
-        failures = sum(self._stats.failed.values())
-        clean = failures == self._failures_reported
-        self._failures_reported = failures
+        failures, drops = sum(self._stats.failed.values()), self._queue.dropped.total()
+        clean = failures == self._failures_reported and drops == self._drops_at_flush
+        self._failures_reported, self._drops_at_flush = failures, drops
         if not drained:
-            logger.warning(
-                "rtsave_async: %d snapshot(s) for %s not yet written after %s s",
-                len(self._queue), self.save_dir, timeout,
-            )
+            logger.warning("rtsave_async: %d snapshot(s) for %s not yet written after %s s",
+                           self.stats()["pending"], self.save_dir, timeout)
         return drained and clean
 
     def close(self, timeout: float | None = None) -> dict[str, Any]:
         """Flush, write ``writer_stats.json``, stop the thread and return the stats.
 
         :param timeout: seconds to wait for the queue to drain; default ``exit_timeout``.
-        Safe to call more than once.
+        Safe to call more than once: while the thread is still writing, each call waits
+        again, and the exit hook keeps covering the writer until the thread has ended.
         """
-        if self._closed or self._owner_pid != os.getpid():
+        if self._owner_pid != os.getpid() or not self._thread.is_alive() and not exit_hook.covers(self):
             return self.stats()
         timeout = self.exit_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        self._closed = True
-        self.flush(timeout)
-        self._stopping = True
-        self._wake_writer()
+        if not self._closed:
+            self._closed = True
+            self.flush(timeout)
+            self._stopping = True
+            self._wake_writer()
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            logger.warning("rtsave_async: %s still writing %d snapshot(s) after %s s; waiting again at exit",
+                           self.save_dir, self.stats()["pending"], timeout)
+            return self.stats()
         exit_hook.unregister(self)
         stats = self.stats()
         if stats["failed"] or stats["dropped"]:
@@ -241,9 +251,21 @@ class SnapshotWriter:
         except RuntimeError:  # loop already closed: nothing left to wake
             pass
 
+    def _evicted(self, snapshot: Snapshot) -> None:
+        """``drop_oldest`` evicted an accepted snapshot: its ``on_written`` hears None."""
+        if snapshot.on_written is not None:
+            self._call_on_written(snapshot, None)
+
+    def _call_on_written(self, snapshot: Snapshot, path: Path | None) -> None:
+        try:
+            snapshot.on_written(path)
+        except Exception as exc:  # a caller's hook must not stop the writer or training
+            self._report_error(exc, f"the on_written hook of a {snapshot.category} snapshot failed: {exc!r}")
+
     def _disown(self) -> None:
         """In a forked child: forget the parent's pending snapshots; never write them."""
-        self._queue.discard_all()
+        self._queue.forget_after_fork()
+        self._done = threading.Condition(threading.RLock())
         self._closed = True
 
     # ------------------------------------------------------------------ writer side
@@ -298,10 +320,7 @@ class SnapshotWriter:
         else:
             self._stats.record_written(category, size, serialize_ns, time.perf_counter_ns() - started - serialize_ns)
         if snapshot.on_written is not None:
-            try:
-                snapshot.on_written(path)
-            except Exception as exc:  # a caller's hook must not stop the writer
-                self._report_error(exc, f"the on_written hook of a {category} snapshot failed: {exc!r}")
+            self._call_on_written(snapshot, path)
 
     async def _store(self, snapshot: Snapshot) -> tuple[Path, int, int]:
         """Encode, then write the attachments and the JSON file last, under the next free name.
@@ -318,7 +337,7 @@ class SnapshotWriter:
         while True:
             if category not in self._next_sequence:
                 self._next_sequence[category] = self._first_free_sequence(category, prefix)
-            stem = snapshot_name(prefix, snapshot.created, self._next_sequence[category], suffix="")
+            stem = snapshot_stem(prefix, snapshot.created, self._next_sequence[category])
             self._next_sequence[category] += 1
             stored: list[str] = []
             try:
@@ -334,6 +353,9 @@ class SnapshotWriter:
                 self._sink.remove(category, stored)
                 del self._next_sequence[category]  # rescan the folder
                 continue
+            except BaseException:
+                self._sink.remove(category, stored)  # no JSON points at them: never leave them behind
+                raise
             size = len(data) + sum(map(len, blobs.values()))
             return self._sink.root / category / (stem + SNAPSHOT_SUFFIX), size, encode_ns
 
@@ -342,14 +364,12 @@ class SnapshotWriter:
         return max((sequence for sequence in taken if sequence is not None), default=0) + 1
 
     async def _write_stats_file(self) -> None:
-        path = self.save_dir / STATS_FILE_NAME
+        data = orjson.dumps(self.stats(), option=ORJSON_OPTIONS | orjson.OPT_INDENT_2)
         try:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            temp = self.save_dir / temp_name(STATS_FILE_NAME)
-            temp.write_bytes(orjson.dumps(self.stats(), option=ORJSON_OPTIONS | orjson.OPT_INDENT_2))
-            os.replace(temp, path)
+            await self._sink.replace("", STATS_FILE_NAME, data)
         except OSError as exc:
-            self._report_error(exc, f"could not write {path}: {exc.strerror or exc}")
+            self._report_error(exc, f"could not write {exc.filename or self.save_dir / STATS_FILE_NAME}: "
+                                    f"{exc.strerror or exc}")
 
     def _report_error(self, exc: BaseException, message: str, category: str | None = None) -> None:
         """Count (for a snapshot's ``category``) and log the first error of each kind."""

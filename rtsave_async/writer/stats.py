@@ -13,13 +13,15 @@ _ERRORS_KEPT = 20
 class LatencyWindow:
     """The most recent durations in nanoseconds; percentiles in microseconds."""
 
-    def __init__(self, size: int = _LATENCY_WINDOW) -> None:
-        self._samples: deque[int] = deque(maxlen=size)
+    def __init__(self) -> None:
+        self._samples: deque[int] = deque(maxlen=_LATENCY_WINDOW)
 
     def add(self, nanoseconds: int) -> None:
+        """Keep one duration (nanoseconds); the oldest beyond the window is forgotten."""
         self._samples.append(nanoseconds)
 
     def percentiles_us(self) -> dict[str, float | None]:
+        """p50 and p99 of the window in microseconds (None when empty)."""
         if not self._samples:
             return {"p50": None, "p99": None}
         p50, p99 = np.percentile(np.fromiter(self._samples, dtype=np.int64), [50, 99]) / 1000.0
