@@ -35,6 +35,8 @@ _MAX_DEPTH = 200  # below orjson's own limit of 254, leaving room for default() 
 _INT_RANGE = (-(2**63), 2**64 - 1)
 _REPR_LIMIT = 200
 _JSON_KEY_TYPES = (str, int, float, bool, type(None))
+_LEAF_TYPES = frozenset(_JSON_KEY_TYPES)  # exact types: nothing inside to walk
+_NUMBER_TYPES = frozenset((float, int, bool))  # all accepted by math.isfinite
 _NULL = re.compile(rb"null")
 _NUMPY_SCALARS_NOT_DATETIME = frozenset(
     scalar for scalar in np.sctypeDict.values() if not issubclass(scalar, np.datetime64))
@@ -162,13 +164,29 @@ class SnapshotSerializer:
 def count_nonfinite(obj: Any) -> int:
     """How many NaN/+-Inf floats ``obj`` holds (dicts, lists, numpy arrays and scalars).
 
-    Each container is visited once, so shared and cyclic references are safe.
+    Each container is visited once, so shared and cyclic references are safe. Plain
+    dicts, lists and tuples are handled a level at a time (floats checked in bulk, only
+    nested containers walked), since records are mostly those.
     """
     count, stack, seen = 0, [obj], set()
     while stack:
         item = stack.pop()
-        if isinstance(item, float):
+        kind = type(item)
+        if kind is dict or kind is list or kind is tuple:
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            values = list(item.values()) if kind is dict else item
+            kinds = set(map(type, values))
+            if float in kinds:
+                floats = values if kinds <= _NUMBER_TYPES else [value for value in values if type(value) is float]
+                count += len(floats) - sum(map(math.isfinite, floats))
+            if not kinds <= _LEAF_TYPES:
+                stack.extend([value for value in values if type(value) not in _LEAF_TYPES])
+        elif kind is float:
             count += not math.isfinite(item)
+        elif kind in _LEAF_TYPES:
+            continue
         elif isinstance(item, np.ndarray):
             if item.dtype.kind in "fc":
                 count += int(np.count_nonzero(~np.isfinite(item)))
@@ -178,7 +196,7 @@ def count_nonfinite(obj: Any) -> int:
             stack.append(_tensor_to_numpy(item))
         elif id(item) in seen:
             continue
-        elif isinstance(item, (dict, list, tuple, set, frozenset)):
+        elif isinstance(item, (dict, list, tuple, set, frozenset)):  # subclasses, sets
             seen.add(id(item))
             stack.extend(item.values() if isinstance(item, dict) else item)
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
