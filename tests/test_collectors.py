@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import subprocess
 from pathlib import Path
 
 import gymnasium as gym
@@ -24,7 +25,7 @@ from rtsave_async.collectors import (
     describe_space,
     plain_copy,
 )
-from rtsave_async.collectors.hyperparameters import config_value, git_revision
+from rtsave_async.collectors.hyperparameters import config_value, git_revision, with_git_revision
 
 
 def step_with(tracker: EpisodeTracker, done_envs: list[int], infos: dict[int, dict]) -> None:
@@ -180,3 +181,13 @@ def test_collect_hyperparameters_for_sac(tmp_path: Path) -> None:
 
 def test_git_revision_is_none_outside_a_checkout(tmp_path: Path) -> None:
     assert git_revision(tmp_path) is None
+
+
+def test_git_revision_is_filled_in_when_the_writer_calls_the_payload(tmp_path: Path, monkeypatch) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    payload = with_git_revision({"git_revision": None, "host": "h"})
+    monkeypatch.chdir(tmp_path)
+    assert payload({}) == [{"git_revision": head, "host": "h"}]

@@ -25,6 +25,7 @@ from rtsave_async.collectors import (
     build_environment_state_record,
     collect_hyperparameters,
 )
+from rtsave_async.collectors.hyperparameters import with_git_revision
 from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_WINDOW
 from rtsave_async.validation import check_positive_int
 from rtsave_async.writer import SnapshotWriter
@@ -194,7 +195,7 @@ class RealTimeSavingCallback(BaseCallback):
         if self.save_hyperparameters:
             summary = self._env_state.environment_summary()
             record = collect_hyperparameters(self.model, start, self._planned_total_timesteps(), summary)
-            self._submit(categories.HYPERPARAMETERS, [record])
+            self._submit(categories.HYPERPARAMETERS, with_git_revision(record))
 
     def _on_rollout_start(self) -> None:
         self._remember_logger_values()
@@ -318,7 +319,7 @@ class RealTimeSavingCallback(BaseCallback):
         """Successful episodes per env (``info["is_success"]``), including those before a resume."""
         return list(self._episodes.success_counts)
 
-    def _submit(self, category: str, records: list[dict[str, Any]]) -> None:
+    def _submit(self, category: str, records: Any) -> None:
         assert self.writer is not None
         self.writer.submit(category, records)  # a drop is counted and logged by the writer
 

@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch as th
@@ -163,6 +163,13 @@ def collect_hyperparameters(
         "seed": model.seed,
         "command_line": list(sys.argv),
         "versions": package_versions(),
-        "git_revision": git_revision(),
+        "git_revision": None,  # filled on the writer thread: see with_git_revision
         "host": platform.node(),
     }
+
+
+def with_git_revision(record: dict[str, Any]) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    """A :meth:`SnapshotWriter.submit` payload: ``record`` with ``git_revision`` filled in
+    when the writer thread writes it (``git`` runs a subprocess; the training thread
+    does not wait for it)."""
+    return lambda files: [{**record, "git_revision": git_revision()}]
