@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,6 +23,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from rtsave_async.callbacks import ComprehensiveSavingCallback, CurriculumCallback
+from rtsave_async.callbacks.checkpointing import train_command
 from rtsave_async.checkpoints import ALGORITHMS, CheckpointError, CheckpointInfo, find_checkpoint, load_checkpoint
 from rtsave_async.envs import GO1_ENV_ID
 
@@ -147,11 +147,10 @@ def verified_checkpoint(model_path: str | None) -> CheckpointInfo | None:
         raise SystemExit(f"rtsave: error: {exc}") from None
 
 
-def resume_command_builder(args: argparse.Namespace, save_dir: Path) -> Any:
+def resume_command_builder(args: argparse.Namespace, save_dir: Path) -> Callable[[str], str]:
     """Checkpoint zip -> the exact command that resumes this run from it."""
-    words = [Path(sys.executable).name, "-m", "rtsave_async", "train", "--algo", args.algo, "--env", args.env_id,
-             "--num_envs", str(args.num_envs), "--seed", str(args.seed), "--vec", args.vec,
-             "--total_timesteps", str(args.total_timesteps), "--save_frequency", str(args.save_frequency),
+    words = ["--algo", args.algo, "--env", args.env_id, "--num_envs", str(args.num_envs), "--seed", str(args.seed),
+             "--vec", args.vec, "--total_timesteps", str(args.total_timesteps), "--save_frequency", str(args.save_frequency),
              "--checkpoint_frequency", str(args.checkpoint_frequency), "--save_dir", str(save_dir)]
     for option in GO1_ONLY_OPTIONS:
         value = args.env_kwargs.get(option)
@@ -163,11 +162,7 @@ def resume_command_builder(args: argparse.Namespace, save_dir: Path) -> Any:
         words += ["--keep_last", str(args.keep_last)]
     if args.hyperparams:
         words += ["--hyperparams", json.dumps(args.hyperparams)]
-
-    def command(model_path: str) -> str:
-        return shlex.join([*words, "--model_path", model_path])
-
-    return command
+    return train_command(words)
 
 
 def check_run_options(args: argparse.Namespace) -> None:

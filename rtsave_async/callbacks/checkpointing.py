@@ -120,15 +120,14 @@ class CheckpointSaver:
 
 
 def default_resume_command(model: BaseAlgorithm, total_timesteps: int) -> Callable[[str], str]:
-    """``python -m rtsave_async train --algo A --env ID --model_path ZIP --total_timesteps N``."""
+    """``python -m rtsave_async train --algo A --env ID --total_timesteps N --model_path ZIP``."""
     env_id, _ = env_identity(model.get_env())
-    algorithm = type(model).__name__.lower()
+    options = ["--algo", type(model).__name__.lower(), *(["--env", env_id] if env_id else []),
+               "--total_timesteps", str(total_timesteps)]
+    return train_command(options)
 
-    def command(model_path: str) -> str:
-        words = [Path(sys.executable).name, "-m", "rtsave_async", "train", "--algo", algorithm]
-        if env_id:
-            words += ["--env", env_id]
-        words += ["--model_path", model_path, "--total_timesteps", str(total_timesteps)]
-        return shlex.join(words)
 
-    return command
+def train_command(options: list[str]) -> Callable[[str], str]:
+    """Model-zip path -> ``python -m rtsave_async train <options> --model_path ZIP``, shell-quoted."""
+    words = [Path(sys.executable).name, "-m", "rtsave_async", "train", *options]
+    return lambda model_path: shlex.join([*words, "--model_path", model_path])

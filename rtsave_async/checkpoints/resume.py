@@ -21,7 +21,7 @@ import numpy as np
 import stable_baselines3
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rtsave_async.checkpoints.format import (
     MODEL_SUFFIX,
@@ -204,10 +204,7 @@ def _wrap_vec_normalize(path: Path, env: VecEnv, returns: np.ndarray | None) -> 
 
 def _restore_env_states(env: VecEnv, states: list[Any]) -> None:
     """Reset the innermost VecEnv (so wrappers' statistics stay as saved), then set states."""
-    inner = env
-    while isinstance(inner, VecEnvWrapper):
-        inner = inner.venv
-    inner.reset()
+    env.unwrapped.reset()
     for index, state in enumerate(states):
         env.env_method(SET_ENV_STATE, state, indices=[index])
 

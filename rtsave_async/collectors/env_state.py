@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rtsave_async.collectors.values import describe_space, plain_copy
 
@@ -82,9 +82,7 @@ class EnvStateReader:
 
     def _environment_class(self, spec: Any) -> str | None:
         """Class name of the innermost env: read directly in-process, else from its spec."""
-        base_venv = self.venv
-        while isinstance(base_venv, VecEnvWrapper):
-            base_venv = base_venv.venv
+        base_venv = self.venv.unwrapped  # below every VecEnvWrapper
         if isinstance(base_venv, DummyVecEnv):
             return type(base_venv.envs[0].unwrapped).__name__
         entry_point = getattr(spec, "entry_point", None)
