@@ -1,11 +1,25 @@
-"""rtsave_async: real-time, crash-safe saving for Stable-Baselines3 training."""
+"""rtsave_async: real-time, crash-safe saving for Stable-Baselines3 training.
 
-from rtsave_async.callbacks import ComprehensiveSavingCallback, RealTimeSavingCallback
-from rtsave_async.checkpoints import CheckpointError, load_checkpoint
+The writer and the readers import without torch or Stable-Baselines3; the callbacks
+and checkpoint loading import them on first use (``rtsave_async.load_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from rtsave_async.readers import iter_records, list_snapshot_files, load_records
 from rtsave_async.writer import BackPressure, SnapshotWriter
 
 __version__ = "0.1.0"
+
+_IMPORTED_ON_FIRST_USE = {
+    "ComprehensiveSavingCallback": "rtsave_async.callbacks",
+    "RealTimeSavingCallback": "rtsave_async.callbacks",
+    "CheckpointError": "rtsave_async.checkpoints",
+    "load_checkpoint": "rtsave_async.checkpoints",
+}
 
 __all__ = [
     "BackPressure",
@@ -19,3 +33,12 @@ __all__ = [
     "load_checkpoint",
     "load_records",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _IMPORTED_ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rtsave_async' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -239,7 +239,7 @@ def print_summary(saving: ComprehensiveSavingCallback, timesteps: int) -> None:
     successes = sum(saving.success_counts())
     rate = f"{successes / episodes:.1%}" if episodes else "n/a"
     print(f"rtsave: done. timesteps {timesteps}, episodes {episodes}, success rate {rate}")
-    print(f"rtsave: records written {stats.get('written', 0)}, dropped {stats.get('dropped', 0)}, "
+    print(f"rtsave: files written {stats.get('written', 0)}, dropped {stats.get('dropped', 0)}, "
           f"failed {stats.get('failed', 0)}; data in {saving.save_dir}")
     print_resume_hint(saving)
 

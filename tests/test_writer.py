@@ -378,3 +378,24 @@ def test_a_category_folder_removed_while_running_is_created_again(tmp_path: Path
 def test_bad_settings_are_named_in_the_error(tmp_path: Path, option: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SnapshotWriter(tmp_path, **{option: value})
+
+
+def test_the_writer_and_readers_import_without_torch_or_sb3() -> None:
+    from conftest import python_child
+
+    child = python_child("""
+        import sys
+        from rtsave_async import SnapshotWriter, iter_records, load_records
+        print(sorted(name for name in ("torch", "stable_baselines3") if name in sys.modules))
+    """)
+    stdout, stderr = child.communicate(timeout=60)
+    assert stdout.strip() == "[]", stderr
+
+
+def test_a_file_that_is_not_json_is_named_by_the_reader(tmp_path: Path) -> None:
+    with SnapshotWriter(tmp_path) as writer:
+        writer.submit("episodes", {"index": 0})
+    (path,) = list_snapshot_files(tmp_path, "episodes")
+    path.write_bytes(b"[{")  # damaged by something else than the writer
+    with pytest.raises(ValueError, match=f"{path}: not a valid snapshot file"):
+        load_records(tmp_path, "episodes")

@@ -76,6 +76,7 @@ def decode_replay_buffer(blob: bytes) -> ReplayBufferCopy:
 
 
 def encode_pickle(value: Any) -> bytes:
+    """``value`` pickled with the highest protocol (the ``.state.pkl`` attachment)."""
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 

@@ -120,7 +120,7 @@ class LearningMetricsTracker:
 
         ``fps`` is environment timesteps per wall-clock second since the previous
         save; ``training_progress`` is ``timestep / total_timesteps`` (None if the
-        total is unknown); ``memory_usage_mb`` is the resident set size, at most
+        total is unknown); ``memory_usage_mb`` is the resident set size in MiB (2**20 bytes), at most
         :data:`MEMORY_REFRESH_INTERVAL_S` old.
         """
         now = time.perf_counter()

@@ -33,11 +33,24 @@ def list_snapshot_files(save_dir: str | os.PathLike[str], category: str) -> list
 
 
 def load_records(save_dir: str | os.PathLike[str], category: str) -> list[list[Any]]:
-    """Every snapshot of ``category``, one list of records per file, oldest first."""
-    return [orjson.loads(path.read_bytes()) for path in list_snapshot_files(save_dir, category)]
+    """Every snapshot of ``category``, one list of records per file, oldest first.
+
+    :raises ValueError: naming the file, if one is not valid JSON (never one this
+        package wrote: its files are published whole)
+    """
+    return [read_snapshot_file(path) for path in list_snapshot_files(save_dir, category)]
 
 
 def iter_records(save_dir: str | os.PathLike[str], category: str) -> Iterator[Any]:
-    """Every record of ``category`` in order, across files."""
+    """Every record of ``category`` in order, across files (errors as :func:`load_records`)."""
     for path in list_snapshot_files(save_dir, category):
-        yield from orjson.loads(path.read_bytes())
+        yield from read_snapshot_file(path)
+
+
+def read_snapshot_file(path: str | os.PathLike[str]) -> Any:
+    """The decoded content of one snapshot file; ``ValueError`` naming it if it is not JSON."""
+    data = Path(path).read_bytes()
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a valid snapshot file ({exc})") from None
