@@ -27,8 +27,8 @@ from pathlib import Path
 
 from benchmarks import reliability_scenarios as scenarios
 from benchmarks.reliability_scenarios import Tally, torn_count, trials
+from benchmarks.reporting import add_run_options, cpu_model, publish
 
-RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 SECTION_HEADING = "## Reliability (bench_reliability)"
 
 
@@ -148,9 +148,7 @@ def run_all(work: Path) -> tuple[list[Tally], list[str]]:
 
 
 def machine_description() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
-    return (f"{model}, {os.cpu_count()} cores, Linux {platform.release()}; Python {platform.python_version()}, "
+    return (f"{cpu_model()}, {os.cpu_count()} cores, Linux {platform.release()}; Python {platform.python_version()}, "
             f"stable-baselines3 {version('stable-baselines3')}, gymnasium {version('gymnasium')}, "
             f"torch {version('torch')}, numpy {version('numpy')}, orjson {version('orjson')}, "
             f"hypothesis {version('hypothesis')}")
@@ -197,19 +195,9 @@ def render_section(command: str, date: str, minutes: float, rows: list[Tally], n
     return "\n".join(lines)
 
 
-def append_section(path: Path, section: str) -> None:
-    """Append ``section`` to ``path``, re-reading it first so that others' sections stay as they are."""
-    existing = path.read_text() if path.exists() else ""
-    with open(path, "a") as results:
-        results.write(("" if not existing or existing.endswith("\n\n") else "\n" if existing.endswith("\n") else "\n\n")
-                      + section)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the CI counts instead of the long ones")
-    parser.add_argument("--no-append", action="store_true", help="print the section without appending it")
-    parser.add_argument("--results", type=Path, default=RESULTS_PATH, help="the Markdown file to append to")
+    add_run_options(parser, "the CI counts instead of the long ones")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args(argv)
     os.environ[scenarios.LONG_RUN_VARIABLE] = "0" if args.quick else "1"
@@ -219,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_reliability_", dir=args.dir) as work:
         rows, notes = run_all(Path(work))
     section = render_section(command, date, (time.monotonic() - started) / 60, rows, notes)
-    print(section)
-    if not args.no_append:
-        append_section(args.results, section)
-    return 0
+    return publish(section, args.results, append=not args.no_append)
 
 
 if __name__ == "__main__":
