@@ -497,11 +497,11 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
 
     def get_detailed_episode_info(self) -> dict[str, Any]:
         """Current step, time left [s], robot pose/velocities (world frame) and foot contacts."""
-        x, y, z = (float(v) for v in self.data.qpos[:3])
-        w, qx, qy, qz = (float(v) for v in self.data.qpos[3:7] / np.linalg.norm(self.data.qpos[3:7]))
+        qpos, qvel = self.data.qpos.tolist(), self.data.qvel.tolist()  # plain floats: cheap to read and copy
+        x, y, z = qpos[:3]
+        norm = math.hypot(*qpos[3:7])
+        w, qx, qy, qz = (component / norm for component in qpos[3:7])
         roll, pitch, yaw = _quaternion_to_euler(w, qx, qy, qz)
-        world_angular = self._world_angular_velocity()
-        contacts = self._foot_contacts()
         return {
             "episode_info": {
                 "current_step": self._step_count,
@@ -510,11 +510,11 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
             "robot_state": {
                 "position": {"x": x, "y": y, "z": z},
                 "orientation": {"w": w, "x": qx, "y": qy, "z": qz, "roll": roll, "pitch": pitch, "yaw": yaw},
-                "velocity": {"linear": self.data.qvel[:3].tolist(), "angular": world_angular.tolist()},
-                "joint_positions": self.data.qpos[7:].tolist(),
-                "joint_velocities": self.data.qvel[6:].tolist(),
+                "velocity": {"linear": qvel[:3], "angular": self._world_angular_velocity().tolist()},
+                "joint_positions": qpos[7:],
+                "joint_velocities": qvel[6:],
             },
-            "foot_contacts": {leg: bool(touching) for leg, touching in zip(LEG_NAMES, contacts)},
+            "foot_contacts": dict(zip(LEG_NAMES, self._foot_contacts().tolist())),
         }
 
     def get_performance_metrics(self) -> dict[str, float]:
