@@ -650,6 +650,7 @@ def _json_key(key: Any) -> str:
 
 
 def _distinct_json_keys(mapping: dict[Any, Any]) -> bool:
+    """Keys whose JSON texts differ (colliding ones are renamed: see test_keys_with_the_same_json_text_are_all_kept)."""
     return len({_json_key(key) for key in mapping}) == len(mapping)
 
 

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import torch
 from hypothesis import given, settings
@@ -207,6 +208,21 @@ def test_float64_tensors_keep_their_precision(tmp_path: Path) -> None:
 def test_datetime64_and_timedelta64_with_nat_and_far_dates_come_back_faithfully(tmp_path: Path, value: np.ndarray) -> None:
     with SnapshotWriter(tmp_path, drain_interval=0) as writer:
         assert round_trip_problems(writer, {"stamps": value}) == []
+
+
+@pytest.mark.parametrize(("record", "written"), [
+    ({1: "int", "1": "str"}, {"1": "str", "int:1": "int"}),
+    ({"1": "str", 1: "int"}, {"1": "str", "int:1": "int"}),
+    ({None: "none", "null": "str", float("nan"): "nan"}, {"null": "str", "NoneType:None": "none", "float:nan": "nan"}),
+    ({True: "bool", "true": "str", 2.5: "float", "2.5": "str"},
+     {"true": "str", "bool:True": "bool", "2.5": "str", "float:2.5": "float"}),
+], ids=["int then str", "str then int", "None, NaN and 'null'", "bool and float"])
+def test_keys_with_the_same_json_text_are_all_kept(tmp_path: Path, record: dict, written: dict) -> None:
+    with SnapshotWriter(tmp_path, drain_interval=0) as writer:
+        writer.submit("episodes", [record])
+    (path,) = list_snapshot_files(tmp_path, "episodes")
+    assert path.read_bytes().count(b'":') == len(written)  # no duplicate key in the text either
+    assert orjson.loads(path.read_bytes()) == [written]
 
 
 @pytest.mark.parametrize("value", [np.array(3.5), np.array(7, dtype=">i4"), torch.tensor(1.25)],

@@ -5,15 +5,22 @@ C-contiguous native-endian numpy arrays and scalars directly. Everything else go
 through :meth:`SnapshotSerializer._default`: values with a faithful JSON form are
 converted (non-contiguous or big-endian arrays, torch tensors, sets, bytes, paths); the
 rest become a marked placeholder ``{"$unserializable": <type>, "repr": ...}`` and are
-counted. Structures orjson refuses as a whole (cycles, nesting deeper than 254,
-integers beyond 64 bits, tuple keys) are repaired by a pure-Python pass that only runs
-when the fast path fails. NaN and +-Inf are written as ``null`` and counted.
+counted. NaN and +-Inf are written as ``null`` and counted.
 
-numpy datetime64 values never reach orjson's own numpy path, which writes NaT and dates
-outside years 1-9999 wrongly or as invalid JSON (orjson 3.13): a cheap orjson pass that
-writes no numpy data finds them first, and the repair pass writes them as numpy's ISO
-8601 text at the value's own unit (``"2020-01-01"``, ``"2020-01-01T00:00:00.000000001"``),
-NaT as ``null``; timedelta64 values are written as integer counts of their own unit.
+A cheap first orjson pass, which writes no numpy data, decides whether the payload can
+take that fast path. Payloads it refuses go through a pure-Python repair pass first:
+cycles, nesting deeper than 254, integers beyond 64 bits, strings that are not valid
+UTF-8, and
+
+- dict keys that are not strings: written as their JSON text (``1`` -> ``"1"``,
+  ``None`` -> ``"null"``); one whose text another key of the same dict already has is
+  written as ``"<type>:<repr>"`` (``{1: a, "1": b}`` -> ``{"1": b, "int:1": a}``), so
+  no value is lost to a duplicate key;
+- numpy datetime64 values, which orjson's own numpy path writes wrongly or as invalid
+  JSON when they hold NaT or dates outside years 1-9999 (orjson 3.13): written as
+  numpy's ISO 8601 text at the value's own unit (``"2020-01-01"``,
+  ``"2020-01-01T00:00:00.000000001"``), NaT as ``null``. timedelta64 values are
+  written as integer counts of their own unit.
 """
 
 from __future__ import annotations
@@ -28,14 +35,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 PLACEHOLDER_KEY = "$unserializable"
 BYTES_KEY = "$bytes_base64"
 _MAX_DEPTH = 200  # below orjson's own limit of 254, leaving room for default() results
 _INT_RANGE = (-(2**63), 2**64 - 1)
 _REPR_LIMIT = 200
-_JSON_KEY_TYPES = (str, int, float, bool, type(None))
-_LEAF_TYPES = frozenset(_JSON_KEY_TYPES)  # exact types: nothing inside to walk
+_LEAF_TYPES = frozenset((str, int, float, bool, type(None)))  # exact types: nothing inside to walk
 _NUMBER_TYPES = frozenset((float, int, bool))  # all accepted by math.isfinite
 _NULL = re.compile(rb"null")
 _NUMPY_SCALARS_NOT_DATETIME = frozenset(
@@ -56,7 +62,7 @@ class SnapshotSerializer:
     def dumps(self, payload: Any) -> bytes:
         """Serialize ``payload``; always returns valid JSON bytes."""
         try:
-            _refuse_datetime64(payload)
+            _check_fast_path(payload)
             data = self._attempt(payload)
         except (TypeError, RecursionError):
             try:
@@ -143,7 +149,7 @@ class SnapshotSerializer:
             if is_dataclass:
                 obj = {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
             if isinstance(obj, dict):
-                return {self._json_key(key): self._repair(value, active, depth + 1) for key, value in obj.items()}
+                return {text: self._repair(obj[key], active, depth + 1) for text, key in _key_texts(obj).items()}
             return [self._repair(item, active, depth + 1) for item in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
         finally:
             active.discard(id(obj))
@@ -152,14 +158,6 @@ class SnapshotSerializer:
         """A string UTF-8 cannot hold (lone surrogates): a marked placeholder (a plain
         replacement text when it is a dict key)."""
         return self._placeholder(text.encode("utf-8", "replace").decode("utf-8"), "not valid UTF-8")
-
-    def _json_key(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return key if _is_valid_utf8(key) else _safe_repr(key)
-        if isinstance(key, int) and not isinstance(key, bool) and not _INT_RANGE[0] <= key <= _INT_RANGE[1]:
-            return str(key)
-        return key if isinstance(key, _JSON_KEY_TYPES) else _safe_repr(key)
-
 
 def count_nonfinite(obj: Any) -> int:
     """How many NaN/+-Inf floats ``obj`` holds (dicts, lists, numpy arrays and scalars).
@@ -205,10 +203,11 @@ def count_nonfinite(obj: Any) -> int:
     return count
 
 
-def _refuse_datetime64(payload: Any) -> None:
-    """Raise TypeError if ``payload`` holds numpy datetime64 values (or cannot be serialized
-    as is): orjson walks it in C, writing every numpy value as null."""
-    orjson.dumps(payload, default=_datetime64_finder, option=orjson.OPT_NON_STR_KEYS)
+def _check_fast_path(payload: Any) -> None:
+    """Raise TypeError unless orjson can write ``payload`` as it is: only str keys, no
+    numpy datetime64, no cycles or 64-bit overflows. orjson walks it in C, writing
+    every numpy value as null."""
+    orjson.dumps(payload, default=_datetime64_finder)
 
 
 def _datetime64_finder(obj: Any) -> Any:
@@ -229,6 +228,35 @@ def _times(value: np.ndarray | np.datetime64 | np.timedelta64) -> Any:
     converted = np.asarray(counts, dtype=object)
     converted[np.isnat(native)] = None
     return converted.tolist()
+
+
+def _key_texts(mapping: dict[Any, Any]) -> dict[str, Any]:
+    """JSON key text -> original key, for every key of ``mapping``, all texts distinct.
+
+    Valid str keys keep their text; another key whose text is taken becomes
+    ``"<type>:<repr>"`` (primes added in the unlikely case that is taken too).
+    """
+    texts: dict[str, Any] = {key: key for key in mapping if isinstance(key, str) and _is_valid_utf8(key)}
+    for key in mapping:
+        if isinstance(key, str) and key in texts:
+            continue
+        text = _key_text(key)
+        if text in texts:
+            text = f"{type(key).__name__}:{_safe_repr(key)}"
+            while text in texts:
+                text += "'"
+        texts[text] = key
+    return texts
+
+
+def _key_text(key: Any) -> str:
+    """The JSON text of a dict key: numbers, booleans and null as JSON writes them
+    (NaN -> ``"null"``), anything else (tuples, invalid UTF-8) its repr."""
+    if isinstance(key, (bool, float)) or key is None:
+        return orjson.dumps(float(key) if isinstance(key, float) else key).decode()
+    if isinstance(key, int):
+        return int.__repr__(key)
+    return _safe_repr(key)
 
 
 def _is_valid_utf8(text: str) -> bool:
