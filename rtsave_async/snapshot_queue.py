@@ -93,26 +93,31 @@ class SnapshotQueue:
 
     def put(self, snapshot: Snapshot) -> bool:
         """Enqueue ``snapshot``; False if it was dropped (see :class:`BackPressure`)."""
-        evicted = None
+        evicted, refused, wake = None, False, False
         with self._producers:
             if len(self._items) >= self.capacity:
                 if self.policy is BackPressure.DROP_OLDEST:
                     evicted = self._evict_oldest()
                 elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room():
                     self.dropped[snapshot.category] += 1
-                    return False
-            snapshot.sequence = self.last_sequence + 1
-            self._items.append(snapshot)
-            self.last_sequence = snapshot.sequence  # after the append: a flush never waits for a missing item
-            self.peak_depth = max(self.peak_depth, len(self._items))
-            wake = self._consumer_waiting and len(self._items) >= self._wake_at
-            if wake:
-                self._consumer_waiting = False
+                    refused = True
+            if not refused:
+                snapshot.sequence = self.last_sequence + 1
+                self._items.append(snapshot)
+                self.last_sequence = snapshot.sequence  # after the append: a flush never waits for a missing item
+                self.peak_depth = max(self.peak_depth, len(self._items))
+                wake = self._consumer_waiting and len(self._items) >= self._wake_at
+                if wake:
+                    self._consumer_waiting = False
+        if evicted is not None or refused:
+            # The queue is full: hand the GIL over, or producers that keep submitting
+            # starve the writer thread, which needs it back after every system call.
+            time.sleep(0)
         if evicted is not None:
             self._on_evict(evicted)
         if wake:
             self._on_ready()
-        return True
+        return not refused
 
     def _evict_oldest(self) -> Snapshot | None:
         try:

@@ -29,6 +29,7 @@ from benchmarks.reliability_scenarios import (
     GRACEFUL_REPEATS,
     KILL_KINDS,
     LOAD_POLICIES,
+    LOAD_QUEUE_SIZE,
     LOAD_SECONDS,
     READER_SECONDS,
     SIGKILL_STREAM_TRIALS,
@@ -355,6 +356,9 @@ def test_eight_flat_out_producers_on_a_small_queue_add_up_exactly(tmp_path: Path
     assert stats["submitted"] == outcome.submitted == stats["written"] + stats["dropped"] + stats["failed"]
     assert dict(outcome.files) == stats["written_by_category"]
     assert outcome.duplicates == outcome.torn == 0
+    # Not starved by producers that keep submitting to a full queue (a starved writer managed
+    # about 8 files a second here; a working one writes thousands).
+    assert stats["written"] >= 10 * LOAD_QUEUE_SIZE, f"the writer thread wrote only {stats['written']} files"
     if policy == "drop_oldest":  # every submit is accepted; evictions are the drops
         assert sum(outcome.refused) == 0 and stats["written"] + stats["dropped"] == sum(outcome.accepted)
     else:  # a refused submit is a drop; every accepted one is on disk
