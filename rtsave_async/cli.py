@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from rtsave_async.envs import GO1_ENV_ID
 GO1_ONLY_OPTIONS = ("ctrl_type", "biped", "rand_power")
 VEC_ENV_CLASSES = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 EXIT_INTERRUPTED = 130
+MAX_NAME_BYTES = 255  # NAME_MAX of Linux file systems (ext4, xfs, btrfs, tmpfs)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -166,10 +168,13 @@ def resume_command_builder(args: argparse.Namespace, save_dir: Path) -> Callable
 
 
 def check_run_options(args: argparse.Namespace) -> None:
-    """A run name is one plain folder name under models/; no path may hold a null byte."""
+    """A run name is one plain folder name (at most 255 bytes) under models/; no path may hold a null byte."""
     name = args.run_name
     if name is not None and (not name or name in (".", "..") or "/" in name or "\0" in name):
         raise SystemExit(f"rtsave: error: --run_name {name!r} must be a plain folder name (no '/', '..' or null byte)")
+    if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise SystemExit(f"rtsave: error: --run_name is {len(os.fsencode(name))} bytes long; a folder name "
+                         f"may have at most {MAX_NAME_BYTES}")
     if args.save_dir is not None and "\0" in args.save_dir:
         raise SystemExit(f"rtsave: error: --save_dir {args.save_dir!r} contains a null byte")
 
