@@ -211,7 +211,13 @@ def _check_fast_path(payload: Any) -> None:
 
 
 def _datetime64_finder(obj: Any) -> Any:
-    if type(obj) in _NUMPY_SCALARS_NOT_DATETIME:  # the common case first: one set lookup
+    kind = type(obj)
+    if kind is np.ndarray:  # the common cases first: plain arrays, then numpy scalars
+        dtype_kind = obj.dtype.kind
+        if dtype_kind == "M":
+            raise TypeError("datetime64 values need the repair pass")
+        return obj.tolist() if dtype_kind == "O" else None
+    if kind in _NUMPY_SCALARS_NOT_DATETIME:
         return None
     if isinstance(obj, np.datetime64) or (isinstance(obj, np.ndarray) and obj.dtype.kind == "M"):
         raise TypeError("datetime64 values need the repair pass")
