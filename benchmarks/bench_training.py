@@ -98,10 +98,13 @@ class SynchronousJsonWriter:
 
     def __init__(self, save_dir: Path):
         self.save_dir = Path(save_dir)
+        self.exit_timeout = 0.0  # nothing is ever pending
         self._sequence = 0
         self._bytes_written = 0
 
-    def submit(self, category: str, records: list[dict[str, Any]]) -> bool:
+    def submit(self, category: str, records: Any) -> bool:
+        """Write ``records`` now; a callable payload (hyperparameters) is called first, as the writer does."""
+        records = records({}) if callable(records) else records
         folder = self.save_dir / category
         folder.mkdir(parents=True, exist_ok=True)
         self._sequence += 1
