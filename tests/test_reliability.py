@@ -123,7 +123,12 @@ def test_every_graceful_end_of_training_loses_nothing(tmp_path: Path, end: str) 
         stats = outcome.stats
         assert stats["dropped"] == stats["failed"] == stats["pending"] == 0, context
         assert stats["written"] == stats["submitted"] - stats["dropped"] == outcome.submitted > 0, context
-        assert outcome.ledger.accepted == outcome.disk.json_files, context  # every accepted record is a file
+        # Every accepted record is a file. A signal can land between submit() returning and the
+        # harness's ledger counting it, so a file may belong to a submit counted only as attempted.
+        for category, files in outcome.disk.json_files.items():
+            ledger = outcome.ledger
+            assert ledger.accepted[category] <= files <= ledger.attempted[category], f"{category}: {context}"
+        assert set(outcome.ledger.accepted) <= set(outcome.disk.json_files), context
         assert outcome.lost == 0 and outcome.dropped == 0, context
         assert outcome.disk.torn == outcome.disk.unloadable == outcome.disk.temps == [], context
         if "exception" in end:
