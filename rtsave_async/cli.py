@@ -172,8 +172,9 @@ def check_run_options(args: argparse.Namespace) -> None:
     name = args.run_name
     if name is not None and (not name or name in (".", "..") or "/" in name or "\0" in name):
         raise SystemExit(f"rtsave: error: --run_name {name!r} must be a plain folder name (no '/', '..' or null byte)")
-    if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
-        raise SystemExit(f"rtsave: error: --run_name is {len(os.fsencode(name))} bytes long; a folder name "
+    name_bytes = len(os.fsencode(name)) if name is not None else 0
+    if name_bytes > MAX_NAME_BYTES:
+        raise SystemExit(f"rtsave: error: --run_name is {name_bytes} bytes long; a folder name "
                          f"may have at most {MAX_NAME_BYTES}")
     if args.save_dir is not None and "\0" in args.save_dir:
         raise SystemExit(f"rtsave: error: --save_dir {args.save_dir!r} contains a null byte")

@@ -3,8 +3,9 @@
 Producers call :meth:`SnapshotQueue.put` (cheap: a lock and an append); the writer
 drains it with :meth:`SnapshotQueue.take_batch` on its own schedule and is woken
 early only when the queue fills up, so that saving does not make the two threads
-trade the GIL on every snapshot. When the queue is full the back-pressure policy decides what happens, and every snapshot
-that does not make it is counted per category -- never silently lost.
+trade the GIL on every snapshot. When the queue is full the back-pressure policy
+decides what happens, and every snapshot that does not make it is counted per
+category -- never silently lost.
 """
 
 from __future__ import annotations

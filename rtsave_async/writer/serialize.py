@@ -29,7 +29,6 @@ import base64
 import dataclasses
 import math
 import os
-import re
 from typing import Any
 
 import numpy as np
@@ -43,7 +42,6 @@ _INT_RANGE = (-(2**63), 2**64 - 1)
 _REPR_LIMIT = 200
 _LEAF_TYPES = frozenset((str, int, float, bool, type(None)))  # exact types: nothing inside to walk
 _NUMBER_TYPES = frozenset((float, int, bool))  # all accepted by math.isfinite
-_NULL = re.compile(rb"null")
 _NUMPY_SCALARS_NOT_DATETIME = frozenset(
     scalar for scalar in np.sctypeDict.values() if not issubclass(scalar, np.datetime64))
 
@@ -71,7 +69,7 @@ class SnapshotSerializer:
             except (TypeError, RecursionError) as exc:
                 self._pending_placeholders = 0
                 data = self._attempt([self._placeholder(payload, f"whole snapshot: {exc}")])
-        if _NULL.search(data):
+        if b"null" in data:
             self.nonfinite += count_nonfinite(payload)
         return data
 
@@ -154,10 +152,11 @@ class SnapshotSerializer:
         finally:
             active.discard(id(obj))
 
-    def _repaired_text(self, text: str) -> dict[str, str] | str:
-        """A string UTF-8 cannot hold (lone surrogates): a marked placeholder (a plain
-        replacement text when it is a dict key)."""
+    def _repaired_text(self, text: str) -> dict[str, str]:
+        """A string UTF-8 cannot hold (lone surrogates) as a marked placeholder; as a
+        dict key it is written as its repr instead (see :func:`_key_text`)."""
         return self._placeholder(text.encode("utf-8", "replace").decode("utf-8"), "not valid UTF-8")
+
 
 def count_nonfinite(obj: Any) -> int:
     """How many NaN/+-Inf floats ``obj`` holds (dicts, lists, numpy arrays and scalars).
@@ -211,18 +210,15 @@ def _check_fast_path(payload: Any) -> None:
 
 
 def _datetime64_finder(obj: Any) -> Any:
-    kind = type(obj)
-    if kind is np.ndarray:  # the common cases first: plain arrays, then numpy scalars
-        dtype_kind = obj.dtype.kind
-        if dtype_kind == "M":
+    if isinstance(obj, np.ndarray):  # the common cases first: arrays, then numpy scalars
+        kind = obj.dtype.kind
+        if kind == "M":
             raise TypeError("datetime64 values need the repair pass")
-        return obj.tolist() if dtype_kind == "O" else None
-    if kind in _NUMPY_SCALARS_NOT_DATETIME:
+        return obj.tolist() if kind == "O" else None
+    if type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
         return None
-    if isinstance(obj, np.datetime64) or (isinstance(obj, np.ndarray) and obj.dtype.kind == "M"):
+    if isinstance(obj, np.datetime64):
         raise TypeError("datetime64 values need the repair pass")
-    if isinstance(obj, np.ndarray) and obj.dtype.kind == "O":
-        return obj.tolist()
     return list(obj) if isinstance(obj, (set, frozenset)) else None
 
 
