@@ -3,9 +3,11 @@
 orjson handles dicts, lists, str/int/float/bool/None, dataclasses, enums, datetimes and
 C-contiguous native-endian numpy arrays and scalars directly. Everything else goes
 through :meth:`SnapshotSerializer._default`: values with a faithful JSON form are
-converted (non-contiguous or big-endian arrays, torch tensors, sets, bytes, paths); the
-rest become a marked placeholder ``{"$unserializable": <type>, "repr": ...}`` and are
-counted. NaN and +-Inf are written as ``null`` and counted.
+converted (non-contiguous or big-endian arrays, masked arrays with their masked entries
+as ``null``, torch tensors of any layout, long doubles as float64, float subclasses,
+sets, bytes, paths); the rest become a marked placeholder
+``{"$unserializable": <type>, "repr": ..., "reason": ...}`` in place of that value only,
+and are counted. NaN and +-Inf are written as ``null`` and counted.
 
 A cheap first orjson pass, which writes no numpy data, decides whether the payload can
 take that fast path. Payloads it refuses go through a pure-Python repair pass first:
@@ -94,11 +96,17 @@ class SnapshotSerializer:
         if isinstance(obj, (np.datetime64, np.timedelta64)):
             return _times(obj)
         if isinstance(obj, np.generic):
-            if isinstance(obj, (np.complexfloating, np.floating)) and obj.dtype.itemsize > 8:
-                return self._default(complex(obj) if isinstance(obj, np.complexfloating) else float(obj))
-            return self._default(obj.item()) if isinstance(obj, np.complexfloating) else obj.item()
+            if isinstance(obj, np.complexfloating):
+                return self._default(complex(obj))
+            return float(obj) if isinstance(obj, np.floating) else obj.item()  # long double: as float64
+        if isinstance(obj, float):  # a float subclass, which orjson refuses
+            return float(obj)
         if _is_torch_tensor(obj):
-            return self._array(_tensor_to_numpy(obj))
+            try:
+                array = _tensor_to_numpy(obj)
+            except Exception as exc:  # a tensor with no data here (meta) or no numpy form
+                return self._placeholder(obj, f"tensor not readable: {_safe_repr(exc)}")
+            return self._array(array) if isinstance(array, np.ndarray) else array
         if isinstance(obj, (set, frozenset)):
             return list(obj)
         if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -110,6 +118,8 @@ class SnapshotSerializer:
         return self._placeholder(obj)
 
     def _array(self, array: np.ndarray) -> Any:
+        if isinstance(array, np.ma.MaskedArray):
+            return _masked_to_lists(array)
         kind = array.dtype.kind
         if kind in "Mm":
             return _times(array)
@@ -186,11 +196,15 @@ def count_nonfinite(obj: Any) -> int:
             continue
         elif isinstance(item, np.ndarray):
             if item.dtype.kind in "fc":
-                count += int(np.count_nonzero(~np.isfinite(item)))
+                values = item.compressed() if isinstance(item, np.ma.MaskedArray) else item  # masked: null anyway
+                count += int(np.count_nonzero(~np.isfinite(values)))
         elif isinstance(item, np.floating):
             count += not np.isfinite(item)
         elif _is_torch_tensor(item):
-            stack.append(_tensor_to_numpy(item))
+            try:
+                stack.append(_tensor_to_numpy(item))
+            except Exception:  # written as a placeholder: no number to count
+                continue
         elif id(item) in seen:
             continue
         elif isinstance(item, (dict, list, tuple, set, frozenset)):  # subclasses, sets
@@ -214,6 +228,8 @@ def _datetime64_finder(obj: Any) -> Any:
         kind = obj.dtype.kind
         if kind == "M":
             raise TypeError("datetime64 values need the repair pass")
+        if isinstance(obj, np.ma.MaskedArray):  # orjson's numpy path would write the masked raw data
+            raise TypeError("masked arrays need the repair pass")
         return obj.tolist() if kind == "O" else None
     if type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
         return None
@@ -269,10 +285,39 @@ def _is_valid_utf8(text: str) -> bool:
     return True
 
 
-def _tensor_to_numpy(tensor: Any) -> np.ndarray:
-    """A torch tensor as numpy, bfloat16 (no numpy dtype) widened to float32."""
-    tensor = tensor.detach().cpu()
-    return (tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor).numpy()
+def _masked_to_lists(array: np.ma.MaskedArray) -> Any:
+    """A masked array as nested lists with its masked entries as None."""
+    values = np.array(array.data, dtype=object)  # masked_array.filled(None) would use its fill value
+    values[np.ma.getmaskarray(array)] = None
+    return values.tolist()
+
+
+def _tensor_to_numpy(tensor: Any) -> Any:
+    """A torch tensor's values as numpy (nested lists of arrays for a nested tensor).
+
+    Sparse tensors are made dense, quantized ones dequantized, and dtypes numpy lacks
+    (bfloat16, float8) widened to float32; a meta tensor, which holds no data, raises.
+    """
+    tensor = tensor.detach()
+    if tensor.is_nested:
+        return [_tensor_to_numpy(part) for part in tensor.unbind()]
+    if tensor.is_meta:
+        raise ValueError("a meta tensor holds no data")
+    tensor = tensor.cpu()
+    if tensor.layout != _torch_strided():
+        tensor = tensor.to_dense()
+    if tensor.is_quantized:
+        tensor = tensor.dequantize()
+    try:
+        return tensor.numpy()
+    except TypeError:  # a dtype numpy has no counterpart for
+        return tensor.float().numpy()
+
+
+def _torch_strided() -> Any:
+    import torch  # only reached with a tensor in hand, so torch is already imported
+
+    return torch.strided
 
 
 def _is_torch_tensor(obj: Any) -> bool:
