@@ -22,6 +22,7 @@ SLOW_PRODUCER = """
     from rtsave_async.sinks.local import LocalSink
 
     save_dir, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    SIGNAL_MODES = sys.argv[4].split(",")
     original_put = LocalSink.put
 
     async def slow_put(self, folder, name, data):
@@ -43,15 +44,16 @@ SLOW_PRODUCER = """
         raise RuntimeError("training crashed")
     if mode == "sys_exit":
         sys.exit(3)
-    if mode in ("sigint", "sigterm", "chained_sigterm"):
+    if mode in SIGNAL_MODES:
         time.sleep(120)
 """
 
-SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "chained_sigterm": signal.SIGTERM}
+SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sighup": signal.SIGHUP,
+           "chained_sigterm": signal.SIGTERM}
 
 
 def run_slow_producer(save_dir: Path, mode: str, count: int = 300) -> tuple[int, str, int]:
-    child = python_child(SLOW_PRODUCER, str(save_dir), mode, str(count))
+    child = python_child(SLOW_PRODUCER, str(save_dir), mode, str(count), ",".join(SIGNALS))
     queued_line = child.stdout.readline()
     if mode in SIGNALS:
         child.send_signal(SIGNALS[mode])
@@ -60,11 +62,12 @@ def run_slow_producer(save_dir: Path, mode: str, count: int = 300) -> tuple[int,
     return child.returncode, stderr, int(queued_line.split()[1])
 
 
-@pytest.mark.parametrize("mode", ["return", "raise", "sys_exit", "sigint", "sigterm"])
+@pytest.mark.parametrize("mode", ["return", "raise", "sys_exit", "sigint", "sigterm", "sighup"])
 def test_every_submitted_record_is_on_disk_after_the_process_ends(tmp_path: Path, mode: str) -> None:
     returncode, stderr, still_queued = run_slow_producer(tmp_path, mode)
     assert still_queued > 0  # the end came while records were waiting
-    expected_returncode = {"return": 0, "raise": 1, "sys_exit": 3, "sigterm": -signal.SIGTERM}
+    expected_returncode = {"return": 0, "raise": 1, "sys_exit": 3, "sigterm": -signal.SIGTERM,
+                           "sighup": -signal.SIGHUP}
     if mode in expected_returncode:
         assert returncode == expected_returncode[mode], stderr
     else:

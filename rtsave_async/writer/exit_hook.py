@@ -1,10 +1,11 @@
-"""Flush-on-exit: every live writer is drained at normal exit, SIGTERM and SIGINT.
+"""Flush-on-exit: every live writer is drained at normal exit, SIGTERM, SIGHUP and SIGINT.
 
 - ``atexit`` closes every writer (normal return, ``sys.exit``, uncaught exception).
-- SIGTERM and SIGINT handlers flush every writer, then hand the signal to whatever
-  handler was installed before: Python's default SIGINT handler raises
-  ``KeyboardInterrupt`` as usual; a default SIGTERM closes the writers and then
-  terminates the process by the same signal, so its exit status is unchanged.
+- SIGTERM, SIGHUP (the terminal or ssh session closed) and SIGINT handlers flush every
+  writer, then hand the signal to whatever handler was installed before: Python's
+  default SIGINT handler raises ``KeyboardInterrupt`` as usual; a default SIGTERM or
+  SIGHUP closes the writers and then terminates the process by the same signal, so its
+  exit status is unchanged.
 - The waits end within the longest ``exit_timeout`` of the writers, all together.
 - A child created by ``fork`` (e.g. ``SubprocVecEnv`` workers) disowns the parent's
   writers: it neither writes nor flushes their snapshots.
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rtsave_async.writer.snapshot_writer import SnapshotWriter
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 _writers: weakref.WeakSet[SnapshotWriter] = weakref.WeakSet()
 _previous_handlers: dict[int, Any] = {}
