@@ -444,9 +444,9 @@ class RealTimeSavingCallback(BaseCallback):
         return getattr(self._attached_model(), "_total_timesteps", None) or self.total_timesteps or None
 
     def _check_total_timesteps(self, start: int) -> None:
-        if self.total_timesteps is not None and self.total_timesteps < start:
+        if self.total_timesteps is not None and self.total_timesteps <= start:
             self._warn_once(
-                f"total_timesteps ({self.total_timesteps}) is below the starting timestep ({start}); "
+                f"total_timesteps ({self.total_timesteps}) is not above the starting timestep ({start}); "
                 f"training_progress uses the target of learn() ({self._planned_total_timesteps()})"
             )
 
