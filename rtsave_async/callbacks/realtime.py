@@ -37,6 +37,7 @@ from rtsave_async.writer import SnapshotWriter
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.vec_env import VecEnv
 
 
 class TimestepTrigger:
@@ -203,6 +204,8 @@ class RealTimeSavingCallback(BaseCallback):
         self.writer_stats: dict[str, Any] | None = None
         self._restored_state: dict[str, Any] | None = None
         self._running = False
+        self._env_state: EnvStateReader | None = None
+        self._base_venv: VecEnv | None = None
         self._episodes: EpisodeTracker | None = None
         self._learning: LearningMetricsTracker | None = None
         self._logger_capture: tuple[LoggerValueCapture, Logger] | None = None
@@ -220,14 +223,19 @@ class RealTimeSavingCallback(BaseCallback):
         model = self._attached_model()
         start = self.num_timesteps
         self._env_state = EnvStateReader(model.get_env() if model is not None else None, self.env_attributes)
-        self._reset_infos_source = self._env_state.venv.unwrapped if self._env_state.venv is not None else None
-        continuing = self._restored_state is None and self._episodes is not None
-        previous = self._restored_state if self._restored_state is not None else (self.state_dict() if continuing else None)
+        # The VecEnv below every wrapper keeps the infos of its automatic resets (``reset_infos``).
+        self._base_venv = self._env_state.venv.unwrapped if self._env_state.venv is not None else None
+        if self._restored_state is not None:  # resumed from a checkpoint
+            previous, envs_were_reset = self._restored_state, False
+        elif self._episodes is not None:  # a later learn() on the same callback
+            previous, envs_were_reset = self.state_dict(), self.locals.get("reset_num_timesteps", True)
+        else:
+            previous, envs_were_reset = None, False
         self._restored_state = None
         self._episodes = EpisodeTracker(self._env_state.num_envs, self.success_window, self.success_keys)
         self._learning = LearningMetricsTracker(start)
         if previous is not None:
-            self._continue_counters(previous, envs_were_reset=continuing and self.locals.get("reset_num_timesteps", True))
+            self._continue_counters(previous, envs_were_reset)
         self._save_trigger.restart(start)
         self._checkpoint_trigger.restart(start)
         self.saved_timesteps = []
@@ -274,7 +282,8 @@ class RealTimeSavingCallback(BaseCallback):
         dones, infos = self.locals.get("dones"), self.locals.get("infos")
         if infos is not None:
             if dones is not None:
-                self._episodes.record_step(np.asarray(dones), infos, getattr(self._reset_infos_source, "reset_infos", None))
+                reset_infos = getattr(self._base_venv, "reset_infos", None)
+                self._episodes.record_step(np.asarray(dones), infos, reset_infos)
             if self.save_learning_metrics:
                 self._learning.record_step(infos)
             self._last_infos = infos

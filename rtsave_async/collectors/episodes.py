@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rtsave_async.collectors.values import plain_copy
-
-_REAL_NUMBERS = (int, float, np.integer, np.floating)
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, plain_copy
 
 #: Default number of most recent finished episodes in ``recent_success_rate``.
 DEFAULT_SUCCESS_WINDOW = 100
@@ -88,7 +86,7 @@ class EpisodeTracker:
         is_success = next((info[key] for key in self.success_keys if info.get(key) is not None), None)
         if is_success is None:
             reported = info.get(ENV_SUCCESS_RATE_KEY, (reset_info or {}).get(ENV_SUCCESS_RATE_KEY))
-            if isinstance(reported, _REAL_NUMBERS):
+            if isinstance(reported, REAL_NUMBER_TYPES):
                 self._env_success_rates[env_id] = float(reported)
         else:
             is_success = bool(is_success)

@@ -18,10 +18,9 @@ import types
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch as th
 
-from rtsave_async.collectors.values import describe_space, plain_copy, qualified_name
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, describe_space, plain_copy, qualified_name
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -85,7 +84,7 @@ def schedule_description(schedule: Callable[[float], Any]) -> dict[str, Any] | N
         start, end = schedule(PROGRESS_AT_START), schedule(PROGRESS_AT_END)
     except Exception:  # not a schedule: it takes other arguments, or fails on these
         return None
-    if not all(isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool)
+    if not all(isinstance(item, REAL_NUMBER_TYPES) and not isinstance(item, bool)
                for item in (start, end)):
         return None
     return {"schedule": repr(schedule), "value_at_start": float(start), "value_at_end": float(end)}

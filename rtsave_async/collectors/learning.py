@@ -19,6 +19,8 @@ import numpy as np
 import psutil
 from stable_baselines3.common.logger import KVWriter, Logger
 
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES
+
 REWARD_COMPONENTS = "reward_components"
 COST_COMPONENTS = "cost_components"
 #: Prefixes of flat info keys read as reward / cost terms when an info has no component dicts.
@@ -28,7 +30,6 @@ COST_PREFIX = "cost_"
 #: ``memory_usage_mb`` is re-read at most this often, in seconds (saves in between reuse it).
 MEMORY_REFRESH_INTERVAL_S = 1.0
 
-_REAL_NUMBER_TYPES = (int, float, np.integer, np.floating)  # plain tuple: no ABC lookup per value
 _STATM_PATH = "/proc/self/statm"
 _statm: tuple[int, int] | None = None  # (pid that opened it, descriptor)
 
@@ -119,7 +120,7 @@ class LearningMetricsTracker:
         """
         logger_values = self.logger_values
         for name, value in name_to_value.items():
-            if isinstance(value, _REAL_NUMBER_TYPES):
+            if isinstance(value, REAL_NUMBER_TYPES):
                 logger_values[name] = value.item() if isinstance(value, np.generic) else value
 
     def take_record(
@@ -161,7 +162,7 @@ def _flat_terms(info: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, fl
     rewards: dict[str, float] = {}
     costs: dict[str, float] = {}
     for key, value in info.items():
-        if type(key) is not str or not isinstance(value, _REAL_NUMBER_TYPES):
+        if type(key) is not str or not isinstance(value, REAL_NUMBER_TYPES):
             continue
         if key.startswith(REWARD_PREFIX):
             rewards[key[len(REWARD_PREFIX):]] = value
