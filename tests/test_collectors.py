@@ -80,6 +80,17 @@ def test_episode_tracker_prefers_env_detail_and_copies_it() -> None:
     assert type(record["detailed_info"]["performance_metrics"]["episode_progress"]) is float
 
 
+def test_episode_info_without_our_keys_is_completed_and_every_key_is_kept() -> None:
+    tracker = EpisodeTracker(num_envs=1)
+    step_with(tracker, [], {})
+    step_with(tracker, [], {})
+    detail = {"episode_info": {"phase": "stance"}, "simulation_time": 0.04}
+    (record,) = tracker.take_records(2, [detail], None, max_episode_steps=10, dt=0.02)
+    detailed = record["detailed_info"]
+    assert detailed["episode_info"] == {"phase": "stance", "current_step": 2, "time_remaining": pytest.approx(0.16)}
+    assert detailed["simulation_time"] == 0.04
+
+
 def test_recent_success_rate_is_none_without_success_info() -> None:
     tracker = EpisodeTracker(num_envs=1)
     step_with(tracker, [0], {0: {}})

@@ -241,6 +241,7 @@ class RealTimeSavingCallback(BaseCallback):
         self.saved_timesteps = []
         self._last_infos = None
         self._running = True
+        self._check_total_timesteps(start)
         if model is None:
             if self.save_hyperparameters or self.save_checkpoints:
                 self._warn_once("no model is attached (callback driven without learn()): "
@@ -249,7 +250,6 @@ class RealTimeSavingCallback(BaseCallback):
         capture = LoggerValueCapture(self._learning)
         capture.attach(model.logger)
         self._logger_capture = (capture, model.logger)
-        self._check_total_timesteps(start)
         if self.save_hyperparameters:
             summary = self._env_state.environment_summary()
             record = collect_hyperparameters(model, start, self._planned_total_timesteps(), summary)
