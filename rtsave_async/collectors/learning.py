@@ -106,6 +106,8 @@ class LearningMetricsTracker:
             rewards = info.get(REWARD_COMPONENTS)
             costs = info.get(COST_COMPONENTS)
             if rewards is None and costs is None:
+                if not info:  # most steps of most envs: nothing to look through
+                    continue
                 rewards, costs = _flat_terms(info)
             if rewards:
                 self.reward_components.add(rewards)
