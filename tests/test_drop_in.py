@@ -51,6 +51,8 @@ def test_hooks_are_safe_before_after_and_twice_and_a_second_learn_continues(tmp_
     callback._on_rollout_start()
     assert callback._on_step() is True
     assert callback.writer_stats is stats and callback.writer is None
+    with pytest.raises(RuntimeError, match="needs a running training"):
+        callback.save_snapshot()
     episodes_after_first = sum(callback.episode_counts())
 
     model.learn(128, callback=callback, reset_num_timesteps=False)  # a fresh writer; counters continue
