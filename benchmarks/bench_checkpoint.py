@@ -57,7 +57,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
 from rtsave_async.callbacks.checkpointing import CheckpointSaver, default_resume_command
-from rtsave_async.checkpoints.format import REPLAY_BUFFER_SUFFIX
+from rtsave_async.checkpoints.format import REPLAY_BUFFER_SUFFIX, read_checkpoint_metadata
 from rtsave_async.collectors import EpisodeTracker
 from rtsave_async.collectors.checkpoint import capture_checkpoint
 from rtsave_async.writer import SnapshotWriter
@@ -178,7 +178,7 @@ def save_with_ours(model: BaseAlgorithm, folder: Path) -> SaveMeasurement:
         raise RuntimeError(f"our checkpoint in {folder} was not written "
                            f"(failed={saver.failed}, skipped={saver.skipped})")
     json_path = saver.written[0]
-    files = json.loads(json_path.read_bytes())[0]["files"]
+    files = read_checkpoint_metadata(json_path)["files"]
     replay_buffer_file = files.get(REPLAY_BUFFER_SUFFIX.lstrip("."))
     return SaveMeasurement(
         stall_s=stall_s,
@@ -197,7 +197,7 @@ SAVERS: dict[str, Callable[[BaseAlgorithm, Path], SaveMeasurement]] = {
 
 def replay_buffer_raw_bytes(checkpoint_json: str) -> int | None:
     """``contents.replay_buffer.raw_bytes`` of our checkpoint: the filled part, uncompressed."""
-    replay_buffer = json.loads(Path(checkpoint_json).read_bytes())[0]["contents"]["replay_buffer"]
+    replay_buffer = read_checkpoint_metadata(checkpoint_json)["contents"]["replay_buffer"]
     return None if replay_buffer is None else replay_buffer["raw_bytes"]
 
 

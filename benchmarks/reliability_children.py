@@ -226,6 +226,8 @@ def check_save_dir_once(save_dir: Path) -> tuple[int, list[str]]:
                 problems.append(f"{path}: {exc}")
                 continue
             checked += 1
+            if isinstance(records, dict):  # checkpoints and hyperparameters: one object per file
+                records = [records]
             problems.extend(f"{path}: {problem}" for record in records for problem in _record_problems(path, record))
     return checked, problems
 

@@ -253,7 +253,9 @@ def print_summary(saving: ComprehensiveSavingCallback, timesteps: int) -> None:
 def print_resume_hint(saving: ComprehensiveSavingCallback) -> None:
     written = saving.checkpoint_saver.written if saving.checkpoint_saver else []
     if written:
-        (metadata,) = json.loads(written[-1].read_bytes())
+        from rtsave_async.checkpoints.format import read_checkpoint_metadata
+
+        metadata = read_checkpoint_metadata(written[-1])
         print(f"rtsave: resume with: {metadata['recovery_info']['resume_command']}")
 
 

@@ -76,7 +76,7 @@ def train_with_checkpoints(save_dir: Path, algorithm=PPO, steps: int = 512, **sa
 def test_checkpoint_metadata_lists_complete_files_and_loads_with_plain_sb3(tmp_path: Path) -> None:
     train_with_checkpoints(tmp_path, SAC, steps=300)
     json_path = list_snapshot_files(tmp_path, "checkpoints")[-1]
-    (metadata,) = json.loads(json_path.read_bytes())
+    metadata = json.loads(json_path.read_bytes())  # one object, as our users read it
     assert metadata["algorithm"] == "SAC" and metadata["timestep"] == 300  # the final one, at training end
     assert metadata["recovery_info"]["can_resume"] is True
     assert metadata["model_path"] in metadata["recovery_info"]["resume_command"]
@@ -107,7 +107,7 @@ def test_retention_keeps_exactly_the_newest_n(tmp_path: Path) -> None:
     callback = train_with_checkpoints(tmp_path, steps=1024, keep_last=3, if_busy="wait")
     jsons = list_snapshot_files(tmp_path, "checkpoints")
     assert len(jsons) == 3
-    assert [json.loads(path.read_bytes())[0]["timestep"] for path in jsons] == [768, 896, 1024]
+    assert [json.loads(path.read_bytes())["timestep"] for path in jsons] == [768, 896, 1024]
     stems = {path.name.split(".")[0] for path in (tmp_path / "checkpoints").iterdir()}
     assert stems == {path.name.split(".")[0] for path in jsons}  # attachments went with their JSON
     assert len(callback.checkpoint_saver.submitted_timesteps) == 8
@@ -179,7 +179,7 @@ def test_sigkill_during_checkpoints_leaves_only_loadable_resumable_ones(tmp_path
     env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
     for json_path in listed:
         resumed = load_checkpoint(json_path, env)
-        assert resumed.model.num_timesteps == json.loads(json_path.read_bytes())[0]["timestep"]
+        assert resumed.model.num_timesteps == json.loads(json_path.read_bytes())["timestep"]
 
 
 def test_leftovers_of_an_interrupted_checkpoint_go_with_the_next_one(tmp_path: Path) -> None:
@@ -189,7 +189,7 @@ def test_leftovers_of_an_interrupted_checkpoint_go_with_the_next_one(tmp_path: P
     orphan.write_bytes(b"half")
     train_with_checkpoints(tmp_path, steps=256)  # keep_last=None: every complete checkpoint stays
     assert not orphan.exists()
-    assert [json.loads(path.read_bytes())[0]["timestep"] for path in list_snapshot_files(tmp_path, "checkpoints")] == [128, 256]
+    assert [json.loads(path.read_bytes())["timestep"] for path in list_snapshot_files(tmp_path, "checkpoints")] == [128, 256]
 
 
 def test_an_evicted_or_refused_checkpoint_does_not_stop_later_ones(tmp_path: Path) -> None:

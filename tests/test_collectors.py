@@ -12,7 +12,8 @@ import pytest
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.utils import LinearSchedule
+from rl_zoo3.utils import linear_schedule
+from stable_baselines3.common.utils import FloatSchedule, LinearSchedule
 
 import rtsave_async
 from rtsave_async.callbacks.realtime import TimestepTrigger
@@ -79,6 +80,17 @@ def test_episode_tracker_prefers_env_detail_and_copies_it() -> None:
     assert type(record["detailed_info"]["performance_metrics"]["episode_progress"]) is float
 
 
+def test_episode_info_without_our_keys_is_completed_and_every_key_is_kept() -> None:
+    tracker = EpisodeTracker(num_envs=1)
+    step_with(tracker, [], {})
+    step_with(tracker, [], {})
+    detail = {"episode_info": {"phase": "stance"}, "simulation_time": 0.04}
+    (record,) = tracker.take_records(2, [detail], None, max_episode_steps=10, dt=0.02)
+    detailed = record["detailed_info"]
+    assert detailed["episode_info"] == {"phase": "stance", "current_step": 2, "time_remaining": pytest.approx(0.16)}
+    assert detailed["simulation_time"] == 0.04
+
+
 def test_recent_success_rate_is_none_without_success_info() -> None:
     tracker = EpisodeTracker(num_envs=1)
     step_with(tracker, [0], {0: {}})
@@ -133,7 +145,8 @@ def test_timestep_trigger_fires_once_per_crossed_multiple() -> None:
 def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
     env = make_vec_env("Pendulum-v1", n_envs=2)
     reader = EnvStateReader(env)
-    assert not any(reader.supported.values())
+    # Only TimeLimit's own step limit is found; the spec's value is the one used.
+    assert [name for name, found in reader.supported.items() if found] == ["max_episode_steps"]
     assert reader.max_episode_steps == 200 and reader.dt == 0.05  # PendulumEnv.dt
     assert reader.detailed_episode_info() is None and reader.rand_power() is None
     assert reader.curriculum_progress() is None
@@ -153,13 +166,25 @@ def test_describe_space_handles_nested_spaces() -> None:
 
 
 def test_config_value_converts_schedules_classes_and_skips_live_objects() -> None:
-    assert config_value(LinearSchedule(1.0, 0.0, 0.5)) == 1.0
-    assert config_value(lambda progress: 2 * progress) == 2.0
+    assert config_value(LinearSchedule(1.0, 0.0, 0.5)) == {
+        "schedule": "LinearSchedule(start=1.0, end=0.0, end_fraction=0.5)", "value_at_start": 1.0, "value_at_end": 0.0}
+    assert config_value(lambda progress: 2 * progress)["value_at_start"] == 2.0
+    assert config_value(FloatSchedule(0.2)) == 0.2  # a constant reads as its value
+    assert config_value(lambda: 3).endswith(".<lambda>")  # a function, not a schedule
     assert config_value(th.nn.ReLU) == "torch.nn.modules.activation.ReLU"
     assert config_value({"net_arch": [64, 64], "activation_fn": th.nn.Tanh}) == {
         "net_arch": [64, 64], "activation_fn": "torch.nn.modules.activation.Tanh"}
     assert config_value(th.device("cpu")) == "cpu"
     assert config_value(np.zeros(3)) is NotImplemented
+
+
+def test_callable_object_schedule_is_recorded_with_its_values_at_both_ends() -> None:
+    """rl_zoo3's ``lin_0.001`` is a callable object, neither a function nor an SB3 schedule."""
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_rate=linear_schedule(0.001), buffer_size=100,
+                policy_kwargs={"net_arch": [8]})
+    recorded = collect_hyperparameters(model, 0, 100, None)["algorithm_hyperparameters"]["learning_rate"]
+    assert recorded == {"schedule": "SimpleLinearSchedule(initial_value=0.001)",
+                        "value_at_start": 0.001, "value_at_end": 0.0}
 
 
 def test_collect_hyperparameters_for_sac(tmp_path: Path) -> None:
@@ -168,7 +193,9 @@ def test_collect_hyperparameters_for_sac(tmp_path: Path) -> None:
     record = collect_hyperparameters(model, 0, 1000, {"environment_class": "PendulumEnv"})
     hyperparameters = record["algorithm_hyperparameters"]
     assert (record["model_type"], record["policy_type"], record["seed"]) == ("SAC", "SACPolicy", 3)
-    assert hyperparameters["learning_rate"] == pytest.approx(1e-3) and hyperparameters["buffer_size"] == 500
+    assert hyperparameters["learning_rate"]["value_at_start"] == pytest.approx(1e-3)
+    assert hyperparameters["learning_rate"]["value_at_end"] == pytest.approx(1e-4)
+    assert hyperparameters["buffer_size"] == 500
     assert "replay_buffer" not in hyperparameters and "num_timesteps" not in hyperparameters
     assert record["policy_architecture"]["net_arch"] == [8]
     assert record["policy_architecture"]["num_parameters"] == sum(p.numel() for p in model.policy.parameters())
@@ -190,4 +217,4 @@ def test_git_revision_is_filled_in_when_the_writer_calls_the_payload(tmp_path: P
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     payload = with_git_revision({"git_revision": None, "host": "h"})
     monkeypatch.chdir(tmp_path)
-    assert payload({}) == [{"git_revision": head, "host": "h"}]
+    assert payload({}) == {"git_revision": head, "host": "h"}  # one JSON object per file

@@ -158,10 +158,10 @@ def _assert_no_nulls(value) -> None:
 def _assert_protocol(summary: dict, detailed: dict, metrics: dict) -> None:
     for payload in (summary, detailed, metrics):
         _assert_no_nulls(json.loads(json.dumps(payload, allow_nan=False)))
-    assert set(summary) == {"environment_class", "ctrl_type", "biped", "frame_skip", "dt", "timestep",
+    assert set(summary) == {"environment_class", "ctrl_type", "biped", "frame_skip", "dt", "physics_timestep_s",
                             "max_episode_seconds", "rand_power"}
     assert summary["environment_class"] == "Go1MujocoEnv"
-    assert summary["dt"] == pytest.approx(summary["timestep"] * summary["frame_skip"])
+    assert summary["dt"] == pytest.approx(summary["physics_timestep_s"] * summary["frame_skip"])
     assert set(detailed) == {"episode_info", "robot_state", "foot_contacts"}
     assert set(detailed["episode_info"]) == {"current_step", "time_remaining"}
     state = detailed["robot_state"]

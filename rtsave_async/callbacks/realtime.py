@@ -11,9 +11,11 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rtsave_async import categories
@@ -22,13 +24,20 @@ from rtsave_async.collectors import (
     EnvStateReader,
     EpisodeTracker,
     LearningMetricsTracker,
+    LoggerValueCapture,
     build_environment_state_record,
     collect_hyperparameters,
 )
+from rtsave_async.collectors.env_state import env_attribute_names
+from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_KEYS, DEFAULT_SUCCESS_WINDOW
 from rtsave_async.collectors.hyperparameters import with_git_revision
-from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_WINDOW
 from rtsave_async.validation import check_positive_int
 from rtsave_async.writer import SnapshotWriter
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.vec_env import VecEnv
 
 
 class TimestepTrigger:
@@ -73,9 +82,11 @@ class RealTimeSavingCallback(BaseCallback):
         <save_dir>/learning_metrics/learning_metrics_<YYYYMMDD_HHMMSS>_<seq>.json
         <save_dir>/hyperparameters/hyperparameters_<YYYYMMDD_HHMMSS>_<seq>.json  (at training start)
 
-    Each file holds a JSON array: one record per env for ``episodes``, one record
-    otherwise. The training thread only gathers and submits; a background
-    :class:`~rtsave_async.writer.SnapshotWriter` serializes and writes.
+    ``episodes`` files hold a JSON array with one record per env, ``environment_states``
+    and ``learning_metrics`` files a one-record array; ``hyperparameters`` and
+    ``checkpoints`` files hold one JSON object. The training thread only gathers and
+    submits; a background :class:`~rtsave_async.writer.SnapshotWriter` serializes and
+    writes.
 
     .. note::
 
@@ -90,11 +101,18 @@ class RealTimeSavingCallback(BaseCallback):
     ``rtsave_async.collectors.env_state``) give richer records; other envs leave
     those fields ``null``.
 
+    Every hook may be called again, before or after ``learn()`` (rl_zoo3 calls
+    ``on_training_end()`` once more after ``learn()``): outside a run they do nothing.
+    A later ``learn()`` starts a new writer and continues the episode counters. Driven
+    by hand without a model (``_on_training_start()``, ``_on_step()`` with
+    ``num_timesteps`` set, ``on_training_end()``), it saves what it can (timesteps,
+    counters from ``self.locals`` when present) and skips hyperparameters and
+    checkpoints with one warning.
+
     :param save_dir: root folder of the saved data
     :param save_frequency: save every this many environment timesteps; default 1000
     :param save_episode_data: write ``episodes`` records; default True
     :param save_environment_state: write ``environment_states`` records; default True
-    :param save_learning_metrics: write ``learning_metrics`` records; default True
     :param save_hyperparameters: write one ``hyperparameters`` record at training
         start; default True
     :param save_checkpoints: write resumable checkpoints under ``checkpoints/``
@@ -103,9 +121,11 @@ class RealTimeSavingCallback(BaseCallback):
         checkpoint is taken at the first rollout start at or after each multiple,
         where the model state is consistent, and one more when training ends;
         default 10000
-    :param total_timesteps: planned final ``num_timesteps`` for ``training_progress``;
-        default None = the value ``model.learn()`` was given
+    :param total_timesteps: final ``num_timesteps`` for ``training_progress`` when
+        ``learn()`` gives none (a model driven by hand); default None. The target
+        ``learn()`` computes (``model._total_timesteps``) is preferred.
     :param verbose: 0 silent, 1 a summary at training end, 2 also one line per save
+    :param save_learning_metrics: write ``learning_metrics`` records; default True
     :param writer_options: keyword arguments for the :class:`SnapshotWriter` the
         callback creates (``queue_size``, ``policy``, ``block_timeout``, ``durable``,
         ``exit_timeout``, ``batch_size``, ``drain_interval``, ``io``); default None =
@@ -121,6 +141,12 @@ class RealTimeSavingCallback(BaseCallback):
         ``keep_every``, ``if_busy``, ``save_replay_buffer``, ``resume_command``);
         default None = keep every checkpoint, skip one that is due while the
         previous one is still being written
+    :param env_attributes: record field -> the env's own attribute name(s), for envs
+        that use other names than ours (e.g. ``{"rand_power": "_rand_power"}``); fields:
+        ``rand_power``, ``curriculum_progress``, ``success_count``, ``max_episode_steps``.
+        Default None: the names of ``rtsave_async.collectors.env_state.DEFAULT_ENV_ATTRIBUTES``.
+    :param success_keys: info keys read as the success signal at an episode's end,
+        in order; default ``("is_success", "bipedal_success")``
     """
 
     def __init__(
@@ -129,17 +155,19 @@ class RealTimeSavingCallback(BaseCallback):
         save_frequency: int = 1000,
         save_episode_data: bool = True,
         save_environment_state: bool = True,
-        save_learning_metrics: bool = True,
         save_hyperparameters: bool = True,
         save_checkpoints: bool = True,
         checkpoint_frequency: int = 10000,
         total_timesteps: int | None = None,
         verbose: int = 0,
+        save_learning_metrics: bool = True,
         writer_options: dict[str, Any] | None = None,
         writer: SnapshotWriter | None = None,
         success_window: int = DEFAULT_SUCCESS_WINDOW,
         save_on_training_end: bool = True,
         checkpoint_options: dict[str, Any] | None = None,
+        env_attributes: Mapping[str, str | Sequence[str]] | None = None,
+        success_keys: Sequence[str] = DEFAULT_SUCCESS_KEYS,
     ):
         super().__init__(verbose)
         if writer is not None and writer_options:
@@ -150,6 +178,7 @@ class RealTimeSavingCallback(BaseCallback):
             inspect.signature(SnapshotWriter).bind(save_dir, **(writer_options or {}))
         except TypeError as exc:
             raise TypeError(f"writer_options: {exc}") from None
+        env_attribute_names(env_attributes)  # an unknown field fails here too
         self.save_dir = Path(save_dir)
         self.save_frequency = save_frequency
         self.save_episode_data = save_episode_data
@@ -162,6 +191,8 @@ class RealTimeSavingCallback(BaseCallback):
         self.writer_options = dict(writer_options or {})
         self.success_window = success_window
         self.save_on_training_end = save_on_training_end
+        self.env_attributes = dict(env_attributes or {})
+        self.success_keys = tuple(success_keys)
         self.writer: SnapshotWriter | None = writer
         self._owns_writer = writer is None
         #: Timesteps at which a snapshot was saved during the current ``learn()``.
@@ -172,68 +203,121 @@ class RealTimeSavingCallback(BaseCallback):
         #: The writer's statistics when training ended (None before).
         self.writer_stats: dict[str, Any] | None = None
         self._restored_state: dict[str, Any] | None = None
+        self._running = False
+        self._env_state: EnvStateReader | None = None
+        self._base_venv: VecEnv | None = None
+        self._episodes: EpisodeTracker | None = None
+        self._learning: LearningMetricsTracker | None = None
+        self._logger_capture: tuple[LoggerValueCapture, Logger] | None = None
+        self._last_infos: Sequence[dict[str, Any]] | None = None
+        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ SB3 hooks
     def _init_callback(self) -> None:
-        if self.writer is None:
-            self.writer = SnapshotWriter(self.save_dir, **self.writer_options)
+        self._ensure_writer()
 
     def _on_training_start(self) -> None:
+        if self._running:
+            return
+        self._ensure_writer()
+        model = self._attached_model()
         start = self.num_timesteps
-        self._env_state = EnvStateReader(self.training_env)
-        self._episodes = EpisodeTracker(self._env_state.num_envs, self.success_window)
-        if self._restored_state is not None:
-            try:
-                self._episodes.load_state_dict(self._restored_state["episodes"])
-            except ValueError as exc:  # e.g. resumed with another number of envs
-                warnings.warn(f"RealTimeSavingCallback: episode counters start from zero: {exc}", stacklevel=2)
-            self._restored_state = None
+        self._env_state = EnvStateReader(model.get_env() if model is not None else None, self.env_attributes)
+        # The VecEnv below every wrapper keeps the infos of its automatic resets (``reset_infos``).
+        self._base_venv = self._env_state.venv.unwrapped if self._env_state.venv is not None else None
+        if self._restored_state is not None:  # resumed from a checkpoint
+            previous, envs_were_reset = self._restored_state, False
+        elif self._episodes is not None:  # a later learn() on the same callback
+            previous, envs_were_reset = self.state_dict(), self.locals.get("reset_num_timesteps", True)
+        else:
+            previous, envs_were_reset = None, False
+        self._restored_state = None
+        self._episodes = EpisodeTracker(self._env_state.num_envs, self.success_window, self.success_keys)
         self._learning = LearningMetricsTracker(start)
+        if previous is not None:
+            self._continue_counters(previous, envs_were_reset)
         self._save_trigger.restart(start)
         self._checkpoint_trigger.restart(start)
         self.saved_timesteps = []
+        self._last_infos = None
+        self._running = True
+        self._check_total_timesteps(start)
+        if model is None:
+            if self.save_hyperparameters or self.save_checkpoints:
+                self._warn_once("no model is attached (callback driven without learn()): "
+                                "hyperparameters and checkpoints are skipped")
+            return
+        capture = LoggerValueCapture(self._learning)
+        capture.attach(model.logger)
+        self._logger_capture = (capture, model.logger)
         if self.save_hyperparameters:
             summary = self._env_state.environment_summary()
-            record = collect_hyperparameters(self.model, start, self._planned_total_timesteps(), summary)
+            record = collect_hyperparameters(model, start, self._planned_total_timesteps(), summary)
             self._submit(categories.HYPERPARAMETERS, with_git_revision(record))
 
     def _on_rollout_start(self) -> None:
+        if not self._running:
+            return
         self._remember_logger_values()
         self._checkpoint_if_due()
 
     def _on_rollout_end(self) -> None:
-        self._remember_logger_values()
+        if self._running:
+            self._remember_logger_values()
 
     def _remember_logger_values(self) -> None:
-        """Copy what the SB3 logger holds now; it clears its values on every dump.
+        """Copy what the SB3 logger holds now, recorded but not yet dumped.
 
-        Called at rollout start (values recorded by ``train()`` are visible), rollout
-        end (values recorded by callbacks such as ``EvalCallback``) and training end,
-        i.e. around every dump, instead of in the save path.
+        Dumped values reach the tracker through :class:`LoggerValueCapture`; values
+        recorded between dumps (``log_interval`` > 1) are copied at rollout start
+        (values recorded by ``train()`` are visible), rollout end and training end.
         """
-        self._learning.remember_logger_values(self.model.logger.name_to_value)
+        model = self._attached_model()
+        if model is not None:
+            self._learning.remember_logger_values(model.logger.name_to_value)
 
     def _on_step(self) -> bool:
-        dones, infos = self.locals["dones"], self.locals["infos"]
-        self._episodes.record_step(dones, infos)
-        if self.save_learning_metrics:
-            self._learning.record_step(infos)
+        if not self._running:
+            return True
+        dones, infos = self.locals.get("dones"), self.locals.get("infos")
+        if infos is not None:
+            if dones is not None:
+                reset_infos = getattr(self._base_venv, "reset_infos", None)
+                self._episodes.record_step(np.asarray(dones), infos, reset_infos)
+            if self.save_learning_metrics:
+                self._learning.record_step(infos)
+            self._last_infos = infos
         if self._save_trigger.is_due(self.num_timesteps):
             self.save_snapshot()
         return True
 
     def _on_training_end(self) -> None:
-        self._remember_logger_values()
-        self._checkpoint_if_due(final=True)
-        if self.save_on_training_end and self.saved_timesteps[-1:] != [self.num_timesteps]:
-            self.save_snapshot()
-        assert self.writer is not None
+        if not self._running:
+            return
+        try:
+            self._remember_logger_values()
+            self._checkpoint_if_due(final=True)
+            if self.save_on_training_end and self.saved_timesteps[-1:] != [self.num_timesteps]:
+                self.save_snapshot()
+        finally:
+            self._running = False
+            self._finish_writer()
+
+    def _finish_writer(self) -> None:
+        """Detach from the logger; close our writer (flush one we were given) and report."""
+        if self._logger_capture is not None:
+            capture, logger = self._logger_capture
+            capture.detach(logger)
+            self._logger_capture = None
+        writer = self.writer
+        if writer is None:
+            return
         if self._owns_writer:
-            stats = self.writer.close()
+            stats = writer.close()
             self.writer = None  # a later learn() creates a fresh one
         else:
-            self.writer.flush(self.writer.exit_timeout)
-            stats = self.writer.stats()
+            writer.flush(writer.exit_timeout)
+            stats = writer.stats()
         self.writer_stats = stats
         if self.verbose >= 1:
             print(
@@ -249,7 +333,12 @@ class RealTimeSavingCallback(BaseCallback):
         Makes at most one batched VecEnv call per protocol item; never touches disk.
         Everything is gathered before the first submit, which wakes the writer thread,
         so that the writer does not compete for the GIL while records are gathered.
+
+        :raises RuntimeError: outside a run (before training starts or after it ended)
         """
+        if not self._running:
+            raise RuntimeError("RealTimeSavingCallback.save_snapshot() needs a running training "
+                               "(between training start and training end)")
         timestep = self.num_timesteps
         for category, records in self._gather_payloads(timestep):
             self._submit(category, records)
@@ -276,6 +365,8 @@ class RealTimeSavingCallback(BaseCallback):
                 env_state.performance_metrics(),
                 env_state.max_episode_steps,
                 env_state.dt,
+                env_state.success_counts(),
+                self._last_infos,
             )
             payloads.append((categories.EPISODES, records))
         if self.save_environment_state:
@@ -287,49 +378,97 @@ class RealTimeSavingCallback(BaseCallback):
 
         With ``final`` (training end) a checkpoint is always taken unless one was just
         taken at this timestep, waiting for the previous one if it is still in flight:
-        the state a run ends in can always be resumed.
+        the state a run ends in can always be resumed. Nothing without a model.
         """
-        saver = self.checkpoint_saver
-        if saver is None:
+        saver, model = self.checkpoint_saver, self._attached_model()
+        if saver is None or model is None:
             return
         due = self._checkpoint_trigger.is_due(self.num_timesteps)
         if not (due or (final and saver.submitted_timesteps[-1:] != [self.num_timesteps])):
             return
-        assert self.writer is not None
         total = self._planned_total_timesteps() or self.num_timesteps
-        taken = saver.checkpoint(self.writer, self.model, self.state_dict(), total, wait_if_busy=final)
+        taken = saver.checkpoint(self.writer, model, self.state_dict(), total, wait_if_busy=final)
         if self.verbose >= 2:
             print(f"RealTimeSavingCallback: checkpoint at timestep {self.num_timesteps} "
                   f"{'submitted' if taken else 'skipped (previous one still being written)'}")
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        """The callback's own counters, saved in every checkpoint."""
-        return {"episodes": self._episodes.state_dict()}
+        """The callback's own counters (episodes, last logger values), saved in every checkpoint.
+
+        Empty before the first training start.
+        """
+        if self._episodes is None:
+            return {}
+        return {"episodes": self._episodes.state_dict(), "logger": dict(self._learning.logger_values)}
 
     def restore_state(self, state: dict[str, Any] | None) -> None:
         """Continue the counters of a checkpoint (``ResumedRun.callback_state``) in the next ``learn()``."""
         self._restored_state = state
 
+    def _continue_counters(self, state: dict[str, Any], envs_were_reset: bool) -> None:
+        """Load a :meth:`state_dict` into the fresh trackers of a new run."""
+        # Last known values: the first records after a resume are not left with an empty ``logger``.
+        self._learning.remember_logger_values(state.get("logger") or {})
+        if not state.get("episodes"):
+            return
+        try:
+            self._episodes.load_state_dict(state["episodes"])
+        except ValueError as exc:  # e.g. resumed with another number of envs
+            warnings.warn(f"RealTimeSavingCallback: episode counters start from zero: {exc}", stacklevel=3)
+            return
+        if envs_were_reset:
+            self._episodes.restart_episodes()
+
     def episode_counts(self) -> list[int]:
-        """Finished episodes per env, including those before a resume."""
-        return list(self._episodes.episode_counts)
+        """Finished episodes per env, including those before a resume (empty before training)."""
+        return list(self._episodes.episode_counts) if self._episodes is not None else []
 
     def success_counts(self) -> list[int]:
-        """Successful episodes per env (``info["is_success"]``), including those before a resume."""
-        return list(self._episodes.success_counts)
+        """Successful episodes per env (the ``success_keys`` signal), including those before a resume."""
+        return list(self._episodes.success_counts) if self._episodes is not None else []
+
+    @property
+    def success_signal_seen(self) -> bool:
+        """True once a finished episode gave a success signal (a ``success_keys`` info key,
+        or a ``success_rate`` the env reported). Without one, ``success_rate`` and
+        ``recent_success_rate_avg`` stay null: "no success signal", not "never succeeded"."""
+        return self._episodes is not None and self._episodes.success_signal_seen
+
+    # ------------------------------------------------------------------ helpers
+    def _attached_model(self) -> BaseAlgorithm | None:
+        """The model ``learn()`` attached, or None when the callback is driven by hand."""
+        return getattr(self, "model", None)
+
+    def _ensure_writer(self) -> SnapshotWriter:
+        if self.writer is None:
+            self.writer = SnapshotWriter(self.save_dir, **self.writer_options)
+        return self.writer
 
     def _submit(self, category: str, records: Any) -> None:
-        assert self.writer is not None
-        self.writer.submit(category, records)  # a drop is counted and logged by the writer
+        self._ensure_writer().submit(category, records)  # a drop is counted and logged by the writer
 
     def _planned_total_timesteps(self) -> int | None:
-        return self.total_timesteps or getattr(self.model, "_total_timesteps", None) or None
+        """The final timestep ``learn()`` aims at, else the ``total_timesteps`` option."""
+        return getattr(self._attached_model(), "_total_timesteps", None) or self.total_timesteps or None
+
+    def _check_total_timesteps(self, start: int) -> None:
+        if self.total_timesteps is not None and self.total_timesteps <= start:
+            self._warn_once(
+                f"total_timesteps ({self.total_timesteps}) is not above the starting timestep ({start}); "
+                f"training_progress uses the target of learn() ({self._planned_total_timesteps()})"
+            )
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(f"RealTimeSavingCallback: {message}", stacklevel=3)
 
 
 class ComprehensiveSavingCallback(RealTimeSavingCallback):
     """
-    :class:`RealTimeSavingCallback` with every category and checkpoints switched on.
+    :class:`RealTimeSavingCallback` with every category and checkpoints switched on
+    (unless switched off through ``kwargs``).
 
     Frequencies count environment timesteps (``model.num_timesteps``), not callback
     calls.
@@ -337,10 +476,12 @@ class ComprehensiveSavingCallback(RealTimeSavingCallback):
     :param save_dir: root folder of the saved data
     :param save_frequency: save every this many environment timesteps; default 1000
     :param checkpoint_frequency: checkpoint period in environment timesteps; default 10000
-    :param total_timesteps: planned final ``num_timesteps``; default None = from ``learn()``
     :param verbose: 0 silent, 1 a summary at training end (default), 2 also per save
-    :param kwargs: other :class:`RealTimeSavingCallback` options (``writer_options``,
-        ``writer``, ``success_window``, ``save_on_training_end``, ``checkpoint_options``)
+    :param kwargs: other :class:`RealTimeSavingCallback` options (``total_timesteps``,
+        ``save_episode_data``, ``save_environment_state``, ``save_hyperparameters``,
+        ``save_checkpoints``, ``save_learning_metrics``, ``writer_options``, ``writer``,
+        ``success_window``, ``save_on_training_end``, ``checkpoint_options``,
+        ``env_attributes``, ``success_keys``)
     """
 
     def __init__(
@@ -348,20 +489,13 @@ class ComprehensiveSavingCallback(RealTimeSavingCallback):
         save_dir: str | os.PathLike[str],
         save_frequency: int = 1000,
         checkpoint_frequency: int = 10000,
-        total_timesteps: int | None = None,
         verbose: int = 1,
         **kwargs: Any,
     ):
         super().__init__(
             save_dir,
             save_frequency=save_frequency,
-            save_episode_data=True,
-            save_environment_state=True,
-            save_learning_metrics=True,
-            save_hyperparameters=True,
-            save_checkpoints=True,
             checkpoint_frequency=checkpoint_frequency,
-            total_timesteps=total_timesteps,
             verbose=verbose,
             **kwargs,
         )

@@ -6,7 +6,10 @@ A checkpoint is a JSON metadata file plus attachments sharing its name stem::
     checkpoint_<stamp>_<seq>.replay_buffer.npz.zst   filled transitions only, zstd-compressed
     checkpoint_<stamp>_<seq>.vecnormalize.pkl   VecNormalize statistics (SB3's own pickle)
     checkpoint_<stamp>_<seq>.state.pkl          RNG states, env states, callback counters
-    checkpoint_<stamp>_<seq>.json               written last; lists the files above
+    checkpoint_<stamp>_<seq>.json               written last: one JSON object listing the files above
+
+Runs written by earlier versions hold the metadata object in a one-element JSON array;
+:func:`read_checkpoint_metadata` reads both shapes.
 
 The encoders run on the writer thread and read only the copies the training thread
 made (:mod:`rtsave_async.collectors.checkpoint`).
@@ -15,8 +18,11 @@ made (:mod:`rtsave_async.collectors.checkpoint`).
 from __future__ import annotations
 
 import io
+import json
+import os
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +57,20 @@ class ReplayBufferCopy:
     @property
     def raw_bytes(self) -> int:
         return sum(array.nbytes for array in self.arrays.values())
+
+
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata object of a checkpoint ``.json`` (an object, or an older one-element array).
+
+    :raises OSError: if the file cannot be read
+    :raises ValueError: naming the file, if it is not JSON or holds neither shape
+    """
+    data = json.loads(Path(path).read_bytes())
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected one JSON object, got {type(data).__name__}")
+    return data
 
 
 def encode_model(model: ModelCopy) -> bytes:

@@ -9,7 +9,6 @@ raises :class:`CheckpointError` naming the file when something is wrong. Continu
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import random
 import zipfile
@@ -29,6 +28,7 @@ from rtsave_async.checkpoints.format import (
     STATE_SUFFIX,
     VEC_NORMALIZE_SUFFIX,
     decode_replay_buffer,
+    read_checkpoint_metadata,
     restore_replay_buffer,
 )
 from rtsave_async.collectors.checkpoint import SET_ENV_STATE
@@ -85,7 +85,7 @@ def find_checkpoint(path: str | Path) -> CheckpointInfo:
             raise CheckpointError(f"{path}: expected a checkpoint .zip or .json")
         return CheckpointInfo(path, None)
     try:
-        metadata = json.loads(json_path.read_bytes())[0]
+        metadata = read_checkpoint_metadata(json_path)
         can_resume = metadata["recovery_info"]["can_resume"]
         files = metadata["files"]
         entries = [(json_path.with_name(entry["name"]), entry["bytes"], entry["sha256"]) for entry in files.values()]

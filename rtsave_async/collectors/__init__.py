@@ -8,7 +8,7 @@ callback's job.
 from rtsave_async.collectors.env_state import EnvStateReader, build_environment_state_record
 from rtsave_async.collectors.episodes import EpisodeTracker
 from rtsave_async.collectors.hyperparameters import collect_hyperparameters
-from rtsave_async.collectors.learning import ComponentAverager, LearningMetricsTracker
+from rtsave_async.collectors.learning import ComponentAverager, LearningMetricsTracker, LoggerValueCapture
 from rtsave_async.collectors.values import describe_space, plain_copy
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "EnvStateReader",
     "EpisodeTracker",
     "LearningMetricsTracker",
+    "LoggerValueCapture",
     "build_environment_state_record",
     "collect_hyperparameters",
     "describe_space",

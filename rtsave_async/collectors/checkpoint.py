@@ -43,11 +43,11 @@ SET_ENV_STATE = "set_env_state"
 
 @dataclass
 class CheckpointCapture:
-    """A checkpoint ready to submit: attachment encoders and a metadata builder."""
+    """A checkpoint ready to submit: attachment encoders and a metadata builder (one JSON object)."""
 
     timestep: int
     attachments: dict[str, Callable[[], bytes]]
-    build_records: Callable[[dict[str, Any]], list[dict[str, Any]]]
+    build_records: Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def copy_model(model: BaseAlgorithm) -> ModelCopy:
@@ -157,7 +157,7 @@ def capture_checkpoint(
         "versions": package_versions(),
     }
 
-    def build_records(files: dict[str, Any]) -> list[dict[str, Any]]:
+    def build_records(files: dict[str, Any]) -> dict[str, Any]:
         model_path = files[MODEL_SUFFIX.lstrip(".")]["path"]
         continuation = ("the run continues exactly where it stopped (env, RNG and buffer states restored)" if exact
                         else "envs are reset at resume (they do not implement get_env_state)")
@@ -169,7 +169,7 @@ def capture_checkpoint(
             ),
             "resume_command": resume_command(model_path),
         }
-        return [{**metadata, "files": files, "model_path": model_path, "recovery_info": recovery_info}]
+        return {**metadata, "files": files, "model_path": model_path, "recovery_info": recovery_info}
 
     return CheckpointCapture(timestep, attachments, build_records)
 

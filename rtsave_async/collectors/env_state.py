@@ -3,11 +3,14 @@
 Richer environments (such as the Go1 env) implement an optional protocol:
 
 * ``get_environment_summary() -> dict`` (``environment_class``, ``ctrl_type``,
-  ``biped``, ``frame_skip``, ``dt``, ...)
+  ``biped``, ``frame_skip``, ``dt``, ...; every key is kept)
 * ``get_detailed_episode_info() -> dict`` (keys ``episode_info``, ``robot_state``,
-  ``foot_contacts``)
-* ``get_performance_metrics() -> dict`` (keys ``episode_progress``, ``stability_score``)
-* attributes ``rand_power: float`` and ``curriculum_progress: float``
+  ``foot_contacts``; other keys are kept as they are)
+* ``get_performance_metrics() -> dict`` (keys ``episode_progress``, ``stability_score``, ...)
+* attributes read under the first name the env has (:data:`DEFAULT_ENV_ATTRIBUTES`):
+  ``rand_power`` (or ``_rand_power``), ``curriculum_progress`` (or ``curriculum_factor``),
+  ``success_count`` (or ``_success_count``) and ``max_episode_steps`` (when the env's
+  spec has none); ``env_attributes`` maps a field to the env's own name instead.
 
 :class:`EnvStateReader` probes which of these the VecEnv's environments have once
 (``VecEnv.has_attr``) and afterwards reads each supported item with one batched
@@ -18,6 +21,7 @@ environment does not provide reads as ``None``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
@@ -29,18 +33,37 @@ GET_DETAILED_EPISODE_INFO = "get_detailed_episode_info"
 GET_PERFORMANCE_METRICS = "get_performance_metrics"
 RAND_POWER = "rand_power"
 CURRICULUM_PROGRESS = "curriculum_progress"
+SUCCESS_COUNT = "success_count"
+MAX_EPISODE_STEPS = "max_episode_steps"
 
-#: Every optional protocol member, probed once per reader.
-PROTOCOL_MEMBERS = (
-    GET_ENVIRONMENT_SUMMARY,
-    GET_DETAILED_EPISODE_INFO,
-    GET_PERFORMANCE_METRICS,
-    RAND_POWER,
-    CURRICULUM_PROGRESS,
-)
+#: Optional protocol methods, probed once per reader.
+PROTOCOL_METHODS = (GET_ENVIRONMENT_SUMMARY, GET_DETAILED_EPISODE_INFO, GET_PERFORMANCE_METRICS)
+
+#: Record field -> env attribute names tried in order; the first one the env has is read.
+DEFAULT_ENV_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    RAND_POWER: ("rand_power", "_rand_power"),
+    CURRICULUM_PROGRESS: ("curriculum_progress", "curriculum_factor"),
+    SUCCESS_COUNT: ("success_count", "_success_count"),
+    MAX_EPISODE_STEPS: ("max_episode_steps", "_max_episode_steps"),
+}
 
 #: Summary fields read as plain attributes when the env has no ``get_environment_summary``.
 SUMMARY_ATTRIBUTES = ("ctrl_type", "biped", "frame_skip", "dt")
+
+
+def env_attribute_names(overrides: Mapping[str, str | Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """:data:`DEFAULT_ENV_ATTRIBUTES` with the user's names for some fields instead.
+
+    :param overrides: field -> the env's attribute name (or names, tried in order),
+        e.g. ``{"rand_power": "_rand_power"}``
+    :raises ValueError: naming an unknown field
+    """
+    names = dict(DEFAULT_ENV_ATTRIBUTES)
+    for field, attribute in (overrides or {}).items():
+        if field not in names:
+            raise ValueError(f"env_attributes: unknown field {field!r}; known fields: {', '.join(names)}")
+        names[field] = (attribute,) if isinstance(attribute, str) else tuple(attribute)
+    return names
 
 
 class EnvStateReader:
@@ -49,23 +72,35 @@ class EnvStateReader:
     Construction talks to every environment a few times (probing); each read
     method afterwards makes at most one batched VecEnv call.
 
-    :param venv: the training VecEnv (``model.get_env()``), possibly wrapped
+    :param venv: the training VecEnv (``model.get_env()``), possibly wrapped; None when
+        no model is attached (one env assumed; everything reads as None)
+    :param env_attributes: field -> the env's attribute name(s), replacing the defaults
+        of :data:`DEFAULT_ENV_ATTRIBUTES` for that field; default None
     """
 
-    def __init__(self, venv: VecEnv):
+    def __init__(self, venv: VecEnv | None, env_attributes: Mapping[str, str | Sequence[str]] | None = None):
         self.venv = venv
-        self.num_envs: int = venv.num_envs
-        self.supported: dict[str, bool] = {name: venv.has_attr(name) for name in PROTOCOL_MEMBERS}
+        self.num_envs: int = venv.num_envs if venv is not None else 1
+        has_attr = venv.has_attr if venv is not None else (lambda name: False)
+        self.supported: dict[str, bool] = {name: has_attr(name) for name in PROTOCOL_METHODS}
+        #: Field -> the env attribute it is read from, or None if the env has none of its names.
+        self.attribute_names: dict[str, str | None] = {
+            field: next((name for name in names if has_attr(name)), None)
+            for field, names in env_attribute_names(env_attributes).items()
+        }
+        self.supported.update({field: name is not None for field, name in self.attribute_names.items()})
         spec = self._first_env_attribute("spec")
-        #: ``TimeLimit`` step limit of the first env, or None.
+        #: Episode step limit: the ``TimeLimit`` of the env's spec, else its own attribute, or None.
         self.max_episode_steps: int | None = getattr(spec, "max_episode_steps", None)
+        if self.max_episode_steps is None and self.attribute_names[MAX_EPISODE_STEPS] is not None:
+            self.max_episode_steps = plain_copy(self._first_env_attribute(self.attribute_names[MAX_EPISODE_STEPS]))
         self.static_summary: dict[str, Any] = self._probe_static_summary(spec)
         #: Seconds of simulated time per env step, or None if the env has no ``dt``.
         self.dt: float | None = self.static_summary["dt"]
 
     def _first_env_attribute(self, name: str) -> Any:
         """Attribute ``name`` of env 0 (through its wrappers), or None if it has none."""
-        if not self.venv.has_attr(name):
+        if self.venv is None or not self.venv.has_attr(name):
             return None
         return self.venv.get_attr(name, indices=[0])[0]
 
@@ -75,13 +110,16 @@ class EnvStateReader:
             summary[name] = plain_copy(self._first_env_attribute(name))
         summary["env_id"] = getattr(spec, "id", None)
         summary["max_episode_steps"] = self.max_episode_steps
-        summary["observation_space"] = describe_space(self.venv.observation_space)
-        summary["action_space"] = describe_space(self.venv.action_space)
-        summary["vec_env_class"] = type(self.venv).__name__
+        venv = self.venv
+        summary["observation_space"] = describe_space(venv.observation_space) if venv is not None else None
+        summary["action_space"] = describe_space(venv.action_space) if venv is not None else None
+        summary["vec_env_class"] = type(venv).__name__ if venv is not None else None
         return summary
 
     def _environment_class(self, spec: Any) -> str | None:
         """Class name of the innermost env: read directly in-process, else from its spec."""
+        if self.venv is None:
+            return None
         base_venv = self.venv.unwrapped  # below every VecEnvWrapper
         if isinstance(base_venv, DummyVecEnv):
             return type(base_venv.envs[0].unwrapped).__name__
@@ -112,6 +150,10 @@ class EnvStateReader:
         """Per-env ``rand_power`` (domain-randomization strength), or None."""
         return self._read_all(RAND_POWER)
 
+    def success_counts(self) -> list[int] | None:
+        """Per-env success count the envs keep themselves (e.g. ``_success_count``), or None."""
+        return self._read_all(SUCCESS_COUNT)
+
     def curriculum_progress(self) -> float | None:
         """Mean ``curriculum_progress`` over the envs, or None if they have none."""
         values = self._read_all(CURRICULUM_PROGRESS)
@@ -122,8 +164,9 @@ class EnvStateReader:
     def _call_all(self, method_name: str) -> list[Any] | None:
         return self.venv.env_method(method_name) if self.supported[method_name] else None
 
-    def _read_all(self, attribute_name: str) -> list[Any] | None:
-        if not self.supported[attribute_name]:
+    def _read_all(self, field: str) -> list[Any] | None:
+        attribute_name = self.attribute_names[field]
+        if attribute_name is None:
             return None
         return plain_copy(self.venv.get_attr(attribute_name))
 

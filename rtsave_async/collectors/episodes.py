@@ -9,33 +9,52 @@ state into one record per environment.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from rtsave_async.collectors.values import plain_copy
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, plain_copy
 
 #: Default number of most recent finished episodes in ``recent_success_rate``.
 DEFAULT_SUCCESS_WINDOW = 100
+
+#: Info keys that say whether a finished episode succeeded, tried in order.
+DEFAULT_SUCCESS_KEYS = ("is_success", "bipedal_success")
+
+#: Info key of a success rate the env computes itself (step or reset info).
+ENV_SUCCESS_RATE_KEY = "success_rate"
+
+#: Info key of contact data some envs report every step (``foot_contacts`` when the env's
+#: detailed info has none).
+CONTACT_INFO_KEY = "contact_info"
 
 
 class EpisodeTracker:
     """Counts episodes and successes per environment from the SB3 step ``infos``.
 
     SB3 conventions: an episode ends where ``dones[i]`` is true; ``infos[i]["episode"]``
-    (added by ``Monitor``) holds its return ``"r"`` and length ``"l"``;
-    ``infos[i]["is_success"]``, when present at the end of an episode, says whether it
-    succeeded. Episodes without ``is_success`` count as episodes but not towards any
-    success rate.
+    (added by ``Monitor``) holds its return ``"r"`` and length ``"l"``; the first of
+    ``success_keys`` (default ``is_success``, then ``bipedal_success``) present at the
+    end of an episode says whether it succeeded. Episodes without one count as episodes
+    but not towards our success rates; for those envs a ``success_rate`` the env reports
+    itself (in the final step's info or in the reset info that follows) is used instead.
 
     :param num_envs: number of environments in the VecEnv
     :param success_window: how many of the most recent finished episodes (all
         environments together) ``recent_success_rate`` averages over; default 100
+    :param success_keys: info keys read as the success signal, in order
     """
 
-    def __init__(self, num_envs: int, success_window: int = DEFAULT_SUCCESS_WINDOW):
+    def __init__(
+        self,
+        num_envs: int,
+        success_window: int = DEFAULT_SUCCESS_WINDOW,
+        success_keys: Sequence[str] = DEFAULT_SUCCESS_KEYS,
+    ):
         self.num_envs = num_envs
+        self.success_keys = tuple(success_keys)
+        self._env_success_rates: list[float | None] = [None] * num_envs
         self.episode_counts = [0] * num_envs
         self.success_counts = [0] * num_envs
         self._episodes_with_success_info = [0] * num_envs
@@ -44,18 +63,32 @@ class EpisodeTracker:
         self._vec_steps = 0
         self._episode_start_step = [0] * num_envs
 
-    def record_step(self, dones: np.ndarray, infos: Sequence[dict[str, Any]]) -> None:
-        """Account for one ``VecEnv.step``: only envs whose episode ended cost anything."""
+    def record_step(
+        self,
+        dones: np.ndarray,
+        infos: Sequence[dict[str, Any]],
+        reset_infos: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """Account for one ``VecEnv.step``: only envs whose episode ended cost anything.
+
+        :param reset_infos: the VecEnv's ``reset_infos`` (the infos of the automatic
+            resets of this step), if it keeps them
+        """
         self._vec_steps += 1
         if not dones.any():
             return
         for env_id in np.flatnonzero(dones).tolist():
-            self._record_episode_end(env_id, infos[env_id])
+            reset_info = reset_infos[env_id] if reset_infos is not None and env_id < len(reset_infos) else None
+            self._record_episode_end(env_id, infos[env_id], reset_info)
 
-    def _record_episode_end(self, env_id: int, info: dict[str, Any]) -> None:
+    def _record_episode_end(self, env_id: int, info: dict[str, Any], reset_info: dict[str, Any] | None) -> None:
         self.episode_counts[env_id] += 1
-        is_success = info.get("is_success")
-        if is_success is not None:
+        is_success = next((info[key] for key in self.success_keys if info.get(key) is not None), None)
+        if is_success is None:
+            reported = info.get(ENV_SUCCESS_RATE_KEY, (reset_info or {}).get(ENV_SUCCESS_RATE_KEY))
+            if isinstance(reported, REAL_NUMBER_TYPES):
+                self._env_success_rates[env_id] = float(reported)
+        else:
             is_success = bool(is_success)
             self._episodes_with_success_info[env_id] += 1
             self.success_counts[env_id] += is_success
@@ -78,6 +111,7 @@ class EpisodeTracker:
             "episodes_with_success_info": list(self._episodes_with_success_info),
             "recent_successes": list(self._recent_successes),
             "current_steps": [self.current_step(env_id) for env_id in range(self.num_envs)],
+            "env_success_rates": list(self._env_success_rates),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -89,23 +123,36 @@ class EpisodeTracker:
         self._episodes_with_success_info = list(state["episodes_with_success_info"])
         self._recent_successes.clear()
         self._recent_successes.extend(state["recent_successes"])
+        self._env_success_rates = list(state.get("env_success_rates") or [None] * self.num_envs)
         self._vec_steps = 0
         self._episode_start_step = [-steps for steps in state["current_steps"]]
+
+    def restart_episodes(self) -> None:
+        """Every env starts a new episode now (the envs were reset); counts are kept."""
+        self._episode_start_step = [self._vec_steps] * self.num_envs
 
     def current_step(self, env_id: int) -> int:
         """Steps env ``env_id`` has taken in its current episode (as seen by the tracker)."""
         return self._vec_steps - self._episode_start_step[env_id]
 
+    @property
+    def success_signal_seen(self) -> bool:
+        """True once any finished episode gave a success signal (ours or the env's own rate)."""
+        return any(self._episodes_with_success_info) or any(rate is not None for rate in self._env_success_rates)
+
     def success_rate(self, env_id: int) -> float | None:
-        """Successes / episodes that reported ``is_success`` for one env; None if none did."""
+        """Successes / episodes that gave a success signal for one env, else the rate the
+        env reported itself; None if neither is known."""
         known = self._episodes_with_success_info[env_id]
-        return self.success_counts[env_id] / known if known else None
+        return self.success_counts[env_id] / known if known else self._env_success_rates[env_id]
 
     def recent_success_rate(self) -> float | None:
-        """Mean success over the last ``success_window`` episodes that reported it; None if none."""
-        if not self._recent_successes:
-            return None
-        return sum(self._recent_successes) / len(self._recent_successes)
+        """Mean success over the last ``success_window`` episodes with a success signal,
+        else the mean of the rates the envs reported; None if neither is known."""
+        if self._recent_successes:
+            return sum(self._recent_successes) / len(self._recent_successes)
+        reported = [rate for rate in self._env_success_rates if rate is not None]
+        return sum(reported) / len(reported) if reported else None
 
     def take_records(
         self,
@@ -114,31 +161,43 @@ class EpisodeTracker:
         performance_metrics: Sequence[dict[str, Any] | None] | None = None,
         max_episode_steps: int | None = None,
         dt: float | None = None,
+        env_success_counts: Sequence[int] | None = None,
+        step_infos: Sequence[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """One ``episodes`` record per env, and start a new "finished since last save" period.
 
         :param timestep: ``model.num_timesteps`` at this save
         :param detailed_infos: per-env results of ``get_detailed_episode_info()`` (keys
-            ``episode_info``, ``robot_state``, ``foot_contacts``), or None if unsupported
+            ``episode_info``, ``robot_state``, ``foot_contacts``; other keys are kept), or
+            None if unsupported
         :param performance_metrics: per-env results of ``get_performance_metrics()``
-            (keys ``episode_progress``, ``stability_score``), or None if unsupported
+            (keys ``episode_progress``, ``stability_score``, ...), or None if unsupported
         :param max_episode_steps: episode step limit (``TimeLimit``), used for the
             fallback ``time_remaining`` and ``episode_progress``; None if unknown
         :param dt: seconds of simulated time per env step, for ``time_remaining``
+        :param env_success_counts: per-env success counts the envs keep themselves,
+            used for envs that gave no success signal in their infos; None if unknown
+        :param step_infos: the infos of the latest step, for ``contact_info``
         """
         records = []
         for env_id in range(self.num_envs):
             detailed = detailed_infos[env_id] if detailed_infos is not None else None
             performance = performance_metrics[env_id] if performance_metrics is not None else None
+            step_info = step_infos[env_id] if step_infos is not None and env_id < len(step_infos) else None
             current_step = self.current_step(env_id)
+            success_count = self.success_counts[env_id]
+            if env_success_counts is not None and not self._episodes_with_success_info[env_id]:
+                success_count = env_success_counts[env_id]
             records.append(
                 {
                     "timestep": timestep,
                     "env_id": env_id,
                     "episode_count": self.episode_counts[env_id],
-                    "success_count": self.success_counts[env_id],
+                    "success_count": success_count,
                     "success_rate": self.success_rate(env_id),
-                    "detailed_info": _detailed_info(current_step, detailed, performance, max_episode_steps, dt),
+                    "detailed_info": _detailed_info(
+                        current_step, detailed, performance, max_episode_steps, dt, step_info
+                    ),
                     "finished_episodes": self._finished_since_save[env_id],
                 }
             )
@@ -152,20 +211,25 @@ def _detailed_info(
     performance: dict[str, Any] | None,
     max_episode_steps: int | None,
     dt: float | None,
+    step_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Copies of the env's own detailed state where it gives one, the tracker's estimate otherwise."""
-    if detailed is None:
-        episode_info = robot_state = foot_contacts = None
-    else:
-        episode_info = plain_copy(detailed.get("episode_info"))
-        robot_state = plain_copy(detailed.get("robot_state"))
-        foot_contacts = plain_copy(detailed.get("foot_contacts"))
-    if episode_info is None:
-        steps_left = max_episode_steps - current_step if max_episode_steps is not None else None
-        episode_info = {
-            "current_step": current_step,
-            "time_remaining": steps_left * dt if steps_left is not None and dt is not None else None,
-        }
+    """Copies of the env's own detailed state where it gives one, the tracker's estimate otherwise.
+
+    Keys of ``detailed`` other than the three known ones are kept as they are.
+    """
+    detailed = plain_copy(detailed) if isinstance(detailed, Mapping) else {}
+    episode_info = detailed.pop("episode_info", None)
+    robot_state = detailed.pop("robot_state", None)
+    foot_contacts = detailed.pop("foot_contacts", None)
+    if foot_contacts is None and CONTACT_INFO_KEY not in detailed and step_info is not None:
+        foot_contacts = plain_copy(step_info.get(CONTACT_INFO_KEY))
+    if not isinstance(episode_info, dict):
+        episode_info = {}
+    if episode_info.get("current_step") is None:
+        episode_info["current_step"] = current_step
+    if episode_info.get("time_remaining") is None:
+        steps_left = max_episode_steps - episode_info["current_step"] if max_episode_steps is not None else None
+        episode_info["time_remaining"] = steps_left * dt if steps_left is not None and dt is not None else None
     if performance is None:
         performance = {
             "episode_progress": current_step / max_episode_steps if max_episode_steps else None,
@@ -178,4 +242,5 @@ def _detailed_info(
         "robot_state": robot_state,
         "performance_metrics": performance,
         "foot_contacts": foot_contacts,
+        **detailed,
     }

@@ -19,9 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch as th
-from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
-from rtsave_async.collectors.values import describe_space, plain_copy, qualified_name
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, describe_space, plain_copy, qualified_name
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -39,8 +38,9 @@ VERSIONED_PACKAGES = (
 #: Public model attributes that are training state rather than configuration.
 RUNTIME_STATE_ATTRIBUTES = frozenset({"num_timesteps", "start_time"})
 
-#: Progress value at which schedules are evaluated: SB3's ``progress_remaining`` at the start.
+#: SB3's ``progress_remaining`` at the start and at the end of training.
 PROGRESS_AT_START = 1.0
+PROGRESS_AT_END = 0.0
 
 _GIT_TIMEOUT_S = 5.0
 
@@ -48,21 +48,23 @@ _GIT_TIMEOUT_S = 5.0
 def config_value(value: Any) -> Any:
     """JSON form of one configuration value, or ``NotImplemented`` for runtime objects.
 
-    Scalars and enums become plain values, classes their qualified name, schedules
-    their value at the start of training, named tuples (e.g. ``TrainFreq``) and
-    dicts/lists are converted item by item (unknown items as ``str``). Buffers,
-    networks, envs, tensors and other live objects give ``NotImplemented``.
+    Scalars and enums become plain values, classes their qualified name, named
+    tuples (e.g. ``TrainFreq``) and dicts/lists are converted item by item (unknown
+    items as ``str``). A schedule (any callable of ``progress_remaining`` giving a
+    number, e.g. SB3's ``FloatSchedule`` or rl_zoo3's ``lin_0.001``) becomes its value
+    when it is constant, else :func:`schedule_description`. Other functions give their
+    qualified name. Buffers, networks, envs, tensors and other live objects give
+    ``NotImplemented``.
     """
     if value is None or isinstance(value, (bool, int, float, str, enum.Enum)):
         return plain_copy(value)
     if isinstance(value, type):
         return qualified_name(value)
-    if isinstance(value, (FloatSchedule, LinearSchedule, ConstantSchedule)):
-        return float(value(PROGRESS_AT_START))
-    if isinstance(value, types.FunctionType):  # a user schedule, or some other function
-        try:
-            return float(value(PROGRESS_AT_START))
-        except (TypeError, ValueError):
+    if callable(value) and not isinstance(value, th.nn.Module):
+        schedule = schedule_description(value)
+        if schedule is not None:
+            return schedule["value_at_start"] if schedule["value_at_start"] == schedule["value_at_end"] else schedule
+        if isinstance(value, types.FunctionType):
             return qualified_name(value)
     if isinstance(value, tuple) and hasattr(value, "_asdict"):
         return config_value(value._asdict())
@@ -73,6 +75,19 @@ def config_value(value: Any) -> Any:
     if isinstance(value, th.device):
         return str(value)
     return NotImplemented
+
+
+def schedule_description(schedule: Callable[[float], Any]) -> dict[str, Any] | None:
+    """``{"schedule": repr, "value_at_start": f(1), "value_at_end": f(0)}``, or None when
+    ``schedule`` is not a function of ``progress_remaining`` returning a number."""
+    try:
+        start, end = schedule(PROGRESS_AT_START), schedule(PROGRESS_AT_END)
+    except Exception:  # not a schedule: it takes other arguments, or fails on these
+        return None
+    if not all(isinstance(item, REAL_NUMBER_TYPES) and not isinstance(item, bool)
+               for item in (start, end)):
+        return None
+    return {"schedule": repr(schedule), "value_at_start": float(start), "value_at_end": float(end)}
 
 
 def _config_value_or_str(value: Any) -> Any:
@@ -168,8 +183,8 @@ def collect_hyperparameters(
     }
 
 
-def with_git_revision(record: dict[str, Any]) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
-    """A :meth:`SnapshotWriter.submit` payload: ``record`` with ``git_revision`` filled in
-    when the writer thread writes it (``git`` runs a subprocess; the training thread
-    does not wait for it)."""
-    return lambda files: [{**record, "git_revision": git_revision()}]
+def with_git_revision(record: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A :meth:`SnapshotWriter.submit` payload writing ``record`` as one JSON object, with
+    ``git_revision`` filled in when the writer thread writes it (``git`` runs a
+    subprocess; the training thread does not wait for it)."""
+    return lambda files: {**record, "git_revision": git_revision()}

@@ -1,9 +1,11 @@
 """Learning-progress bookkeeping and the ``learning_metrics`` records.
 
 :class:`LearningMetricsTracker` averages the per-step ``reward_components`` /
-``cost_components`` the environments put in their infos, remembers the last
-value the SB3 logger held for each key (the logger clears its values on every
-dump), and measures throughput and memory at each save.
+``cost_components`` the environments put in their infos (or, for envs that put
+their terms in the info itself, its ``reward_*``/``cost_*`` numbers), remembers
+the last value the SB3 logger held for each key (the logger clears its values on
+every dump; :class:`LoggerValueCapture` receives each dump), and measures
+throughput and memory at each save.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from typing import Any
 
 import numpy as np
 import psutil
+from stable_baselines3.common.logger import KVWriter, Logger
+
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES
 
 REWARD_COMPONENTS = "reward_components"
 COST_COMPONENTS = "cost_components"
+#: Prefixes of flat info keys read as reward / cost terms when an info has no component dicts.
+REWARD_PREFIX = "reward_"
+COST_PREFIX = "cost_"
 
 #: ``memory_usage_mb`` is re-read at most this often, in seconds (saves in between reuse it).
 MEMORY_REFRESH_INTERVAL_S = 1.0
 
-_REAL_NUMBER_TYPES = (int, float, np.integer, np.floating)  # plain tuple: no ABC lookup per value
 _STATM_PATH = "/proc/self/statm"
 _statm: tuple[int, int] | None = None  # (pid that opened it, descriptor)
 
@@ -89,12 +96,21 @@ class LearningMetricsTracker:
         self._memory_read_time = float("-inf")
 
     def record_step(self, infos: Sequence[Mapping[str, Any]]) -> None:
-        """Accumulate ``info["reward_components"]``/``info["cost_components"]`` of one VecEnv step."""
+        """Accumulate the reward and cost terms of one VecEnv step.
+
+        ``info["reward_components"]``/``info["cost_components"]`` when the info has them,
+        else its numeric ``reward_<name>``/``cost_<name>`` keys (as Gymnasium's MuJoCo
+        envs report them), under ``<name>``.
+        """
         for info in infos:
             rewards = info.get(REWARD_COMPONENTS)
+            costs = info.get(COST_COMPONENTS)
+            if rewards is None and costs is None:
+                if not info:  # most steps of most envs: nothing to look through
+                    continue
+                rewards, costs = _flat_terms(info)
             if rewards:
                 self.reward_components.add(rewards)
-            costs = info.get(COST_COMPONENTS)
             if costs:
                 self.cost_components.add(costs)
 
@@ -106,7 +122,7 @@ class LearningMetricsTracker:
         """
         logger_values = self.logger_values
         for name, value in name_to_value.items():
-            if isinstance(value, _REAL_NUMBER_TYPES):
+            if isinstance(value, REAL_NUMBER_TYPES):
                 logger_values[name] = value.item() if isinstance(value, np.generic) else value
 
     def take_record(
@@ -119,8 +135,8 @@ class LearningMetricsTracker:
         """The ``learning_metrics`` record for this save; starts a new averaging period.
 
         ``fps`` is environment timesteps per wall-clock second since the previous
-        save; ``training_progress`` is ``timestep / total_timesteps`` (None if the
-        total is unknown); ``memory_usage_mb`` is the resident set size in MiB (2**20 bytes), at most
+        save; ``training_progress`` is ``timestep / total_timesteps`` within [0, 1]
+        (None if the total is unknown); ``memory_usage_mb`` is the resident set size in MiB (2**20 bytes), at most
         :data:`MEMORY_REFRESH_INTERVAL_S` old.
         """
         now = time.perf_counter()
@@ -132,7 +148,7 @@ class LearningMetricsTracker:
         return {
             "timestep": timestep,
             "total_timesteps": total_timesteps,
-            "training_progress": timestep / total_timesteps if total_timesteps else None,
+            "training_progress": min(1.0, max(0.0, timestep / total_timesteps)) if total_timesteps else None,
             "recent_success_rate_avg": recent_success_rate_avg,
             "curriculum_progress": curriculum_progress,
             "memory_usage_mb": self._memory_mb,
@@ -141,3 +157,47 @@ class LearningMetricsTracker:
             "cost_components": self.cost_components.take_means(),
             "logger": dict(self.logger_values),
         }
+
+
+def _flat_terms(info: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """The numeric ``reward_*`` and ``cost_*`` keys of one info, without their prefix."""
+    rewards: dict[str, float] = {}
+    costs: dict[str, float] = {}
+    for key, value in info.items():
+        if type(key) is not str or not isinstance(value, REAL_NUMBER_TYPES):
+            continue
+        if key.startswith(REWARD_PREFIX):
+            rewards[key[len(REWARD_PREFIX):]] = value
+        elif key.startswith(COST_PREFIX):
+            costs[key[len(COST_PREFIX):]] = value
+    return rewards, costs
+
+
+class LoggerValueCapture(KVWriter):
+    """An SB3 logger output that hands every dump to a :class:`LearningMetricsTracker`.
+
+    Values a callback records and dumps at once (``EvalCallback``'s ``eval/*``) never
+    stay in ``logger.name_to_value`` long enough to be copied from there; as one of
+    the logger's output formats this sees each of them.
+
+    :param tracker: where the dumped values go
+    """
+
+    def __init__(self, tracker: LearningMetricsTracker):
+        self.tracker = tracker
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        self.tracker.remember_logger_values(key_values)
+
+    def close(self) -> None:
+        """Nothing to release (the tracker outlives the logger)."""
+
+    def attach(self, logger: Logger) -> None:
+        """Add this capture to ``logger``'s output formats (once)."""
+        if self not in logger.output_formats:
+            logger.output_formats.append(self)
+
+    def detach(self, logger: Logger) -> None:
+        """Remove this capture from ``logger``'s output formats, if it is there."""
+        if self in logger.output_formats:
+            logger.output_formats.remove(self)

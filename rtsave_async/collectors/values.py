@@ -17,6 +17,9 @@ import numpy as np
 
 _IMMUTABLE_SCALARS = frozenset({str, int, float, bool, type(None)})
 
+#: Python and numpy real numbers (a plain tuple: no ABC lookup per ``isinstance``).
+REAL_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
 
 def plain_copy(value: Any) -> Any:
     """Deep copy of ``value`` made only of ``dict``/``list``/``str``/``int``/``float``/``bool``/``None``.

@@ -490,7 +490,7 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
             "biped": self.biped,
             "frame_skip": int(self.frame_skip),
             "dt": float(self.dt),
-            "timestep": float(self.model.opt.timestep),
+            "physics_timestep_s": float(self.model.opt.timestep),
             "max_episode_seconds": self.max_episode_seconds,
             "rand_power": self.rand_power,
         }

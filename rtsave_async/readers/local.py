@@ -35,16 +35,24 @@ def list_snapshot_files(save_dir: str | os.PathLike[str], category: str) -> list
 def load_records(save_dir: str | os.PathLike[str], category: str) -> list[list[Any]]:
     """Every snapshot of ``category``, one list of records per file, oldest first.
 
+    A file holding one JSON object (``checkpoints``, ``hyperparameters``) gives a
+    one-record list, as does the one-element array of runs written before.
+
     :raises ValueError: naming the file, if one is not valid JSON (never one this
         package wrote: its files are published whole)
     """
-    return [read_snapshot_file(path) for path in list_snapshot_files(save_dir, category)]
+    return [_as_records(read_snapshot_file(path)) for path in list_snapshot_files(save_dir, category)]
 
 
 def iter_records(save_dir: str | os.PathLike[str], category: str) -> Iterator[Any]:
     """Every record of ``category`` in order, across files (errors as :func:`load_records`)."""
     for path in list_snapshot_files(save_dir, category):
-        yield from read_snapshot_file(path)
+        yield from _as_records(read_snapshot_file(path))
+
+
+def _as_records(content: Any) -> list[Any]:
+    """The records of one file: its array, or its single object."""
+    return [content] if isinstance(content, dict) else content
 
 
 def read_snapshot_file(path: str | os.PathLike[str]) -> Any:
