@@ -80,7 +80,7 @@ def test_checkpoint_metadata_lists_complete_files_and_loads_with_plain_sb3(tmp_p
     assert metadata["algorithm"] == "SAC" and metadata["timestep"] == 300  # the final one, at training end
     assert metadata["recovery_info"]["can_resume"] is True
     assert metadata["model_path"] in metadata["recovery_info"]["resume_command"]
-    assert set(metadata["files"]) == {"zip", "state.pkl", "replay_buffer.npz.zst"}
+    assert set(metadata["files"]) == {"zip", "state.npz", "replay_buffer.npz.zst"}
     for entry in metadata["files"].values():
         assert Path(entry["path"]).stat().st_size == entry["bytes"]
     SAC.load(metadata["model_path"])  # SB3 reads our zip unchanged
