@@ -18,6 +18,7 @@ import numpy as np
 import torch as th
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.envs import BitFlippingEnv
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
@@ -62,6 +63,18 @@ class NoisyPointEnv(gym.Env):
     def set_env_state(self, state: dict[str, Any]) -> None:
         self.position, self.velocity, self.steps = state["position"].copy(), state["velocity"].copy(), state["steps"]
         self.np_random.bit_generator.state = state["rng"]
+
+
+class ResumableBitFlippingEnv(BitFlippingEnv):
+    """SB3's goal env ``BitFlippingEnv`` (Dict observation, ``compute_reward``) with the exact-resume protocol."""
+
+    def get_env_state(self) -> dict[str, Any]:
+        return {"state": self.state.copy(), "current_step": self.current_step,
+                "rng": self._obs_space.np_random.bit_generator.state}
+
+    def set_env_state(self, state: dict[str, Any]) -> None:
+        self.state, self.current_step = state["state"].copy(), state["current_step"]
+        self._obs_space.np_random.bit_generator.state = state["rng"]
 
 
 class TransitionRecorder(BaseCallback):

@@ -13,6 +13,7 @@ import json
 import pickle
 import random
 import time
+import warnings
 import zipfile
 from collections import deque
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
     MODEL_SUFFIX,
@@ -154,6 +156,8 @@ def load_checkpoint(
             restore_replay_buffer(model.replay_buffer, decode_replay_buffer(buffer_path.read_bytes()))
         except (ValueError, KeyError, OSError) as exc:
             raise CheckpointError(f"{buffer_path}: cannot restore the replay buffer ({exc})") from exc
+        if not exact and isinstance(model.replay_buffer, HerReplayBuffer):
+            _end_open_episodes(model.replay_buffer)
     if exact:
         _restore_env_states(env, env_states)
         if state.get("monitor_states") is not None:
@@ -258,6 +262,13 @@ def _set_running_statistics(rms: Any, saved: dict[str, Any]) -> None:
     if np.shape(saved["mean"]) != np.shape(rms.mean):
         raise ValueError(f"statistics of shape {np.shape(saved['mean'])}, this env needs {np.shape(rms.mean)}")
     rms.mean, rms.var, rms.count = saved["mean"], saved["var"], saved["count"]
+
+
+def _end_open_episodes(buffer: HerReplayBuffer) -> None:
+    """The envs were reset: HER's episodes in progress end at the checkpoint (as SB3's ``load_replay_buffer`` does)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SB3's advice there is about its own loader's flag
+        buffer.truncate_last_trajectory()
 
 
 def _restore_monitor_states(env: VecEnv, states: list[dict[str, Any]]) -> None:

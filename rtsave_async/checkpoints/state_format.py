@@ -3,7 +3,7 @@
 The state a checkpoint keeps besides the SB3 zip (RNG states, counters, env and
 Monitor states, VecNormalize statistics, HER infos) is a tree of ``None``, ``bool``,
 ``int``, ``float``, ``str``, ``bytes``, lists, tuples, dicts, numpy arrays and scalars
-(no object dtype) and torch tensors. :func:`flatten` turns it into JSON-ready data in
+(no object dtype), torch tensors and ``OrderedDict``. :func:`flatten` turns it into JSON-ready data in
 which every array is a reference into a list of copied arrays; :func:`pack` puts both
 into ``.npz`` entries. Reading back uses ``json.loads`` and
 ``np.load(allow_pickle=False)`` only, so loading a checkpoint's state runs no code.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,8 @@ _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
 _BYTES = "__bytes__"
 _DICT = "__dict__"  # a dict whose keys are not all plain strings, as [key, value] pairs
-_TAGS = frozenset((_ARRAY, _SCALAR, _TENSOR, _TUPLE, _BYTES, _DICT))
+_ORDERED_DICT = "__ordereddict__"  # as [key, value] pairs (gymnasium's Dict spaces return them)
+_TAGS = frozenset((_ARRAY, _SCALAR, _TENSOR, _TUPLE, _BYTES, _DICT, _ORDERED_DICT))
 _PLAIN = (type(None), bool, int, float, str)
 _TREE_ENTRY = "tree"
 _VALUE = "value"  # the prefix of a whole-file value (encode_npz)
@@ -117,8 +119,9 @@ def _flatten(value: Any, where: str, arrays: list[np.ndarray]) -> Any:
     if kind is dict:
         if all(type(key) is str and key not in _TAGS for key in value):
             return {key: _flatten(item, f"{where}[{key!r}]", arrays) for key, item in value.items()}
-        return {_DICT: [[_flatten(key, f"{where} key {key!r}", arrays), _flatten(item, f"{where}[{key!r}]", arrays)]
-                        for key, item in value.items()]}
+        return {_DICT: _flatten_items(value, where, arrays)}
+    if kind is OrderedDict:
+        return {_ORDERED_DICT: _flatten_items(value, where, arrays)}
     if kind is bytes:
         return {_BYTES: value.hex()}
     if kind is np.ndarray or isinstance(value, np.generic):
@@ -138,6 +141,11 @@ def _flatten(value: Any, where: str, arrays: list[np.ndarray]) -> Any:
         "state may hold only None, bool, int, float, str, bytes, lists, tuples, dicts, numpy arrays and tensors")
 
 
+def _flatten_items(value: dict[Any, Any], where: str, arrays: list[np.ndarray]) -> list[list[Any]]:
+    return [[_flatten(key, f"{where} key {key!r}", arrays), _flatten(item, f"{where}[{key!r}]", arrays)]
+            for key, item in value.items()]
+
+
 def _unflatten(tree: Any, arrays: list[np.ndarray]) -> Any:
     if isinstance(tree, list):
         return [_unflatten(item, arrays) for item in tree]
@@ -155,6 +163,7 @@ def _unflatten(tree: Any, arrays: list[np.ndarray]) -> Any:
             return tuple(_unflatten(item, arrays) for item in payload)
         if tag == _BYTES:
             return bytes.fromhex(payload)
-        if tag == _DICT:
-            return {_unflatten(key, arrays): _unflatten(item, arrays) for key, item in payload}
+        if tag in (_DICT, _ORDERED_DICT):
+            items = [(_unflatten(key, arrays), _unflatten(item, arrays)) for key, item in payload]
+            return dict(items) if tag == _DICT else OrderedDict(items)
     return {key: _unflatten(item, arrays) for key, item in tree.items()}
