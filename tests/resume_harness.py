@@ -65,6 +65,13 @@ class NoisyPointEnv(gym.Env):
         self.np_random.bit_generator.state = state["rng"]
 
 
+class OpaqueStateEnv(NoisyPointEnv):
+    """A ``NoisyPointEnv`` whose ``get_env_state`` holds an object the pickle-free format cannot store."""
+
+    def get_env_state(self) -> dict[str, Any]:
+        return {**super().get_env_state(), "solver": object()}
+
+
 class ResumableBitFlippingEnv(BitFlippingEnv):
     """SB3's goal env ``BitFlippingEnv`` (Dict observation, ``compute_reward``) with the exact-resume protocol."""
 
