@@ -25,7 +25,8 @@ N_BITS = 4
 
 
 def goal_env(env_class: type = ResumableBitFlippingEnv, n_envs: int = 2):
-    return make_vec_env(functools.partial(env_class, n_bits=N_BITS, continuous=True, max_steps=6), n_envs=n_envs, seed=0)
+    make_env = functools.partial(env_class, n_bits=N_BITS, continuous=True, max_steps=6)
+    return make_vec_env(make_env, n_envs=n_envs, seed=0)
 
 
 def her_kwargs(copy_info_dict: bool = True) -> dict:
@@ -46,8 +47,8 @@ def assert_same_buffer(restored, source) -> None:
 
 BUFFERS = {
     "ReplayBuffer": ("Pendulum-v1", {}),
-    "ReplayBuffer, optimize_memory_usage": ("Pendulum-v1", {"optimize_memory_usage": True,
-                                                            "replay_buffer_kwargs": {"handle_timeout_termination": False}}),
+    "ReplayBuffer, optimize_memory_usage": ("Pendulum-v1", {
+        "optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}}),
     "NStepReplayBuffer": ("Pendulum-v1", {"n_steps": 3}),
     "DictReplayBuffer": ("goal", {}),
     "HerReplayBuffer": ("goal", her_kwargs()),

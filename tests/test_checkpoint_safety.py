@@ -132,7 +132,8 @@ def test_vec_normalize_statistics_and_settings_come_back_from_the_npz(tmp_path: 
 
 
 def test_an_env_state_the_format_cannot_hold_gives_a_checkpoint_without_env_states(tmp_path: Path) -> None:
-    with pytest.warns(UserWarning, match=r"keeps no env states .*\['env_states'\]\[0\]\['solver'\]: a builtins\.object"):
+    unsafe = r"keeps no env states, .*\['env_states'\]\[0\]\['solver'\]: a builtins\.object"
+    with pytest.warns(UserWarning, match=unsafe):
         json_path = train_checkpoint(tmp_path, OpaqueStateEnv)
     document = json.loads(json_path.read_bytes())
     metadata = document[0] if isinstance(document, list) else document

@@ -2,8 +2,9 @@
 
 ``load_checkpoint(path, env)`` accepts a checkpoint's ``.zip`` or its ``.json``; it checks
 every listed file (present, same size, same SHA-256) before loading anything, and
-raises :class:`CheckpointError` naming the file when something is wrong. Continue with
-``model.learn(remaining, reset_num_timesteps=False)``.
+raises :class:`CheckpointError` naming the file when something is wrong. Our own files
+are read without pickle; the pickled state files of older checkpoints only with
+``allow_pickle=True``. Continue with ``model.learn(remaining, reset_num_timesteps=False)``.
 """
 
 from __future__ import annotations
@@ -234,12 +235,11 @@ def _with_vec_normalize(info: CheckpointInfo, env: VecEnv, returns: np.ndarray |
         if returns is not None:
             saved.returns = returns
         return saved
-    path = info.attachment(VEC_NORMALIZE_SUFFIX)
     try:
         return _vec_normalize_from_statistics(saved, venv)
-    except (KeyError, TypeError, ValueError, AssertionError) as exc:
-        raise CheckpointError(f"{path or info.attachment(PICKLED_VEC_NORMALIZE_SUFFIX)}: "
-                              f"does not hold VecNormalize statistics for this env ({exc!r})") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError) as exc:
+        path = info.attachment(VEC_NORMALIZE_SUFFIX) or info.attachment(PICKLED_VEC_NORMALIZE_SUFFIX)
+        raise CheckpointError(f"{path}: does not hold VecNormalize statistics for this env ({exc!r})") from exc
 
 
 def _vec_normalize_from_statistics(saved: dict[str, Any], venv: VecEnv) -> VecNormalize:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 _TRANSITION_ARRAYS = ("actions", "rewards", "dones", "timeouts")
 _HER_EPISODE_ARRAYS = ("ep_start", "ep_length")
+_FROM_THE_ENVS = ("env_states", "monitor_states", "episode_info_buffers")  # the state's parts the envs provide
 
 #: The SB3 ``Monitor`` attributes kept with the env states (besides ``t_start``).
 MONITOR_ATTRIBUTES = ("rewards", "needs_reset", "current_reset_info", "total_steps", "episode_returns",
@@ -246,15 +247,15 @@ def capture_checkpoint(
 
 
 def _prepare_state(state: dict[str, Any], timestep: int) -> dict[str, np.ndarray]:
-    """The state file's entries; env-provided states the format cannot hold are left out, with a warning."""
+    """The state file's entries; if what the envs gave cannot be stored, it is left out, with a warning."""
     try:
         return prepare_npz(state)
     except UnsafeStateError as exc:
-        if state["env_states"] is None and state["monitor_states"] is None:
+        if all(state[name] is None for name in _FROM_THE_ENVS):
             raise
-        warnings.warn(f"checkpoint at timestep {timestep} keeps no env states (a resumed run resets the envs): {exc}",
-                      stacklevel=3)
-        state["env_states"] = state["monitor_states"] = None
+        warnings.warn(f"checkpoint at timestep {timestep} keeps no env states, Monitor states or recent episodes "
+                      f"(a resumed run resets the envs): {exc}", stacklevel=3)
+        state.update(dict.fromkeys(_FROM_THE_ENVS))
         return prepare_npz(state)
 
 
