@@ -35,6 +35,12 @@ STATE_SUFFIX = ".state.npz"
 PICKLED_VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
 PICKLED_STATE_SUFFIX = ".state.pkl"
 _INFOS = "infos"  # the .npz entries of a HerReplayBuffer's stored infos
+#: The SB3 ``Monitor`` attributes kept in the state file (besides ``t_start``, kept as ``elapsed``).
+MONITOR_ATTRIBUTES = ("rewards", "needs_reset", "current_reset_info", "total_steps", "episode_returns",
+                      "episode_lengths", "episode_times")
+#: The ``VecNormalize`` settings kept with its statistics (its constructor's arguments).
+VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon",
+                          "norm_obs_keys")
 _ZSTD_LEVEL = 3
 
 

@@ -31,16 +31,18 @@ from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
     MODEL_SUFFIX,
+    MONITOR_ATTRIBUTES,
     PICKLED_STATE_SUFFIX,
     PICKLED_VEC_NORMALIZE_SUFFIX,
     REPLAY_BUFFER_SUFFIX,
     STATE_SUFFIX,
+    VEC_NORMALIZE_SETTINGS,
     VEC_NORMALIZE_SUFFIX,
     decode_replay_buffer,
     restore_replay_buffer,
 )
 from rtsave_async.checkpoints.state_format import decode_npz
-from rtsave_async.collectors.checkpoint import MONITOR_ATTRIBUTES, SET_ENV_STATE, VEC_NORMALIZE_SETTINGS
+from rtsave_async.collectors.checkpoint import SET_ENV_STATE
 from rtsave_async.writer.naming import SNAPSHOT_SUFFIX
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {

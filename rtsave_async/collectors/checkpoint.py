@@ -28,8 +28,10 @@ from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
     MODEL_SUFFIX,
+    MONITOR_ATTRIBUTES,
     REPLAY_BUFFER_SUFFIX,
     STATE_SUFFIX,
+    VEC_NORMALIZE_SETTINGS,
     VEC_NORMALIZE_SUFFIX,
     ModelCopy,
     ReplayBufferCopy,
@@ -45,13 +47,6 @@ if TYPE_CHECKING:
 _TRANSITION_ARRAYS = ("actions", "rewards", "dones", "timeouts")
 _HER_EPISODE_ARRAYS = ("ep_start", "ep_length")
 _FROM_THE_ENVS = ("env_states", "monitor_states", "episode_info_buffers")  # the state's parts the envs provide
-
-#: The SB3 ``Monitor`` attributes kept with the env states (besides ``t_start``).
-MONITOR_ATTRIBUTES = ("rewards", "needs_reset", "current_reset_info", "total_steps", "episode_returns",
-                      "episode_lengths", "episode_times")
-#: The ``VecNormalize`` settings kept with its statistics (its constructor's arguments).
-VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon",
-                          "norm_obs_keys")
 
 GET_ENV_STATE = "get_env_state"
 SET_ENV_STATE = "set_env_state"
