@@ -102,6 +102,14 @@ def test_an_object_array_in_a_state_npz_is_refused_without_running_it(tmp_path: 
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("state", [[1, 2], {"rng": 5}, {"rng": {"python": (3, (1, 2), None)}}])
+def test_a_state_file_of_the_wrong_shape_gives_a_clear_error(tmp_path: Path, state) -> None:
+    json_path = train_checkpoint(tmp_path / "run")
+    replace_attachment(json_path, "state.npz", "state.npz", encode_npz(state))
+    with pytest.raises(CheckpointError, match=r"state\.npz: does not hold a checkpoint state"):
+        load_checkpoint(json_path, env())
+
+
 def test_a_trusted_old_checkpoint_loads_with_allow_pickle(tmp_path: Path) -> None:
     json_path = train_checkpoint(tmp_path / "run")
     statistics = env()

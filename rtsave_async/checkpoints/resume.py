@@ -142,6 +142,8 @@ def load_checkpoint(
     info = path if isinstance(path, CheckpointInfo) else find_checkpoint(path)
     algorithm_class = _algorithm_class(info, algorithm)
     state = _read_state(info, STATE_SUFFIX, PICKLED_STATE_SUFFIX, allow_pickle) or {}
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{_state_path(info)}: does not hold a checkpoint state (a {type(state).__name__})")
     if env is not None:
         env = _with_vec_normalize(info, env, state.get("vec_normalize_returns"), allow_pickle)
     env_states = state.get("env_states")
@@ -163,12 +165,7 @@ def load_checkpoint(
             _end_open_episodes(model.replay_buffer)
     if exact:
         _restore_env_states(env, env_states)
-        if state.get("monitor_states") is not None:
-            _restore_monitor_states(env, state["monitor_states"])
-    if state.get("episode_info_buffers") is not None:
-        _restore_episode_info_buffers(model, state["episode_info_buffers"])
-    if restore_rng and "rng" in state:
-        _restore_rng(state["rng"])
+    _restore_run_state(info, state, model, env if exact else None, restore_rng)
     return ResumedRun(model, info, state.get("callback_state"), exact)
 
 
@@ -264,6 +261,25 @@ def _set_running_statistics(rms: Any, saved: dict[str, Any]) -> None:
     if np.shape(saved["mean"]) != np.shape(rms.mean):
         raise ValueError(f"statistics of shape {np.shape(saved['mean'])}, this env needs {np.shape(rms.mean)}")
     rms.mean, rms.var, rms.count = saved["mean"], saved["var"], saved["count"]
+
+
+def _restore_run_state(info: CheckpointInfo, state: dict[str, Any], model: BaseAlgorithm, env: VecEnv | None,
+                       restore_rng: bool) -> None:
+    """From the state file: the Monitors (with the env states, when ``env`` is given), SB3's recent episodes, RNGs."""
+    try:
+        if env is not None and state.get("monitor_states") is not None:
+            _restore_monitor_states(env, state["monitor_states"])
+        if state.get("episode_info_buffers") is not None:
+            _restore_episode_info_buffers(model, state["episode_info_buffers"])
+        if restore_rng and "rng" in state:
+            _restore_rng(state["rng"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{_state_path(info)}: does not hold a checkpoint state ({reason})") from exc
+
+
+def _state_path(info: CheckpointInfo) -> Path | None:
+    return info.attachment(STATE_SUFFIX) or info.attachment(PICKLED_STATE_SUFFIX)
 
 
 def _end_open_episodes(buffer: HerReplayBuffer) -> None:
