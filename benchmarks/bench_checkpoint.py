@@ -312,7 +312,7 @@ def format_header(command: str, env_id: str, scale: Scale, out: Path, load_befor
         "writer-thread time (training thread idle meanwhile). One untimed warm-up save per saver, then "
         f"{scale.repeats} timed repeats per saver, order alternating; before each save the previous repeat's "
         "files are deleted, `os.sync()` and `gc.collect()` run. Medians; MB = 10^6 bytes; sizes are file "
-        "sizes (ours include the JSON metadata and the state pickle).",
+        "sizes (ours include the JSON metadata and the state file).",
     ])
 
 

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model_path", default=None, help="checkpoint .zip or .json (resume / test)")
         sub.add_argument("--algo", choices=sorted(name.lower() for name in ALGORITHMS), default=None,
                          help="algorithm (default: the checkpoint's, else ppo)")
+        sub.add_argument("--allow_pickle", action="store_true",
+                         help="load the pickled state of an older checkpoint (runs its code: trusted files only)")
     train.add_argument("--run_name", default=None, help="run name (default: go1_<algo>_<time>)")
     train.add_argument("--total_timesteps", type=positive_int, default=20_000,
                        help="final num_timesteps, also when resuming (default 20000)")
@@ -196,7 +198,7 @@ def train(args: argparse.Namespace) -> int:
     env = build_vec_env(args.env_id, args.env_kwargs, args.num_envs, args.seed, args.vec)
     if checkpoint:
         try:
-            resumed = load_checkpoint(checkpoint, env, algorithm=args.algo)
+            resumed = load_checkpoint(checkpoint, env, algorithm=args.algo, allow_pickle=args.allow_pickle)
         except CheckpointError as exc:
             env.close()
             raise SystemExit(f"rtsave: error: {exc}") from None
@@ -267,7 +269,8 @@ def test(args: argparse.Namespace) -> int:
     record = args.record is not None and rendering_works(env_id, env_kwargs)
     env = build_vec_env(env_id, {**env_kwargs, "render_mode": "rgb_array"} if record else env_kwargs, 1, args.seed)
     try:
-        resumed = load_checkpoint(checkpoint, env, algorithm=args.algo, restore_rng=False)
+        resumed = load_checkpoint(checkpoint, env, algorithm=args.algo, restore_rng=False,
+                                  allow_pickle=args.allow_pickle)
     except CheckpointError as exc:
         raise SystemExit(f"rtsave: error: {exc}") from None
     model = resumed.model

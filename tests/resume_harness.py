@@ -1,8 +1,9 @@
 """Runs used by the resume-exactness tests (each in its own process).
 
-``python -c "import resume_harness; resume_harness.main()" MODE ALGO SAVE_DIR T OUT``
+``python -c "import resume_harness; resume_harness.main()" MODE ALGO SAVE_DIR T OUT [VEC]``
 with MODE ``full`` (train 2T), ``first`` (train T, checkpoint at T) or ``resume``
-(load the newest checkpoint in SAVE_DIR and train to 2T). Each run saves the
+(load the newest checkpoint in SAVE_DIR and train to 2T), VEC ``dummy`` (default) or
+``subproc``. Real-time records are saved every T/2 timesteps. Each run saves the
 transitions it made after timestep T, its final parameters, optimizer states,
 replay buffer, VecNormalize statistics and the callback's episode counters to OUT.
 """
@@ -17,10 +18,11 @@ import numpy as np
 import torch as th
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.envs import BitFlippingEnv
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
-from rtsave_async import RealTimeSavingCallback, list_snapshot_files
+from rtsave_async import RealTimeSavingCallback, iter_records, list_snapshot_files
 from rtsave_async.checkpoints import load_checkpoint
 
 N_ENVS = 2
@@ -63,6 +65,25 @@ class NoisyPointEnv(gym.Env):
         self.np_random.bit_generator.state = state["rng"]
 
 
+class OpaqueStateEnv(NoisyPointEnv):
+    """A ``NoisyPointEnv`` whose ``get_env_state`` holds an object the pickle-free format cannot store."""
+
+    def get_env_state(self) -> dict[str, Any]:
+        return {**super().get_env_state(), "solver": object()}
+
+
+class ResumableBitFlippingEnv(BitFlippingEnv):
+    """SB3's goal env ``BitFlippingEnv`` (Dict observation, ``compute_reward``) with the exact-resume protocol."""
+
+    def get_env_state(self) -> dict[str, Any]:
+        return {"state": self.state.copy(), "current_step": self.current_step,
+                "rng": self._obs_space.np_random.bit_generator.state}
+
+    def set_env_state(self, state: dict[str, Any]) -> None:
+        self.state, self.current_step = state["state"].copy(), state["current_step"]
+        self._obs_space.np_random.bit_generator.state = state["rng"]
+
+
 class TransitionRecorder(BaseCallback):
     """Keeps (obs, action, reward, done) of every step after ``after_timestep``."""
 
@@ -78,8 +99,8 @@ class TransitionRecorder(BaseCallback):
         return True
 
 
-def make_env(algorithm: str):
-    env = make_vec_env(NoisyPointEnv, n_envs=N_ENVS, seed=3)
+def make_env(algorithm: str, vec: str = "dummy"):
+    env = make_vec_env(NoisyPointEnv, n_envs=N_ENVS, seed=3, vec_env_cls=SubprocVecEnv if vec == "subproc" else None)
     return VecNormalize(env) if algorithm == "ppo" else env
 
 
@@ -92,20 +113,21 @@ def make_model(algorithm: str, env):
 
 def main() -> None:
     mode, algorithm, save_dir, half, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    vec = sys.argv[6] if len(sys.argv) > 6 else "dummy"
     th.set_num_threads(1)
-    saving = RealTimeSavingCallback(save_dir, save_frequency=10_000, checkpoint_frequency=half,
+    saving = RealTimeSavingCallback(save_dir, save_frequency=half // 2, checkpoint_frequency=half,
                                     save_episode_data=True, save_hyperparameters=False)
     recorder = TransitionRecorder(after_timestep=half)
     callbacks = CallbackList([saving, recorder])
     if mode == "resume":
         newest = list_snapshot_files(save_dir, "checkpoints")[-1]
-        resumed = load_checkpoint(newest, make_env(algorithm))
+        resumed = load_checkpoint(newest, make_env(algorithm, vec))
         assert resumed.exact, "env states were not restored"
         model = resumed.model
         saving.restore_state(resumed.callback_state)
         model.learn(2 * half - model.num_timesteps, callback=callbacks, reset_num_timesteps=False)
     else:
-        model = make_model(algorithm, make_env(algorithm))
+        model = make_model(algorithm, make_env(algorithm, vec))
         model.learn(2 * half if mode == "full" else half, callback=callbacks)
     result = {
         "num_timesteps": model.num_timesteps,
@@ -113,6 +135,10 @@ def main() -> None:
         "policy": model.policy.state_dict(),
         "optimizers": {name: state for name, state in model.get_parameters().items() if "optimizer" in name},
         "episode_counts": saving.episode_counts(),
+        # SB3's view of the episodes: the recent ones behind rollout/ep_rew_mean, and Monitor's totals.
+        "recent_episodes": [(info["r"], info["l"]) for info in model.ep_info_buffer],
+        "monitor_returns": model.get_env().env_method("get_episode_rewards"),
+        "monitor_lengths": model.get_env().env_method("get_episode_lengths"),
     }
     if algorithm == "sac":
         buffer = model.replay_buffer
@@ -123,3 +149,13 @@ def main() -> None:
         result["vec_normalize"] = {"mean": vec_normalize.obs_rms.mean, "var": vec_normalize.obs_rms.var,
                                    "ret_var": vec_normalize.ret_rms.var, "count": vec_normalize.obs_rms.count}
     th.save(result, out)
+    model.get_env().close()
+
+
+def finished_episodes_after(save_dir: str, timestep: int) -> list[list[dict[str, Any]]]:
+    """Per env, the episodes the ``episodes`` records in ``save_dir`` list after ``timestep``."""
+    episodes: list[list[dict[str, Any]]] = [[] for _ in range(N_ENVS)]
+    for record in iter_records(save_dir, "episodes"):
+        if record["timestep"] > timestep:
+            episodes[record["env_id"]].extend(record["finished_episodes"])
+    return episodes

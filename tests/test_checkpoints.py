@@ -15,6 +15,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from conftest import PROJECT_ROOT, python_child
+from resume_harness import finished_episodes_after
 from rtsave_async import RealTimeSavingCallback, list_snapshot_files
 from rtsave_async.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, prune_checkpoints
 from rtsave_async.checkpoints.format import decode_replay_buffer
@@ -56,7 +57,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path: Path, algo
     resumed = th.load(tmp_path / "resumed.pt", weights_only=False)
     assert full["num_timesteps"] == resumed["num_timesteps"] == 2 * half
     assert len(full["transitions"]) == len(resumed["transitions"]) > 0
-    assert_same(full, resumed)
+    assert_same(full, resumed)  # also SB3's recent episodes and the Monitors' totals
+    assert finished_episodes_after(str(tmp_path / "split"), half) == finished_episodes_after(str(tmp_path / "full"), half)
     # The resumed run's real-time records went on in the same folder, nothing overwritten.
     metrics = list_snapshot_files(tmp_path / "split", "learning_metrics")
     assert len({path.name for path in metrics}) == len(metrics) >= 2
@@ -80,7 +82,7 @@ def test_checkpoint_metadata_lists_complete_files_and_loads_with_plain_sb3(tmp_p
     assert metadata["algorithm"] == "SAC" and metadata["timestep"] == 300  # the final one, at training end
     assert metadata["recovery_info"]["can_resume"] is True
     assert metadata["model_path"] in metadata["recovery_info"]["resume_command"]
-    assert set(metadata["files"]) == {"zip", "state.pkl", "replay_buffer.npz.zst"}
+    assert set(metadata["files"]) == {"zip", "state.npz", "replay_buffer.npz.zst"}
     for entry in metadata["files"].values():
         assert Path(entry["path"]).stat().st_size == entry["bytes"]
     SAC.load(metadata["model_path"])  # SB3 reads our zip unchanged

@@ -4,13 +4,16 @@ A checkpoint is a JSON metadata file plus attachments sharing its name stem::
 
     checkpoint_<stamp>_<seq>.zip                the SB3 model (``PPO.load`` reads it unchanged)
     checkpoint_<stamp>_<seq>.replay_buffer.npz.zst   filled transitions only, zstd-compressed
-    checkpoint_<stamp>_<seq>.vecnormalize.pkl   VecNormalize statistics (SB3's own pickle)
-    checkpoint_<stamp>_<seq>.state.pkl          RNG states, env states, callback counters
+    checkpoint_<stamp>_<seq>.vecnormalize.npz   VecNormalize statistics and settings
+    checkpoint_<stamp>_<seq>.state.npz          RNG, env and Monitor states, callback counters
     checkpoint_<stamp>_<seq>.json               written last: one JSON object listing the files above
 
 Runs written by earlier versions hold the metadata object in a one-element JSON array;
 :func:`read_checkpoint_metadata` reads both shapes.
 
+Only the SB3 zip may need pickle to load (SB3 stores some entries that way); our own
+files are JSON and numpy arrays (:mod:`rtsave_async.checkpoints.state_format`).
+Checkpoints of older versions had ``.state.pkl``/``.vecnormalize.pkl`` pickles instead.
 The encoders run on the writer thread and read only the copies the training thread
 made (:mod:`rtsave_async.collectors.checkpoint`).
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,22 @@ import numpy as np
 import zstandard
 from stable_baselines3.common.save_util import save_to_zip_file
 
+from rtsave_async.checkpoints.state_format import is_packed, pack, unpack
+
 MODEL_SUFFIX = ".zip"
 REPLAY_BUFFER_SUFFIX = ".replay_buffer.npz.zst"
-VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
-STATE_SUFFIX = ".state.pkl"
+VEC_NORMALIZE_SUFFIX = ".vecnormalize.npz"
+STATE_SUFFIX = ".state.npz"
+#: The pickled attachments of checkpoints written before the pickle-free format.
+PICKLED_VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
+PICKLED_STATE_SUFFIX = ".state.pkl"
+_INFOS = "infos"  # the .npz entries of a HerReplayBuffer's stored infos
+#: The SB3 ``Monitor`` attributes kept in the state file (besides ``t_start``, kept as ``elapsed``).
+MONITOR_ATTRIBUTES = ("rewards", "needs_reset", "current_reset_info", "total_steps", "episode_returns",
+                      "episode_lengths", "episode_times")
+#: The ``VecNormalize`` settings kept with its statistics (its constructor's arguments).
+VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon",
+                          "norm_obs_keys")
 _ZSTD_LEVEL = 3
 
 
@@ -47,12 +61,17 @@ class ModelCopy:
 
 @dataclass
 class ReplayBufferCopy:
-    """The filled part of a replay buffer: its arrays plus ``pos`` and ``full``."""
+    """The filled part of a replay buffer: its arrays plus ``pos`` and ``full``.
+
+    ``infos`` is the filled part of a ``HerReplayBuffer``'s per-transition info dicts
+    (an object array, shallow-copied) when it keeps them (``copy_info_dict=True``).
+    """
 
     arrays: dict[str, np.ndarray]
     pos: int
     full: bool
     buffer_size: int
+    infos: np.ndarray | None = None
 
     @property
     def raw_bytes(self) -> int:
@@ -83,21 +102,20 @@ def encode_model(model: ModelCopy) -> bytes:
 def encode_replay_buffer(copy: ReplayBufferCopy) -> bytes:
     """An ``.npz`` of the filled arrays and counters, zstd-compressed."""
     buffer = io.BytesIO()
+    infos = {} if copy.infos is None else pack(_INFOS, copy.infos.tolist(), "replay_buffer.infos")
     np.savez(buffer, pos=np.int64(copy.pos), full=np.bool_(copy.full), buffer_size=np.int64(copy.buffer_size),
-             **copy.arrays)
+             **copy.arrays, **infos)
     return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(buffer.getvalue())
 
 
 def decode_replay_buffer(blob: bytes) -> ReplayBufferCopy:
     """Inverse of :func:`encode_replay_buffer`."""
     with np.load(io.BytesIO(zstandard.ZstdDecompressor().decompress(blob)), allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files if name not in ("pos", "full", "buffer_size")}
-        return ReplayBufferCopy(arrays, int(archive["pos"]), bool(archive["full"]), int(archive["buffer_size"]))
-
-
-def encode_pickle(value: Any) -> bytes:
-    """``value`` pickled with the highest protocol (the ``.state.pkl`` attachment)."""
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        entries = {name: archive[name] for name in archive.files}
+    infos = _object_array(unpack(_INFOS, entries)) if any(is_packed(name, _INFOS) for name in entries) else None
+    arrays = {name: array for name, array in entries.items()
+              if name not in ("pos", "full", "buffer_size") and not is_packed(name, _INFOS)}
+    return ReplayBufferCopy(arrays, int(entries["pos"]), bool(entries["full"]), int(entries["buffer_size"]), infos)
 
 
 def restore_replay_buffer(buffer: Any, copy: ReplayBufferCopy) -> None:
@@ -111,5 +129,15 @@ def restore_replay_buffer(buffer: Any, copy: ReplayBufferCopy) -> None:
         else:
             target = getattr(buffer, name)
         target[: len(array)] = array
+    if copy.infos is not None and len(copy.infos):
+        buffer.infos[: len(copy.infos)] = copy.infos
     buffer.pos = copy.pos
     buffer.full = copy.full
+
+
+def _object_array(rows: list[list[Any]]) -> np.ndarray:
+    """Rows of info dicts (one per env) as the 2-D object array ``HerReplayBuffer.infos`` is."""
+    array = np.empty((len(rows), len(rows[0]) if rows else 0), dtype=object)
+    for index, row in enumerate(rows):
+        array[index, :] = row
+    return array

@@ -2,8 +2,9 @@
 
 ``load_checkpoint(path, env)`` accepts a checkpoint's ``.zip`` or its ``.json``; it checks
 every listed file (present, same size, same SHA-256) before loading anything, and
-raises :class:`CheckpointError` naming the file when something is wrong. Continue with
-``model.learn(remaining, reset_num_timesteps=False)``.
+raises :class:`CheckpointError` naming the file when something is wrong. Our own files
+are read without pickle; the pickled state files of older checkpoints only with
+``allow_pickle=True``. Continue with ``model.learn(remaining, reset_num_timesteps=False)``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
+import time
+import warnings
 import zipfile
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,17 +24,24 @@ import numpy as np
 import stable_baselines3
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
     MODEL_SUFFIX,
+    MONITOR_ATTRIBUTES,
+    PICKLED_STATE_SUFFIX,
+    PICKLED_VEC_NORMALIZE_SUFFIX,
     REPLAY_BUFFER_SUFFIX,
     STATE_SUFFIX,
+    VEC_NORMALIZE_SETTINGS,
     VEC_NORMALIZE_SUFFIX,
     decode_replay_buffer,
     read_checkpoint_metadata,
     restore_replay_buffer,
 )
+from rtsave_async.checkpoints.state_format import decode_npz
 from rtsave_async.collectors.checkpoint import SET_ENV_STATE
 from rtsave_async.writer.naming import SNAPSHOT_SUFFIX
 
@@ -106,6 +117,7 @@ def load_checkpoint(
     algorithm: str | type[BaseAlgorithm] | None = None,
     device: str = "auto",
     restore_rng: bool = True,
+    allow_pickle: bool = False,
 ) -> ResumedRun:
     """Load the model and everything saved with it.
 
@@ -118,6 +130,10 @@ def load_checkpoint(
     :param algorithm: expected algorithm (name or class); default: the one recorded
     :param device: torch device for the model; default ``"auto"``
     :param restore_rng: restore the python, numpy and torch RNG states; default True
+    :param allow_pickle: also load the pickled state files of checkpoints written by
+        older versions (``.state.pkl``, ``.vecnormalize.pkl``); unpickling runs any
+        code the file holds, so only for checkpoints you trust. Default False: such a
+        checkpoint raises :class:`CheckpointError`
     :return: the model (``num_timesteps`` as saved) with the callback's counters and
         whether the envs continue exactly where they stopped
     :raises CheckpointError: naming the file, when a file is missing, corrupted or
@@ -125,10 +141,11 @@ def load_checkpoint(
     """
     info = path if isinstance(path, CheckpointInfo) else find_checkpoint(path)
     algorithm_class = _algorithm_class(info, algorithm)
-    state = _read_pickle(info.attachment(STATE_SUFFIX)) or {}
-    vec_normalize_path = info.attachment(VEC_NORMALIZE_SUFFIX)
-    if env is not None and vec_normalize_path is not None:
-        env = _wrap_vec_normalize(vec_normalize_path, env, state.get("vec_normalize_returns"))
+    state = _read_state(info, STATE_SUFFIX, PICKLED_STATE_SUFFIX, allow_pickle) or {}
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{_state_path(info)}: does not hold a checkpoint state (a {type(state).__name__})")
+    if env is not None:
+        env = _with_vec_normalize(info, env, state.get("vec_normalize_returns"), allow_pickle)
     env_states = state.get("env_states")
     exact = (env is not None and env_states is not None and len(env_states) == env.num_envs
              and env.has_attr(SET_ENV_STATE))
@@ -144,10 +161,11 @@ def load_checkpoint(
             restore_replay_buffer(model.replay_buffer, decode_replay_buffer(buffer_path.read_bytes()))
         except (ValueError, KeyError, OSError) as exc:
             raise CheckpointError(f"{buffer_path}: cannot restore the replay buffer ({exc})") from exc
+        if not exact and isinstance(model.replay_buffer, HerReplayBuffer):
+            _end_open_episodes(model.replay_buffer)
     if exact:
         _restore_env_states(env, env_states)
-    if restore_rng and "rng" in state:
-        _restore_rng(state["rng"])
+    _restore_run_state(info, state, model, env if exact else None, restore_rng)
     return ResumedRun(model, info, state.get("callback_state"), exact)
 
 
@@ -183,23 +201,113 @@ def _verify_file(path: Path, recorded_size: int, recorded_sha256: str) -> None:
         raise CheckpointError(f"{path}: SHA-256 differs from the one recorded (corrupted)")
 
 
-def _read_pickle(path: Path | None) -> Any:
-    if path is None:
+def _read_state(info: CheckpointInfo, suffix: str, pickled_suffix: str, allow_pickle: bool) -> Any:
+    """The attachment with ``suffix`` decoded, or an older checkpoint's pickle if allowed; None if neither."""
+    path = info.attachment(suffix)
+    if path is not None:
+        try:
+            return decode_npz(path.read_bytes())
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    pickled = info.attachment(pickled_suffix)
+    if pickled is None:
         return None
+    if not allow_pickle:
+        raise CheckpointError(
+            f"{pickled}: a pickle written by an older rtsave_async; unpickling runs any code it holds, so it is not "
+            "loaded by default. If you trust this checkpoint, load it with load_checkpoint(..., allow_pickle=True) "
+            "(rtsave: --allow_pickle)")
     try:
-        return pickle.loads(path.read_bytes())
+        return pickle.loads(pickled.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{pickled}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
-def _wrap_vec_normalize(path: Path, env: VecEnv, returns: np.ndarray | None) -> VecNormalize:
-    vec_normalize = _read_pickle(path)
-    if not isinstance(vec_normalize, VecNormalize):
-        raise CheckpointError(f"{path}: does not hold VecNormalize statistics")
-    vec_normalize.set_venv(env.venv if isinstance(env, VecNormalize) else env)
-    if returns is not None:
-        vec_normalize.returns = returns
+def _with_vec_normalize(info: CheckpointInfo, env: VecEnv, returns: np.ndarray | None, allow_pickle: bool) -> VecEnv:
+    """``env`` wrapped in the checkpoint's VecNormalize (replacing one passed in); ``env`` if it has none."""
+    saved = _read_state(info, VEC_NORMALIZE_SUFFIX, PICKLED_VEC_NORMALIZE_SUFFIX, allow_pickle)
+    if saved is None:
+        return env
+    venv = env.venv if isinstance(env, VecNormalize) else env
+    if isinstance(saved, VecNormalize):  # an older checkpoint's pickle
+        saved.set_venv(venv)
+        if returns is not None:
+            saved.returns = returns
+        return saved
+    try:
+        return _vec_normalize_from_statistics(saved, venv)
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError) as exc:
+        path = info.attachment(VEC_NORMALIZE_SUFFIX) or info.attachment(PICKLED_VEC_NORMALIZE_SUFFIX)
+        raise CheckpointError(f"{path}: does not hold VecNormalize statistics for this env ({exc!r})") from exc
+
+
+def _vec_normalize_from_statistics(saved: dict[str, Any], venv: VecEnv) -> VecNormalize:
+    """A VecNormalize around ``venv`` continuing from :func:`vec_normalize_statistics`' output."""
+    vec_normalize = VecNormalize(venv, **{name: saved[name] for name in VEC_NORMALIZE_SETTINGS})
+    obs_rms = getattr(vec_normalize, "obs_rms", None)  # absent with norm_obs=False
+    if isinstance(obs_rms, dict):
+        for key, rms in obs_rms.items():
+            _set_running_statistics(rms, saved["obs_rms"][key])
+    elif obs_rms is not None:
+        _set_running_statistics(obs_rms, saved["obs_rms"])
+    _set_running_statistics(vec_normalize.ret_rms, saved["ret_rms"])
+    if saved["returns"].shape != vec_normalize.returns.shape:
+        raise ValueError(f"returns of {saved['returns'].shape[0]} envs, this env has {venv.num_envs}")
+    vec_normalize.returns = saved["returns"]
     return vec_normalize
+
+
+def _set_running_statistics(rms: Any, saved: dict[str, Any]) -> None:
+    if np.shape(saved["mean"]) != np.shape(rms.mean):
+        raise ValueError(f"statistics of shape {np.shape(saved['mean'])}, this env needs {np.shape(rms.mean)}")
+    rms.mean, rms.var, rms.count = saved["mean"], saved["var"], saved["count"]
+
+
+def _restore_run_state(info: CheckpointInfo, state: dict[str, Any], model: BaseAlgorithm, env: VecEnv | None,
+                       restore_rng: bool) -> None:
+    """From the state file: the Monitors (with the env states, when ``env`` is given), SB3's recent episodes, RNGs."""
+    try:
+        if env is not None and state.get("monitor_states") is not None:
+            _restore_monitor_states(env, state["monitor_states"])
+        if state.get("episode_info_buffers") is not None:
+            _restore_episode_info_buffers(model, state["episode_info_buffers"])
+        if restore_rng and "rng" in state:
+            _restore_rng(state["rng"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{_state_path(info)}: does not hold a checkpoint state ({reason})") from exc
+
+
+def _state_path(info: CheckpointInfo) -> Path | None:
+    return info.attachment(STATE_SUFFIX) or info.attachment(PICKLED_STATE_SUFFIX)
+
+
+def _end_open_episodes(buffer: HerReplayBuffer) -> None:
+    """The envs were reset: HER's episodes in progress end at the checkpoint (as SB3's ``load_replay_buffer`` does)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SB3's advice there is about its own loader's flag
+        buffer.truncate_last_trajectory()
+
+
+def _restore_monitor_states(env: VecEnv, states: list[dict[str, Any]]) -> None:
+    """Put each env's SB3 Monitor back mid-episode (after the reset of :func:`_restore_env_states`)."""
+    if not all(env.env_is_wrapped(Monitor)):
+        return
+    now = time.time()
+    for index, state in enumerate(states):
+        values = {name: state[name] for name in MONITOR_ATTRIBUTES}
+        for name in ("episode_returns", "episode_lengths", "episode_times"):
+            values[name] = values[name].tolist()
+        values["t_start"] = now - state["elapsed"]
+        for name, value in values.items():
+            env.env_method("set_wrapper_attr", name, value, indices=[index])
+
+
+def _restore_episode_info_buffers(model: BaseAlgorithm, buffers: dict[str, list[Any]]) -> None:
+    """Refill SB3's recent-episode buffers, which ``learn(reset_num_timesteps=False)`` then keeps."""
+    window = model._stats_window_size
+    model.ep_info_buffer = deque(buffers["ep_info_buffer"], maxlen=window)
+    model.ep_success_buffer = deque(buffers["ep_success_buffer"], maxlen=window)
 
 
 def _restore_env_states(env: VecEnv, states: list[Any]) -> None:

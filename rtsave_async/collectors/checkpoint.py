@@ -2,40 +2,51 @@
 
 The copy holds what ``BaseAlgorithm.save`` would write (state dicts cloned, mutable
 attributes deep-copied), the filled part of the replay buffer, VecNormalize
-statistics, the RNG states (python, numpy, torch) and the envs' own state when they
-implement ``get_env_state()``/``set_env_state(state)``. Turning it into files is the
-writer's job (:mod:`rtsave_async.checkpoints.format`).
+statistics and settings, the RNG states (python, numpy, torch), the SB3 ``Monitor``
+episode states and the envs' own state when they implement
+``get_env_state()``/``set_env_state(state)``. Everything but the model is copied into
+the pickle-free state format (:mod:`rtsave_async.checkpoints.state_format`); turning
+it into files is the writer's job (:mod:`rtsave_async.checkpoints.format`).
 """
 
 from __future__ import annotations
 
 import copy
-import pickle
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.utils import get_device
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
     MODEL_SUFFIX,
+    MONITOR_ATTRIBUTES,
     REPLAY_BUFFER_SUFFIX,
     STATE_SUFFIX,
+    VEC_NORMALIZE_SETTINGS,
     VEC_NORMALIZE_SUFFIX,
     ModelCopy,
     ReplayBufferCopy,
     encode_model,
-    encode_pickle,
     encode_replay_buffer,
 )
+from rtsave_async.checkpoints.state_format import UnsafeStateError, prepare_npz, to_npz
 from rtsave_async.collectors.hyperparameters import package_versions
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
+
+_TRANSITION_ARRAYS = ("actions", "rewards", "dones", "timeouts")
+_HER_EPISODE_ARRAYS = ("ep_start", "ep_length")
+_FROM_THE_ENVS = ("env_states", "monitor_states", "episode_info_buffers")  # the state's parts the envs provide
 
 GET_ENV_STATE = "get_env_state"
 SET_ENV_STATE = "set_env_state"
@@ -65,15 +76,25 @@ def copy_model(model: BaseAlgorithm) -> ModelCopy:
 
 
 def copy_replay_buffer(buffer: Any) -> ReplayBufferCopy:
-    """The filled transitions of an SB3 ``ReplayBuffer``/``DictReplayBuffer``, copied."""
+    """The filled transitions of an SB3 ``ReplayBuffer``, ``DictReplayBuffer`` or ``HerReplayBuffer``, copied.
+
+    A ``HerReplayBuffer`` also keeps its episode bounds (``ep_start``, ``ep_length``,
+    ``_current_ep_start``) and, with ``copy_info_dict=True``, its stored infos.
+    """
     filled = buffer.buffer_size if buffer.full else buffer.pos
-    arrays = {name: getattr(buffer, name)[:filled].copy() for name in ("actions", "rewards", "dones", "timeouts")}
+    her = isinstance(buffer, HerReplayBuffer)
+    arrays = {name: getattr(buffer, name)[:filled].copy()
+              for name in (*_TRANSITION_ARRAYS, *(_HER_EPISODE_ARRAYS if her else ()))}
+    if her:
+        arrays["_current_ep_start"] = buffer._current_ep_start.copy()
     # With optimize_memory_usage the last transition's next observation sits one slot on.
     shares_observations = getattr(buffer, "optimize_memory_usage", False) and not buffer.full
     _copy_observations(arrays, "observations", buffer.observations, min(filled + shares_observations, buffer.buffer_size))
     if getattr(buffer, "next_observations", None) is not None:
         _copy_observations(arrays, "next_observations", buffer.next_observations, filled)
-    return ReplayBufferCopy(arrays, int(buffer.pos), bool(buffer.full), int(buffer.buffer_size))
+    # The info dicts are not changed once stored: copying the references is enough here.
+    infos = buffer.infos[:filled].copy() if her and buffer.copy_info_dict else None
+    return ReplayBufferCopy(arrays, int(buffer.pos), bool(buffer.full), int(buffer.buffer_size), infos)
 
 
 def rng_states() -> dict[str, Any]:
@@ -86,6 +107,51 @@ def env_states(venv: VecEnv) -> list[Any] | None:
     if not venv.has_attr(GET_ENV_STATE):
         return None
     return venv.env_method(GET_ENV_STATE)
+
+
+def monitor_states(venv: VecEnv) -> list[dict[str, Any]] | None:
+    """Each env's SB3 ``Monitor`` episode state, or None if some env has no Monitor.
+
+    The episode in progress (``rewards``, ``needs_reset``, reset keywords) and the
+    totals; ``elapsed`` (seconds since the Monitor started) replaces ``t_start`` so
+    that the resumed Monitor's ``"t"`` goes on from where it was. Read through the
+    VecEnv, so it works under DummyVecEnv and SubprocVecEnv alike.
+    """
+    if not all(venv.env_is_wrapped(Monitor)):
+        return None
+    values = {name: venv.get_attr(name) for name in MONITOR_ATTRIBUTES + ("t_start",)}
+    now = time.time()
+    return [
+        {"rewards": values["rewards"][index], "needs_reset": values["needs_reset"][index],
+         "current_reset_info": values["current_reset_info"][index], "total_steps": values["total_steps"][index],
+         "episode_returns": np.array(values["episode_returns"][index], dtype=np.float64),
+         "episode_lengths": np.array(values["episode_lengths"][index], dtype=np.int64),
+         "episode_times": np.array(values["episode_times"][index], dtype=np.float64),
+         "elapsed": now - values["t_start"][index]}
+        for index in range(venv.num_envs)
+    ]
+
+
+def episode_info_buffers(model: BaseAlgorithm) -> dict[str, list[Any]] | None:
+    """The model's recent-episode buffers behind SB3's ``rollout/ep_rew_mean`` (not in its zip)."""
+    if model.ep_info_buffer is None:
+        return None
+    return {"ep_info_buffer": list(model.ep_info_buffer), "ep_success_buffer": list(model.ep_success_buffer)}
+
+
+def vec_normalize_statistics(vec_normalize: VecNormalize) -> dict[str, Any]:
+    """What ``VecNormalize`` needs to go on normalizing exactly: running statistics and settings."""
+    obs_rms = getattr(vec_normalize, "obs_rms", None)  # absent with norm_obs=False
+    if isinstance(obs_rms, dict):
+        obs_statistics = {key: _running_statistics(rms) for key, rms in obs_rms.items()}
+    else:
+        obs_statistics = None if obs_rms is None else _running_statistics(obs_rms)
+    return {
+        "obs_rms": obs_statistics,
+        "ret_rms": _running_statistics(vec_normalize.ret_rms),
+        "returns": vec_normalize.returns,
+        **{name: getattr(vec_normalize, name) for name in VEC_NORMALIZE_SETTINGS},
+    }
 
 
 def env_identity(venv: VecEnv | None) -> tuple[str | None, dict[str, Any]]:
@@ -117,19 +183,20 @@ def capture_checkpoint(
     buffer_copy = copy_replay_buffer(replay_buffer) if replay_buffer is not None else None
     state = {
         "rng": rng_states(),
-        # Copied now: under DummyVecEnv these are the envs' own objects, pickled later on the writer thread.
-        "env_states": copy.deepcopy(env_states(venv)) if venv is not None else None,
-        "vec_normalize_returns": None if vec_normalize is None else vec_normalize.returns.copy(),
-        "callback_state": copy.deepcopy(callback_state),
+        "env_states": env_states(venv) if venv is not None else None,
+        "monitor_states": monitor_states(venv) if venv is not None else None,
+        "episode_info_buffers": episode_info_buffers(model),
+        "callback_state": callback_state,
     }
+    # Copied now (under DummyVecEnv the env states are the envs' own objects), written later.
+    state_entries = _prepare_state(state, timestep)
     attachments: dict[str, Callable[[], bytes]] = {
         MODEL_SUFFIX: lambda: encode_model(model_copy),
-        STATE_SUFFIX: lambda: encode_pickle(state),
+        STATE_SUFFIX: lambda: to_npz(state_entries),
     }
     if vec_normalize is not None:
-        # VecNormalize pickles without its venv; its statistics are small.
-        statistics = pickle.dumps(vec_normalize, protocol=pickle.HIGHEST_PROTOCOL)
-        attachments[VEC_NORMALIZE_SUFFIX] = lambda: statistics
+        statistics = prepare_npz(vec_normalize_statistics(vec_normalize), "vec_normalize")
+        attachments[VEC_NORMALIZE_SUFFIX] = lambda: to_npz(statistics)
     if buffer_copy is not None:
         attachments[REPLAY_BUFFER_SUFFIX] = lambda: encode_replay_buffer(buffer_copy)
     exact = state["env_states"] is not None
@@ -153,7 +220,7 @@ def capture_checkpoint(
             "env_states": exact,
             "rng_states": True,
         },
-        "callback_state": state["callback_state"],
+        "callback_state": copy.deepcopy(callback_state),
         "versions": package_versions(),
     }
 
@@ -172,6 +239,23 @@ def capture_checkpoint(
         return {**metadata, "files": files, "model_path": model_path, "recovery_info": recovery_info}
 
     return CheckpointCapture(timestep, attachments, build_records)
+
+
+def _prepare_state(state: dict[str, Any], timestep: int) -> dict[str, np.ndarray]:
+    """The state file's entries; if what the envs gave cannot be stored, it is left out, with a warning."""
+    try:
+        return prepare_npz(state)
+    except UnsafeStateError as exc:
+        if all(state[name] is None for name in _FROM_THE_ENVS):
+            raise
+        warnings.warn(f"checkpoint at timestep {timestep} keeps no env states, Monitor states or recent episodes "
+                      f"(a resumed run resets the envs): {exc}", stacklevel=3)
+        state.update(dict.fromkeys(_FROM_THE_ENVS))
+        return prepare_npz(state)
+
+
+def _running_statistics(rms: RunningMeanStd) -> dict[str, Any]:
+    return {"mean": rms.mean, "var": rms.var, "count": rms.count}
 
 
 def _deep_copy(value: Any) -> Any:
