@@ -2,16 +2,17 @@
 
 Every training start writes one ``hyperparameters`` record whose ``timestep`` is the
 step it starts from (0, or the checkpoint's step on a resume). Resuming from a
-checkpoint at step ``S`` abandons what the earlier branch recorded after ``S``: a
+checkpoint at step ``S > 0`` abandons what the earlier branch recorded after ``S``: a
 record is **superseded** when it was written before that start and its ``timestep``
 is greater than ``S`` (the state at ``S`` itself is shared by both branches, so the
-checkpoint resumed from stays). A writer that kept writing after the start is another
+checkpoint resumed from stays). A new training from step 0 in the same folder is not a
+resume and hides nothing. A writer that kept writing after the start is another
 trainer running alongside, not an abandoned branch, and is left alone.
 
 Records carry their write time (``_rtsave.time``); for files written before that
 metadata existed the order of a category's files stands in for it: the resume shows
-where the category's timestep goes back, and the start it goes back to is the
-largest training start not above the new timestep.
+where the category's timestep goes back, and the resume it goes back to is the
+one with the largest start not above the new timestep (none: nothing is hidden).
 """
 
 from __future__ import annotations
@@ -37,15 +38,16 @@ class Entry(NamedTuple):
     timestep: int | None
 
 
-def superseded(entries: Sequence[Entry], starts: Sequence[TrainingStart]) -> list[bool]:
-    """For each of a category's ``entries`` (in write order), whether a later training
-    start abandoned it (see the module docstring)."""
+def superseded(entries: Sequence[Entry], resumes: Sequence[TrainingStart]) -> list[bool]:
+    """For each of a category's ``entries`` (in write order), whether one of the
+    ``resumes`` (training starts at a step > 0) abandoned it (see the module docstring)."""
     flags = [False] * len(entries)
-    timed_starts = [start for start in starts if start.time is not None]
-    if timed_starts:
-        _mark_timed(entries, timed_starts, flags)
-    if any(entry.time is None and entry.timestep is not None for entry in entries):
-        _mark_untimed(entries, sorted(start.timestep for start in starts), flags)
+    timed = [resume for resume in resumes if resume.time is not None]
+    if timed:
+        _mark_timed(entries, timed, flags)
+    untimed = [resume.timestep for resume in resumes if resume.time is None]
+    if untimed and any(entry.time is None for entry in entries):
+        _mark_untimed(entries, untimed, flags)
     return flags
 
 
@@ -64,20 +66,22 @@ def _mark_timed(entries: Sequence[Entry], starts: Sequence[TrainingStart], flags
                 break
 
 
-def _mark_untimed(entries: Sequence[Entry], start_timesteps: Sequence[int], flags: list[bool]) -> None:
+def _mark_untimed(entries: Sequence[Entry], resume_timesteps: Sequence[int], flags: list[bool]) -> None:
     save_timesteps: dict[int, int] = {}
     for entry in entries:
         if entry.time is None and entry.timestep is not None:
             save_timesteps[entry.save] = max(entry.timestep, save_timesteps.get(entry.save, entry.timestep))
     highest = None
     for save, timestep in save_timesteps.items():  # saves in write order
-        if highest is not None and timestep < highest:
-            resumed_from = max((start for start in start_timesteps if start <= timestep), default=timestep - 1)
-            for index, entry in enumerate(entries):
-                if entry.save >= save:
-                    break
-                if entry.time is None and entry.timestep is not None and entry.timestep > resumed_from:
-                    flags[index] = True
+        if highest is None or timestep >= highest:
             highest = timestep
-        else:
-            highest = timestep if highest is None else max(highest, timestep)
+            continue
+        highest = timestep  # a new branch starts at this save
+        resumed_from = max((start for start in resume_timesteps if start <= timestep), default=None)
+        if resumed_from is None:
+            continue
+        for index, entry in enumerate(entries):
+            if entry.save >= save:
+                break
+            if entry.time is None and entry.timestep is not None and entry.timestep > resumed_from:
+                flags[index] = True

@@ -101,8 +101,8 @@ class Checkpoint:
     key: str  # of the metadata .json
     path: str  # the metadata .json as the store names it (a local path here): load_checkpoint(path)
     timestep: int | None
-    metadata: dict[str, Any]
-    bytes: int  # all its files together
+    metadata: dict[str, Any] = field(repr=False)
+    bytes: int = 0  # all its files together
 
 
 class DataFile(NamedTuple):
@@ -227,19 +227,17 @@ class Run:
             ``"all"``: every record of every branch, in write order
         :raises ValueError: for a category this run does not have (naming the known ones)
         """
-        saves = self.saves(category)
+        if branches not in ("current", "all"):
+            raise ValueError(f"branches must be 'current' or 'all', got {branches!r}")
+        saves = self.saves(category)  # reads (and checks the category) now, not on first next()
         pairs: Iterable[tuple[Save, Any]] = [(save, record) for save in saves for record in save.records()]
         if branches == "current":
             pairs = self._current_branch(category, pairs)
-        elif branches != "all":
-            raise ValueError(f"branches must be 'current' or 'all', got {branches!r}")
         if since is not None:
             pairs = _written_after(pairs, since)
-        for save, record in pairs:
-            if with_metadata:
-                yield Record(record, category, save.writer, save.seq, save.time, save.key)
-            else:
-                yield record
+        if with_metadata:
+            return (Record(record, category, save.writer, save.seq, save.time, save.key) for save, record in pairs)
+        return (record for _, record in pairs)
 
     def hyperparameters(self, branches: Branches = "current") -> list[dict[str, Any]]:
         """The ``hyperparameters`` records, one per training start, oldest first."""
@@ -386,13 +384,13 @@ class Run:
         pairs = list(pairs)
         starts = self._training_starts() if category != HYPERPARAMETERS else [
             _training_start(save, record) for save, record in pairs]
-        starts = [start for start in starts if start is not None]
-        if not starts and not any(save.time is None for save, _ in pairs):
+        resumes = [start for start in starts if start is not None and start.timestep > 0]
+        if not resumes:
             return pairs
         save_numbers: dict[int, int] = {}
         entries = [Entry(save_numbers.setdefault(id(save), len(save_numbers)), save.time, save.writer,
                          _timestep(record)) for save, record in pairs]
-        flags = superseded(entries, starts)
+        flags = superseded(entries, resumes)
         return [pair for pair, dropped in zip(pairs, flags) if not dropped]
 
     def _training_starts(self) -> list[TrainingStart | None]:

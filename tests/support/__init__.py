@@ -1,0 +1,1 @@
+"""Shared test support: builders and doubles used by tests and benchmarks."""
