@@ -288,7 +288,7 @@ def test_lineage_from_write_times_leaves_concurrent_writers_alone(tmp_path: Path
         crashed.save("learning_metrics", {"timestep": timestep})
     crashed.flush()  # killed: its segments stay .open
     sweep = SegmentRunWriter(tmp_path, "other-seed", start=95.5, tick=1.0)  # still writing after the resume
-    for timestep in range(1000, 13000, 1000):
+    for timestep in range(6000, 18000, 1000):  # past 5000 before the resume, and after it
         sweep.save("learning_metrics", {"timestep": timestep, "seed": 2})
     sweep.close()
     resumed = SegmentRunWriter(tmp_path, "resumed", start=100.0, tick=1.0)
@@ -300,5 +300,5 @@ def test_lineage_from_write_times_leaves_concurrent_writers_alone(tmp_path: Path
     current = [(r.writer, r.data["timestep"]) for r in run.records("learning_metrics", with_metadata=True)]
     assert [t for w, t in current if w == "crashed"] == [1000, 2000, 3000, 4000, 5000]
     assert [t for w, t in current if w == "resumed"] == [6000, 7000, 8000, 9000]
-    assert [t for w, t in current if w == "other-seed"] == list(range(1000, 13000, 1000))
+    assert [t for w, t in current if w == "other-seed"] == list(range(6000, 18000, 1000))
     assert len(list(run.records("learning_metrics", branches="all"))) == 8 + 12 + 4
