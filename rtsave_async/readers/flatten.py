@@ -3,9 +3,10 @@
 ``{"detailed_info": {"robot_state": {"position": {"x": 1.0}}}}`` becomes the column
 ``detailed_info.robot_state.position.x``; lists stay list values in one column; an
 empty dict stays a value. Records of one category nearly always share one shape, so
-the flattening code for a shape is generated once (a function returning a row tuple)
-and applied to every record of that shape; a record of another shape starts a new
-block, and blocks are concatenated (columns a block lacks are missing values there).
+the flattening code for a shape is generated once (a loop appending each leaf to its
+column) and run over the records while they keep that shape; a record of another
+shape starts a new block, and blocks are concatenated (columns a block lacks are
+missing values there).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _NUMERIC_TYPES = (int, float, bool)
-Row = Callable[[Any], tuple[Any, ...]]
+Filler = Callable[[Sequence[Any], int], tuple[int, list[list[Any]]]]
 
 
 def import_pandas() -> Any:
@@ -36,20 +37,12 @@ def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
     blocks = []
     start = 0
     while start < len(records):
-        columns, row = _row_function(records[start])
-        rows = []
-        for record in itertools.islice(records, start, None):
-            try:
-                values = row(record)
-            except (KeyError, TypeError, IndexError):
-                break
-            if values is None:
-                break
-            rows.append(values)
-        if not rows:  # not a dict (or another shape) at ``start``: a block of its own
-            columns, rows = ["value"], [(records[start],)]
-        blocks.append(_block_frame(pandas, columns, rows))
-        start += len(rows)
+        names, fill = _column_filler(records[start])
+        end, columns = fill(records, start)
+        if end == start:  # not a dict: a block of its own
+            names, columns, end = ["value"], [[records[start]]], start + 1
+        blocks.append(_block_frame(pandas, names, columns, end - start))
+        start = end
     if not blocks:
         return pandas.DataFrame()
     if len(blocks) == 1:
@@ -57,18 +50,18 @@ def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
     return pandas.concat(blocks, ignore_index=True, sort=False)
 
 
-def _block_frame(pandas: Any, columns: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+def _block_frame(pandas: Any, names: list[str], columns: list[list[Any]], rows: int) -> pd.DataFrame:
     import numpy as np
 
     data: dict[str, Any] = {}
-    for column, values in zip(columns, zip(*rows)):
+    for name, values in zip(names, columns):
         if type(values[0]) in _NUMERIC_TYPES:
             array = np.array(values)
             if array.dtype.kind in "ifb":  # all plain numbers: skip pandas' per-value inference
-                data[column] = array
+                data[name] = array
                 continue
-        data.update(_expand_dicts(column, list(values)))
-    return pandas.DataFrame(data, index=pandas.RangeIndex(len(rows)))
+        data.update(_expand_dicts(name, values))
+    return pandas.DataFrame(data, index=pandas.RangeIndex(rows))
 
 
 def _expand_dicts(column: str, values: list[Any]) -> dict[str, Any]:
@@ -92,33 +85,48 @@ def _leaf_paths(record: dict[str, Any], path: tuple[str, ...], out: list[tuple[s
             out.append(path + (name,))
 
 
-def _row_function(record: Any) -> tuple[list[str], Row]:
-    """Dotted column names and a function giving a record of this shape as a row tuple
-    (None, KeyError or TypeError for a record of another shape)."""
+def _column_filler(record: Any) -> tuple[list[str], Filler]:
+    """Dotted column names, and ``fill(records, start) -> (end, columns)``: the leaf
+    values of ``records[start:end]``, column by column, where ``end`` is the first
+    record of another shape (other keys at some level, or not a dict)."""
     if type(record) is not dict:
-        return [], _no_row
+        return [], _no_rows
     paths: list[tuple[str, ...]] = []
     _leaf_paths(record, (), paths)
-    names: dict[tuple[str, ...], str] = {(): "r"}
-    lines = ["def row(r):"]
-    checks = []
+    variables: dict[tuple[str, ...], str] = {(): "r"}
+    reads = []
 
     def node(path: tuple[str, ...]) -> str:
-        if path not in names:
+        if path not in variables:
             parent = node(path[:-1])
-            names[path] = f"d{len(names)}"
-            lines.append(f"    {names[path]} = {parent}[{path[-1]!r}]")
-        return names[path]
+            variables[path] = f"d{len(variables)}"
+            reads.append(f"{variables[path]} = {parent}[{path[-1]!r}]")
+        return variables[path]
 
     values = [f"{node(path[:-1])}[{path[-1]!r}]" for path in paths]
-    # Same key count at every level, and the keys exist: the same shape.
-    for path, variable in names.items():
-        checks.append(f"len({variable}) != {len(_at(record, path))}")
-    lines.append(f"    if {' or '.join(checks)}:\n        return None")
-    lines.append(f"    return ({''.join(value + ', ' for value in values)})")
-    namespace: dict[str, Any] = {}
-    exec("\n".join(lines), namespace)  # generated from the record's own keys (repr-quoted)
-    return [".".join(path) for path in paths], namespace["row"]
+    reads += [f"v{index} = {value}" for index, value in enumerate(values)]
+    same_shape = " and ".join(f"len({variable}) == {len(_at(record, path))}" for path, variable in variables.items())
+    columns = range(len(paths))
+    source = "\n".join([
+        "def fill(records, start):",
+        *(f"    c{index} = []; a{index} = c{index}.append" for index in columns),
+        "    end = start",
+        "    for r in islice(records, start, None):",
+        "        if type(r) is not dict:",
+        "            break",
+        "        try:",
+        *(f"            {read}" for read in reads or ["pass"]),
+        "        except (KeyError, TypeError, IndexError):",
+        "            break",
+        f"        if not ({same_shape}):",
+        "            break",
+        *(f"        a{index}(v{index})" for index in columns),
+        "        end += 1",
+        f"    return end, [{', '.join(f'c{index}' for index in columns)}]",
+    ])
+    namespace: dict[str, Any] = {"islice": itertools.islice}
+    exec(source, namespace)  # built from the record's own keys, each written as a repr() literal
+    return [".".join(path) for path in paths], namespace["fill"]
 
 
 def _at(record: dict[str, Any], path: Iterable[str]) -> dict[str, Any]:
@@ -127,5 +135,5 @@ def _at(record: dict[str, Any], path: Iterable[str]) -> dict[str, Any]:
     return record
 
 
-def _no_row(record: Any) -> None:
-    return None
+def _no_rows(records: Sequence[Any], start: int) -> tuple[int, list[list[Any]]]:
+    return start, []

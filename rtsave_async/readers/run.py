@@ -227,17 +227,21 @@ class Run:
             ``"all"``: every record of every branch, in write order
         :raises ValueError: for a category this run does not have (naming the known ones)
         """
-        if branches not in ("current", "all"):
-            raise ValueError(f"branches must be 'current' or 'all', got {branches!r}")
-        saves = self.saves(category)  # reads (and checks the category) now, not on first next()
-        pairs: Iterable[tuple[Save, Any]] = [(save, record) for save in saves for record in save.records()]
-        if branches == "current":
-            pairs = self._current_branch(category, pairs)
-        if since is not None:
-            pairs = _written_after(pairs, since)
+        pairs = self._record_pairs(category, since, branches)
         if with_metadata:
             return (Record(record, category, save.writer, save.seq, save.time, save.key) for save, record in pairs)
         return (record for _, record in pairs)
+
+    def _record_pairs(self, category: str, since: str | None, branches: Branches) -> list[tuple[Save, Any]]:
+        """(save, record) for every record :meth:`records` yields, read now."""
+        if branches not in ("current", "all"):
+            raise ValueError(f"branches must be 'current' or 'all', got {branches!r}")
+        pairs = [(save, record) for save in self.saves(category) for record in save.records()]
+        if branches == "current":
+            pairs = self._current_branch(category, pairs)
+        if since is not None:
+            pairs = list(_written_after(pairs, since))
+        return pairs
 
     def hyperparameters(self, branches: Branches = "current") -> list[dict[str, Any]]:
         """The ``hyperparameters`` records, one per training start, oldest first."""
@@ -291,13 +295,12 @@ class Run:
         ``_rtsave.seq`` and ``_rtsave.time`` columns. Needs pandas (the ``export`` extra).
         """
         with paused_gc():
+            pairs = self._record_pairs(category, None, branches)
             if not with_metadata:
-                return records_to_frame(list(self.records(category, branches=branches)))
-            records = [{**record.data, METADATA_KEY: {"writer": record.writer, "seq": record.seq,
-                                                      "time": record.time}}
-                       if isinstance(record.data, dict) else record.data
-                       for record in self.records(category, with_metadata=True, branches=branches)]
-            return records_to_frame(records)
+                return records_to_frame([record for _, record in pairs])
+            return records_to_frame([
+                {**record, METADATA_KEY: {"writer": save.writer, "seq": save.seq, "time": save.time}}
+                if isinstance(record, dict) else record for save, record in pairs])
 
     def cursor(self, category: str | None = None) -> RunCursor:
         """A cursor whose :meth:`~RunCursor.poll` returns what is new since its last poll."""
@@ -416,18 +419,26 @@ class Run:
 
 
 def _save(category: str, data: Any, data_file: DataFile, metadata: dict[str, Any] | None = None) -> Save:
-    """A :class:`Save` from a payload; json files carry ``_rtsave`` in each record (removed here)."""
-    if isinstance(data, dict):
-        metadata = data.pop(METADATA_KEY, None) or metadata
-    elif isinstance(data, list):
-        for record in data:
-            if type(record) is dict:
-                found = record.pop(METADATA_KEY, None)
-                metadata = metadata or found
+    """A :class:`Save` from a payload. A segment line gives ``metadata``; json files
+    carry ``_rtsave`` in the object or in each record of the array instead."""
+    metadata = metadata or _pop_metadata(data)
     if not metadata:
         return Save(category, data, data_file.cursor_key, seq=data_file.name.seq)
     return Save(category, data, data_file.cursor_key, metadata.get("writer"), metadata.get("seq"),
                 metadata.get("time"))
+
+
+def _pop_metadata(data: Any) -> dict[str, Any] | None:
+    """Remove ``_rtsave`` from a json file's payload; the first one found."""
+    if isinstance(data, dict):
+        return data.pop(METADATA_KEY, None)
+    found = None
+    if isinstance(data, list):
+        for record in data:
+            if type(record) is dict:
+                metadata = record.pop(METADATA_KEY, None)
+                found = found or metadata
+    return found
 
 
 def _timestep(record: Any) -> int | None:
