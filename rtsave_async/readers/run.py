@@ -296,11 +296,15 @@ class Run:
         """
         with paused_gc():
             pairs = self._record_pairs(category, None, branches)
-            if not with_metadata:
-                return records_to_frame([record for _, record in pairs])
-            return records_to_frame([
-                {**record, METADATA_KEY: {"writer": save.writer, "seq": save.seq, "time": save.time}}
-                if isinstance(record, dict) else record for save, record in pairs])
+            if with_metadata:
+                records = [{**record, METADATA_KEY: {"writer": save.writer, "seq": save.seq, "time": save.time}}
+                           if isinstance(record, dict) else record for save, record in pairs]
+            else:
+                records = [record for _, record in pairs]
+            del pairs
+            frame = records_to_frame(records)
+            del records  # freed while the collector is off: it would walk them once more
+        return frame
 
     def cursor(self, category: str | None = None) -> RunCursor:
         """A cursor whose :meth:`~RunCursor.poll` returns what is new since its last poll."""
