@@ -240,6 +240,11 @@ def test_misspelt_category_missing_folder_and_not_a_run_are_clear_errors(tmp_pat
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match=f"{tmp_path / 'photos'}: not an rtsave run"):
         open_run(tmp_path / "photos")
+    (tmp_path / "crashed" / "episodes").mkdir(parents=True)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'crashed'}: an empty run .* episodes/"):
+        open_run(tmp_path / "crashed")
+    SegmentRunWriter(tmp_path / "started", "w")  # run.json written, nothing saved yet
+    assert open_run(tmp_path / "started").categories() == []
 
 
 def test_lineage_after_a_resume_from_an_earlier_checkpoint(tmp_path: Path) -> None:
@@ -302,3 +307,40 @@ def test_lineage_from_write_times_leaves_concurrent_writers_alone(tmp_path: Path
     assert [t for w, t in current if w == "resumed"] == [6000, 7000, 8000, 9000]
     assert [t for w, t in current if w == "other-seed"] == list(range(6000, 18000, 1000))
     assert len(list(run.records("learning_metrics", branches="all"))) == 8 + 12 + 4
+
+
+def test_json_files_with_metadata_merge_writers_and_accept_both_object_shapes(tmp_path: Path) -> None:
+    """As the json format stores them with writer tags: ``_rtsave`` in each record of an
+    array, or in the one object of a hyperparameters/checkpoints file."""
+    folder = tmp_path / "hyperparameters"
+    folder.mkdir()
+    (tmp_path / "run.json").write_text(json.dumps({"format_version": 1, "format": "json", "writers": ["a", "b"]}))
+    saves = [("b", 1, "2026-12-01T12:00:02.000000Z", "bbbbbb", {"timestep": 0, "model_type": "SAC"}),
+             ("a", 1, "2026-12-01T12:00:01.000000Z", "aaaaaa", [{"timestep": 0, "model_type": "PPO"}])]
+    for writer, seq, time, tag, payload in saves:
+        metadata = {"writer": writer, "seq": seq, "time": time, "category": "hyperparameters"}
+        data = {**payload, "_rtsave": metadata} if isinstance(payload, dict) else [
+            {**record, "_rtsave": metadata} for record in payload]
+        (folder / f"hyperparameters_20261201_120000_{seq:08d}_{tag}.json").write_text(json.dumps(data))
+    run = open_run(tmp_path)
+    assert [h["model_type"] for h in run.hyperparameters()] == ["PPO", "SAC"]
+    assert [r.writer for r in run.records("hyperparameters", with_metadata=True)] == ["a", "b"]
+    assert load_records(tmp_path, "hyperparameters") == [[{"timestep": 0, "model_type": "PPO"}],
+                                                         {"timestep": 0, "model_type": "SAC"}]
+
+
+def test_reading_a_run_imports_neither_torch_nor_sb3_nor_pandas(tmp_path: Path) -> None:
+    from conftest import python_child
+
+    writer = SegmentRunWriter(tmp_path, "w")
+    writer.save("episodes", episodes(1))
+    writer.close()
+    child = python_child(f"""
+        import sys
+        from rtsave_async import open_run
+        run = open_run({str(tmp_path)!r})
+        assert len(list(run.records("episodes"))) == 2 and run.cursor().poll()
+        print(sorted(name for name in ("torch", "stable_baselines3", "pandas") if name in sys.modules))
+    """)
+    stdout, stderr = child.communicate(timeout=60)
+    assert stdout.strip() == "[]", stderr

@@ -142,18 +142,21 @@ def open_run(path_or_store: str | os.PathLike[str] | RunStore, *, errors: Errors
         :attr:`Run.problems` and as a :class:`RunDamageWarning`; ``"raise"``: a
         ``ValueError`` naming the file and offset instead
     :raises FileNotFoundError: naming the path, if there is no such folder
-    :raises ValueError: naming the path, if the folder holds no run (no ``run.json``
-        and no snapshot files)
+    :raises ValueError: naming the path, if the folder holds no run, or an empty one
+        (no ``run.json`` and no snapshot files; a run whose writer has started has
+        ``run.json`` and opens, with no categories yet)
     """
     store = path_or_store if isinstance(path_or_store, RunStore) else LocalRunStore(path_or_store)
     if not store.is_run_root():
         raise FileNotFoundError(f"{store.url()}: no such run folder")
     run = Run(store, errors=errors)
     if not store.exists(RUN_MANIFEST_KEY) and not run.categories():
-        raise ValueError(
-            f"{store.url()}: not an rtsave run (no {RUN_MANIFEST_KEY} and no snapshot files in "
-            f"{', '.join(folder + '/' for folder in STANDARD_CATEGORIES)} or custom category folders)"
-        )
+        empty = [folder + "/" for folder in store.folders() if folder in STANDARD_CATEGORIES]
+        if empty:
+            raise ValueError(f"{store.url()}: an empty run (no {RUN_MANIFEST_KEY}, no snapshot files in "
+                             f"{', '.join(sorted(empty))})")
+        raise ValueError(f"{store.url()}: not an rtsave run (no {RUN_MANIFEST_KEY}, no category folder "
+                         f"holding snapshot files)")
     return run
 
 
