@@ -35,10 +35,13 @@ class RunCursor:
 
     def poll(self) -> list[Record]:
         """The records written since the previous poll (all so far on the first)."""
-        categories = [self.category] if self.category is not None else self.run.categories()
+        if self.category is None:
+            files = self.run.files_by_category()
+        else:
+            files = {self.category: self.run.data_files(self.category)}
         saves: list[Save] = []
-        for category in categories:
-            for data_file in self.run.data_files(category, _checked=False):
+        for category, data_files in files.items():
+            for data_file in data_files:
                 saves.extend(self._read_new(category, data_file))
         saves.sort(key=lambda save: save.order)
         return [Record(record, save.category, save.writer, save.seq, save.time, save.key)

@@ -106,13 +106,15 @@ class Checkpoint:
 
 
 class DataFile(NamedTuple):
-    """One data file of a category: its key (``.open`` dropped for segments) as listed."""
+    """One data file of a category, as listed (a segment's key ends in ``.open`` while
+    it is appended)."""
 
-    key: str  # the key as listed (with ``.open`` while a segment is appended)
+    key: str
     name: ParsedName
 
     @property
     def cursor_key(self) -> str:
+        """The key without ``.open``: the same before and after a segment is published."""
         return published_name(self.key)
 
 
@@ -180,15 +182,25 @@ class Run:
 
     def categories(self) -> list[str]:
         """Categories holding at least one data file: the standard ones first, then custom ones."""
-        found = [folder for folder in self.store.folders() if folder != WRITERS_FOLDER
-                 and not folder.startswith(".") and self.data_files(folder, _checked=False)]
-        standard = [category for category in STANDARD_CATEGORIES if category in found]
-        return standard + sorted(set(found) - set(standard))
+        return list(self.files_by_category())
 
-    def data_files(self, category: str, *, _checked: bool = True) -> list[DataFile]:
+    def files_by_category(self) -> dict[str, list[DataFile]]:
+        """Each category's data files (as :meth:`data_files`), in :meth:`categories` order."""
+        found = {}
+        for folder in self.store.folders():
+            if folder != WRITERS_FOLDER and not folder.startswith("."):
+                files = self._data_files(folder)
+                if files:
+                    found[folder] = files
+        standard = [category for category in STANDARD_CATEGORIES if category in found]
+        return {category: found[category] for category in standard + sorted(set(found) - set(standard))}
+
+    def data_files(self, category: str) -> list[DataFile]:
         """The json files and segments of ``category``, in name order (seq, then writer tag)."""
-        if _checked:
-            self._check_category(category)
+        self._check_category(category)
+        return self._data_files(category)
+
+    def _data_files(self, category: str) -> list[DataFile]:
         prefix = file_prefix(category)
         files: dict[str, DataFile] = {}
         for file_key in self.store.list(category):
