@@ -231,6 +231,8 @@ def test_misspelt_category_missing_folder_and_not_a_run_are_clear_errors(tmp_pat
         open_run(tmp_path / "run").records("episode")
     with pytest.raises(ValueError, match="no category 'episode'"):
         load_records(tmp_path / "run", "episode")
+    with pytest.raises(ValueError, match="no category 'episode'"):
+        iter_records(tmp_path / "run", "episode")  # at the call, not at the first next()
     assert list(open_run(tmp_path / "run").records("checkpoints")) == []  # a standard one, none written yet
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'missing'}: no such run folder"):
         open_run(tmp_path / "missing")

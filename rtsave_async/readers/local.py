@@ -45,4 +45,4 @@ def iter_records(save_dir: str | os.PathLike[str], category: str) -> Iterator[An
     """Every record of ``category`` in order: ``open_run(save_dir).records(category)``,
     so records a resume from an earlier checkpoint superseded are left out (errors as
     :func:`load_records`)."""
-    yield from _run(save_dir).records(category)
+    return _run(save_dir).records(category)
