@@ -346,3 +346,15 @@ def test_reading_a_run_imports_neither_torch_nor_sb3_nor_pandas(tmp_path: Path) 
     """)
     stdout, stderr = child.communicate(timeout=60)
     assert stdout.strip() == "[]", stderr
+
+
+def test_to_pandas_keeps_every_record_when_shapes_change() -> None:
+    pytest.importorskip("pandas")
+    from rtsave_async.readers.flatten import records_to_frame
+
+    frame = records_to_frame([{"a": 1, "b": {"c": None}}, {"a": 2, "b": {"c": {"d": 4}}}, {"a": 3},
+                              7, 8, {"a": {"x": 1}}, {}])
+    assert list(frame.columns) == ["a", "b.c.d", "value", "a.x"] and len(frame) == 7
+    assert frame.fillna(-1).to_dict("list") == {"a": [1, 2, 3, -1, -1, -1, -1], "b.c.d": [-1, 4, -1, -1, -1, -1, -1],
+                                                "value": [-1, -1, -1, 7, 8, -1, -1],
+                                                "a.x": [-1, -1, -1, -1, -1, 1, -1]}

@@ -37,10 +37,12 @@ def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
     blocks = []
     start = 0
     while start < len(records):
-        names, fill = _column_filler(records[start])
-        end, columns = fill(records, start)
-        if end == start:  # not a dict: a block of its own
-            names, columns, end = ["value"], [[records[start]]], start + 1
+        if type(records[start]) is dict:
+            names, fill = _column_filler(records[start])
+            end, columns = fill(records, start)
+        else:  # records that are not dicts: one column, "value"
+            end = next((index for index in range(start, len(records)) if type(records[index]) is dict), len(records))
+            names, columns = ["value"], [list(records[start:end])]
         blocks.append(_block_frame(pandas, names, columns, end - start))
         start = end
     if not blocks:
@@ -85,12 +87,10 @@ def _leaf_paths(record: dict[str, Any], path: tuple[str, ...], out: list[tuple[s
             out.append(path + (name,))
 
 
-def _column_filler(record: Any) -> tuple[list[str], Filler]:
+def _column_filler(record: dict[str, Any]) -> tuple[list[str], Filler]:
     """Dotted column names, and ``fill(records, start) -> (end, columns)``: the leaf
     values of ``records[start:end]``, column by column, where ``end`` is the first
     record of another shape (other keys at some level, or not a dict)."""
-    if type(record) is not dict:
-        return [], _no_rows
     paths: list[tuple[str, ...]] = []
     _leaf_paths(record, (), paths)
     variables: dict[tuple[str, ...], str] = {(): "r"}
@@ -133,7 +133,3 @@ def _at(record: dict[str, Any], path: Iterable[str]) -> dict[str, Any]:
     for name in path:
         record = record[name]
     return record
-
-
-def _no_rows(records: Sequence[Any], start: int) -> tuple[int, list[list[Any]]]:
-    return start, []
