@@ -121,13 +121,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--records", type=int, default=1_000_000, help="episode records per run (default 1,000,000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--dir", type=Path, default=None, help="where to build the runs (default: a temp folder)")
-    reporting.add_run_options(parser, "20,000 records, 1 round (a smoke test)")
+    reporting.add_run_options(parser, "4,000 records, 1 round (a smoke test)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    records, rounds = (20_000, 1) if args.quick else (args.records, args.rounds)
+    records, rounds = (4_000, 1) if args.quick else (args.records, args.rounds)
     saves = records // ENVS
     load_before = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="bench_read_", dir=args.dir))
