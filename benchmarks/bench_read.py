@@ -3,7 +3,7 @@
 Builds one run per layout holding the same episode records (Go1-shaped: the tracker's
 fields with the env's detailed robot state, 4 envs per save): format ``json`` written
 by the real :class:`SnapshotWriter` (one file per save), and format ``jsonl.zst``
-written frame by frame as the storage contract specifies (``tests/support/segments.py``).
+written frame by frame as the storage contract specifies (``tests/support/segment_builder.py``).
 Then, in interleaved rounds, times three ways to the same dotted-column DataFrame:
 
   (a) naive: ``json.load`` of every file in name order, then ``pandas.json_normalize``
@@ -32,7 +32,7 @@ from typing import Any
 
 from benchmarks import reporting
 from rtsave_async import SnapshotWriter, list_snapshot_files, open_run
-from tests.support.segments import SegmentRunWriter
+from tests.support.segment_builder import SegmentRunWriter
 
 ENVS = 4
 SAVES_PER_FRAME = 64  # saves per zstd frame (one writer flush)

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from support.segments import SegmentRunWriter, encode_frame, frame_offsets
+from support.segment_builder import SegmentRunWriter, encode_frame, frame_offsets
 from support.stores import CountingRunStore
 
 from rtsave_async import SnapshotWriter, iter_records, list_snapshot_files, load_records, open_run

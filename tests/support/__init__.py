@@ -1,1 +1,0 @@
-"""Shared test support: builders and doubles used by tests and benchmarks."""
