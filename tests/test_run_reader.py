@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.segment_builder import SegmentRunWriter, encode_frame, frame_offsets
-from support.stores import CountingRunStore
+from support.stores import CountingRunStore, StaleListingRunStore
 
 from rtsave_async import SnapshotWriter, iter_records, list_snapshot_files, load_records, open_run
 from rtsave_async.readers import RunDamageWarning
@@ -124,15 +124,37 @@ def test_poll_returns_each_record_once_across_rotations_new_writers_and_categori
 
 
 def test_poll_sees_new_json_files_once(tmp_path: Path) -> None:
+    store = CountingRunStore(tmp_path)
     with SnapshotWriter(tmp_path) as writer:
         writer.submit("episodes", episodes(1))
         writer.flush(10)
-        cursor = open_run(tmp_path).cursor("episodes")
+        cursor = open_run(store).cursor("episodes")
         first = cursor.poll()
         writer.submit("episodes", episodes(2))
         writer.flush(10)
         second = cursor.poll()
     assert [r.data for r in first] == episodes(1) and [r.data for r in second] == episodes(2)
+    assert cursor.poll() == []
+    files = list_snapshot_files(tmp_path, "episodes")
+    assert {key: count for key, count in store.bytes_read.items() if key.startswith("episodes/")} == {
+        f"episodes/{path.name}": path.stat().st_size for path in files}  # each file read once
+
+
+def test_poll_follows_a_segment_published_after_it_was_listed(tmp_path: Path) -> None:
+    store = StaleListingRunStore(tmp_path)
+    writer = SegmentRunWriter(tmp_path, "w")
+    writer.save("episodes", episodes(1))
+    writer.flush()
+    cursor = open_run(store).cursor("episodes")
+    assert [r.data["timestep"] for r in cursor.poll()] == [1, 1]
+    store.freeze()  # still lists the .open name
+    writer.save("episodes", episodes(2))
+    writer.rotate("episodes")
+    assert [r.data["timestep"] for r in cursor.poll()] == [2, 2]
+    store.thaw()
+    writer.save("episodes", episodes(3))
+    writer.close()
+    assert [r.data["timestep"] for r in cursor.poll()] == [3, 3]
     assert cursor.poll() == []
 
 
@@ -358,3 +380,22 @@ def test_to_pandas_keeps_every_record_when_shapes_change() -> None:
     assert frame.fillna(-1).to_dict("list") == {"a": [1, 2, 3, -1, -1, -1, -1], "b.c.d": [-1, 4, -1, -1, -1, -1, -1],
                                                 "value": [-1, -1, -1, 7, 8, -1, -1],
                                                 "a.x": [-1, -1, -1, -1, -1, 1, -1]}
+
+
+def test_lineage_of_a_run_without_write_times_follows_each_resume(tmp_path: Path) -> None:
+    """Files as written before ``_rtsave``: trained to 8000, resumed from the final
+    checkpoint to 10000, then resumed from the one at 5000."""
+    def write(category: str, prefix: str, seq: int, timestep: int) -> None:
+        folder = tmp_path / category
+        folder.mkdir(exist_ok=True)
+        (folder / f"{prefix}_20261201_120000_{seq:08d}.json").write_text(json.dumps([{"timestep": timestep}]))
+
+    for seq, start in enumerate((0, 8000, 5000), start=1):
+        write("hyperparameters", "hyperparameters", seq, start)
+    steps = [*range(1000, 9000, 1000), 9000, 10000, 6000, 7000]
+    for seq, timestep in enumerate(steps, start=1):
+        write("learning_metrics", "learning_metrics", seq, timestep)
+    run = open_run(tmp_path)
+    assert [r["timestep"] for r in run.records("learning_metrics")] == [1000, 2000, 3000, 4000, 5000, 6000, 7000]
+    assert [r["timestep"] for r in run.records("learning_metrics", branches="all")] == steps
+    assert [h["timestep"] for h in run.hyperparameters()] == [0, 5000]  # the start at 8000 was abandoned too

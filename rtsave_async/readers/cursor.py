@@ -63,8 +63,10 @@ class RunCursor:
             try:
                 if self.run.store.size(data_file.key) <= offset:
                     return []
-            except FileNotFoundError:  # published meanwhile: listed under its final name next poll
-                return []
+            except FileNotFoundError:  # published since it was listed: read it under its final name
+                if not self.run.store.exists(key):
+                    return []
+                published = True
         saves, self._segment_offsets[key] = self.run.read_segment(category, data_file, offset)
         if published:
             self._finished_segments.add(key)

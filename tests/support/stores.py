@@ -18,3 +18,26 @@ class CountingRunStore(LocalRunStore):
         data = super().read(key, start, end)
         self.bytes_read[key.removesuffix(".open")] += len(data)
         return data
+
+
+class StaleListingRunStore(LocalRunStore):
+    """A :class:`LocalRunStore` whose listings can be frozen (``freeze()``): it then keeps
+    answering what it listed before, as an object store's eventually consistent listing
+    or a listing taken just before a rename would."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self._frozen: dict[str, list[str]] | None = None
+        self._last: dict[str, list[str]] = {}
+
+    def freeze(self) -> None:
+        self._frozen = dict(self._last)
+
+    def thaw(self) -> None:
+        self._frozen = None
+
+    def list(self, prefix: str = "") -> list[str]:
+        if self._frozen is not None and prefix in self._frozen:
+            return self._frozen[prefix]
+        self._last[prefix] = super().list(prefix)
+        return self._last[prefix]
