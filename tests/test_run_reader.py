@@ -350,7 +350,7 @@ def test_json_files_with_metadata_merge_writers_and_accept_both_object_shapes(tm
     assert [h["model_type"] for h in run.hyperparameters()] == ["PPO", "SAC"]
     assert [r.writer for r in run.records("hyperparameters", with_metadata=True)] == ["a", "b"]
     assert load_records(tmp_path, "hyperparameters") == [[{"timestep": 0, "model_type": "PPO"}],
-                                                         {"timestep": 0, "model_type": "SAC"}]
+                                                         [{"timestep": 0, "model_type": "SAC"}]]
 
 
 def test_reading_a_run_imports_neither_torch_nor_sb3_nor_pandas(tmp_path: Path) -> None:

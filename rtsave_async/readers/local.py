@@ -30,15 +30,15 @@ def list_snapshot_files(save_dir: str | os.PathLike[str], category: str) -> list
     return [Path(run.store.url(data_file.key)) for data_file in run.data_files(category)]
 
 
-def load_records(save_dir: str | os.PathLike[str], category: str) -> list[Any]:
-    """Every save of ``category``, oldest first, as stored: a list of records per save
-    (an object for checkpoints and hyperparameters written as one), without ``_rtsave``.
-    Every branch of a resumed run is included (see :meth:`Run.records` for lineage).
+def load_records(save_dir: str | os.PathLike[str], category: str) -> list[list[Any]]:
+    """Every save of ``category``, oldest first: one list of records per save (a
+    checkpoint or hyperparameters file holding one object is a list of one), without
+    ``_rtsave``. Every branch of a resumed run is included (see :meth:`Run.records`).
 
     :raises ValueError: naming the file, if one is damaged (never one this package
         wrote: its files are published whole); and as :func:`list_snapshot_files`
     """
-    return [save.data for save in _run(save_dir).saves(category)]
+    return [save.records() for save in _run(save_dir).saves(category)]
 
 
 def iter_records(save_dir: str | os.PathLike[str], category: str) -> Iterator[Any]:
