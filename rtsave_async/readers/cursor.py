@@ -44,8 +44,7 @@ class RunCursor:
             for data_file in data_files:
                 saves.extend(self._read_new(category, data_file))
         saves.sort(key=lambda save: save.order)
-        return [Record(record, save.category, save.writer, save.seq, save.time, save.key)
-                for save in saves for record in save.records()]
+        return [save.record(record) for save in saves for record in save.records()]
 
     def _read_new(self, category: str, data_file: DataFile) -> list[Save]:
         key = data_file.cursor_key

@@ -136,6 +136,10 @@ class Save:
     def records(self) -> list[Any]:
         return self.data if isinstance(self.data, list) else [self.data]
 
+    def record(self, data: Any) -> Record:
+        """One of :meth:`records` with this save's metadata."""
+        return Record(data, self.category, self.writer, self.seq, self.time, self.key)
+
 
 def open_run(path_or_store: str | os.PathLike[str] | RunStore, *, errors: Errors = "warn") -> Run:
     """Open the run stored at ``path_or_store`` (a folder, or a :class:`RunStore`).
@@ -244,7 +248,7 @@ class Run:
         """
         pairs = self._record_pairs(category, since, branches)
         if with_metadata:
-            return (Record(record, category, save.writer, save.seq, save.time, save.key) for save, record in pairs)
+            return (save.record(record) for save, record in pairs)
         return (record for _, record in pairs)
 
     def _record_pairs(self, category: str, since: str | None, branches: Branches) -> list[tuple[Save, Any]]:
