@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from rtsave_async.readers import iter_records, list_snapshot_files, load_records
+from rtsave_async.readers import Run, iter_records, list_snapshot_files, load_records, open_run
 from rtsave_async.writer import BackPressure, SnapshotWriter
 
 __version__ = "0.1.0"
@@ -26,12 +26,14 @@ __all__ = [
     "CheckpointError",
     "ComprehensiveSavingCallback",
     "RealTimeSavingCallback",
+    "Run",
     "SnapshotWriter",
     "__version__",
     "iter_records",
     "list_snapshot_files",
     "load_checkpoint",
     "load_records",
+    "open_run",
 ]
 
 

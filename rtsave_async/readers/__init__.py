@@ -1,5 +1,19 @@
-"""Readers of a save directory."""
+"""Readers of a run: :func:`open_run` for every layout, and the older list-of-files helpers."""
 
 from rtsave_async.readers.local import iter_records, list_snapshot_files, load_records
+from rtsave_async.readers.run import Checkpoint, Problem, Record, Run, RunDamageWarning, open_run
+from rtsave_async.readers.store import LocalRunStore, RunStore
 
-__all__ = ["iter_records", "list_snapshot_files", "load_records"]
+__all__ = [
+    "Checkpoint",
+    "LocalRunStore",
+    "Problem",
+    "Record",
+    "Run",
+    "RunDamageWarning",
+    "RunStore",
+    "iter_records",
+    "list_snapshot_files",
+    "load_records",
+    "open_run",
+]

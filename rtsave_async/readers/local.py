@@ -1,4 +1,4 @@
-"""Read what a writer stored: final files only, in the order they were taken."""
+"""The older readers of a local save_dir, now thin wrappers over :class:`Run`."""
 
 from __future__ import annotations
 
@@ -7,58 +7,42 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
+from rtsave_async.readers.run import Run
+from rtsave_async.readers.store import LocalRunStore
 
-from rtsave_async.categories import file_prefix, validate_category
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name, parse_sequence
+
+def _run(save_dir: str | os.PathLike[str]) -> Run:
+    store = LocalRunStore(save_dir)
+    if not store.is_run_root():
+        raise FileNotFoundError(f"{save_dir}: no such run folder")
+    return Run(store, errors="raise")
 
 
 def list_snapshot_files(save_dir: str | os.PathLike[str], category: str) -> list[Path]:
-    """The snapshot files of ``category`` in ``save_dir``, oldest first.
+    """The data files (json files, segments) of ``category`` in ``save_dir``, oldest first.
 
     Temp files (a write in progress, or left by a crash) are never listed.
+
+    :raises FileNotFoundError: if ``save_dir`` does not exist
+    :raises ValueError: for a category the run does not have, naming the known ones
     """
-    folder = Path(save_dir) / validate_category(category)
-    prefix = file_prefix(category)
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    numbered = []
-    for name in names:
-        sequence = parse_sequence(name, prefix)
-        if sequence is not None and name.endswith(SNAPSHOT_SUFFIX) and not is_temp_name(name):
-            numbered.append((sequence, name))
-    return [folder / name for _, name in sorted(numbered)]
+    run = _run(save_dir)
+    return [Path(run.store.url(data_file.key)) for data_file in run.data_files(category)]
 
 
 def load_records(save_dir: str | os.PathLike[str], category: str) -> list[list[Any]]:
-    """Every snapshot of ``category``, one list of records per file, oldest first.
+    """Every save of ``category``, oldest first: one list of records per save (a
+    checkpoint or hyperparameters file holding one object is a list of one), without
+    ``_rtsave``. Every branch of a resumed run is included (see :meth:`Run.records`).
 
-    A file holding one JSON object (``checkpoints``, ``hyperparameters``) gives a
-    one-record list, as does the one-element array of runs written before.
-
-    :raises ValueError: naming the file, if one is not valid JSON (never one this
-        package wrote: its files are published whole)
+    :raises ValueError: naming the file, if one is damaged (never one this package
+        wrote: its files are published whole); and as :func:`list_snapshot_files`
     """
-    return [_as_records(read_snapshot_file(path)) for path in list_snapshot_files(save_dir, category)]
+    return [save.records() for save in _run(save_dir).saves(category)]
 
 
 def iter_records(save_dir: str | os.PathLike[str], category: str) -> Iterator[Any]:
-    """Every record of ``category`` in order, across files (errors as :func:`load_records`)."""
-    for path in list_snapshot_files(save_dir, category):
-        yield from _as_records(read_snapshot_file(path))
-
-
-def _as_records(content: Any) -> list[Any]:
-    """The records of one file: its array, or its single object."""
-    return [content] if isinstance(content, dict) else content
-
-
-def read_snapshot_file(path: str | os.PathLike[str]) -> Any:
-    """The decoded content of one snapshot file; ``ValueError`` naming it if it is not JSON."""
-    data = Path(path).read_bytes()
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a valid snapshot file ({exc})") from None
+    """Every record of ``category`` in order: ``open_run(save_dir).records(category)``,
+    so records a resume from an earlier checkpoint superseded are left out (errors as
+    :func:`load_records`)."""
+    return _run(save_dir).records(category)
