@@ -16,9 +16,10 @@ from rtsave_async.cli.errors import CliError
 VEC_ENV_CLASSES = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 
 
-def set_torch_threads(threads: int) -> None:
-    """Intra-op threads of torch (``--torch_threads``); small MLPs are fastest on one."""
+def set_torch_threads(threads: int) -> int:
+    """Set torch's intra-op threads (``--torch_threads``; small MLPs are fastest on one); returns the count in use."""
     th.set_num_threads(threads)
+    return th.get_num_threads()
 
 
 def verified_checkpoint(model_path: str | None) -> CheckpointInfo | None:

@@ -24,7 +24,7 @@ EXIT_SAVING_FAILED = 1
 
 
 def train(args: argparse.Namespace) -> int:
-    set_torch_threads(args.torch_threads)
+    threads = set_torch_threads(args.torch_threads)
     checkpoint = verified_checkpoint(args.model_path)
     if checkpoint is not None:  # a new run was fully checked before torch was imported
         recorded = checkpoint.metadata or {}
@@ -54,7 +54,7 @@ def train(args: argparse.Namespace) -> int:
     if curriculum is not None:
         callbacks.append(curriculum)
     stop = planned_stop(model, args.total_timesteps)
-    print(start_line(args, model, stop), flush=True)
+    print(start_line(args, model, stop, threads), flush=True)
     progress = None if args.no_progress else ProgressBar(started_at, stop)
     if progress is not None:
         callbacks.append(progress)
@@ -128,10 +128,10 @@ def checkpoint_rand_power(resumed: ResumedRun, recorded: float | None) -> float 
     return recorded
 
 
-def start_line(args: argparse.Namespace, model: BaseAlgorithm, stop: int) -> str:
+def start_line(args: argparse.Namespace, model: BaseAlgorithm, stop: int, threads: int) -> str:
     algo = args.algo.upper()
-    line = (f"rtsave: training {algo} on {args.env_id} ({args.num_envs} envs) from timestep {model.num_timesteps} "
-            f"to {args.total_timesteps}")
+    line = (f"rtsave: training {algo} on {args.env_id} ({args.num_envs} envs, {threads} torch "
+            f"thread{'s' if threads != 1 else ''}) from timestep {model.num_timesteps} to {args.total_timesteps}")
     if stop != args.total_timesteps:
         line += (f"; {algo} checks the target every {timesteps_per_round(model)} timesteps, so training stops at "
                  f"timestep {stop}")
