@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--rand_power", type=non_negative_float, default=None, help=RAND_POWER_HELP)
         sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         sub.add_argument("--model_path", default=None,
-                         help="checkpoint .zip or .json to resume from / to test (default none: a new run)")
+                         help="checkpoint .zip or .json: train resumes from it, test runs it (default none: "
+                              "train starts a new run)")
         sub.add_argument("--algo", choices=sorted(ALGORITHM_ACTION_SPACES), default=None,
                          help="algorithm (default: the checkpoint's, else ppo)")
         sub.add_argument("--torch_threads", type=positive_int, default=1, help=TORCH_THREADS_HELP)
@@ -176,15 +177,15 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
 
 
-def check_writable(save_dir: Path) -> None:
-    """Create ``save_dir`` and write a file in it, so a folder that cannot be written fails before training."""
-    probe = save_dir / f".rtsave-write-check-{os.getpid()}"
+def check_writable(folder: Path, option: str = "--save_dir") -> None:
+    """Create ``folder`` and write a file in it, so a folder that cannot be written fails before any work."""
+    probe = folder / f".rtsave-write-check-{os.getpid()}"
     try:
-        save_dir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise CliError(f"--save_dir {save_dir} is not writable ({exc.strerror or exc})") from None
+        raise CliError(f"{option} {folder} is not writable ({exc.strerror or exc})") from None
 
 
 def save_dir_for(args: argparse.Namespace, resumed_run_folder: Path | None) -> Path:

@@ -39,7 +39,7 @@ def export(args: argparse.Namespace) -> int:
     info = verified_checkpoint(args.checkpoint)
     layout = layout_for(args.layout, Path(args.out_dir), (info.metadata or {}).get("env_id"))
     for folder in {layout.model.parent, layout.vec_normalize.parent}:
-        check_writable(folder)
+        check_writable(folder, "OUT_DIR")
     written = [copy_file(info.model_path, layout.model)]  # the zip is already what model.save writes
     vec_normalize = info.attachment(VEC_NORMALIZE_SUFFIX)
     if vec_normalize is not None:  # a pickle of the VecNormalize object, as VecNormalize.save writes it
