@@ -190,8 +190,8 @@ def resume_instructions(metadata: dict[str, Any], model_path: str, total_timeste
     if contents["vec_normalize"]:
         parts.append("the VecNormalize statistics")
     if contents["replay_buffer"] is not None:
-        parts.append(f"the replay buffer ({contents['replay_buffer']['transitions']} transitions; regrouped, "
-                     "newest first, when resumed with another number of envs)")
+        parts.append(f"the replay buffer ({contents['replay_buffer']['transitions']} transitions; with another "
+                     "number of envs they are regrouped and the newest that fit are kept)")
     parts.append("the RNG states (python, numpy, torch)")
     if contents["env_states"]:
         parts.append(f"the states of the {num_envs} envs when resumed with {num_envs} envs "
@@ -201,7 +201,8 @@ def resume_instructions(metadata: dict[str, Any], model_path: str, total_timeste
     text = "Resuming restores " + "; ".join(parts) + "."
     if not contents["env_states"]:
         text += " The envs start from a reset (they do not implement get_env_state)."
-    remaining = f"{total_timesteps} - resumed.model.num_timesteps" if total_timesteps else "remaining_timesteps"
+    planned = total_timesteps is not None and total_timesteps > timestep
+    remaining = f"{total_timesteps} - resumed.model.num_timesteps" if planned else "additional_timesteps"
     how = ("Run resume_command, or resume from Python" if has_command else
            "This run was not started by the rtsave command line: resume it from your own script")
     return (f"{text} {how}, with env built as for the original run:\n"
