@@ -56,7 +56,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
-from rtsave_async.callbacks.checkpointing import CheckpointSaver, default_resume_command
+from rtsave_async.callbacks.checkpointing import CheckpointSaver, script_resume_command
 from rtsave_async.checkpoints.format import REPLAY_BUFFER_SUFFIX, read_checkpoint_metadata
 from rtsave_async.collectors import EpisodeTracker
 from rtsave_async.collectors.checkpoint import capture_checkpoint
@@ -233,10 +233,10 @@ def compare_savers(algorithm: str, model: BaseAlgorithm, out: Path, repeats: int
 
 def profile_capture(model: BaseAlgorithm) -> str:
     """cProfile of ``PROFILE_CAPTURES`` training-thread captures on ``model``, top rows by cumulative time."""
-    state, resume_command = callback_state(model), default_resume_command(model, model.num_timesteps)
+    state = callback_state(model)
     profiler = cProfile.Profile()
     for _ in range(PROFILE_CAPTURES):
-        profiler.runcall(capture_checkpoint, model, state, resume_command)
+        profiler.runcall(capture_checkpoint, model, state, script_resume_command)
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).strip_dirs().sort_stats("cumulative").print_stats(PROFILE_TOP)
     return text.getvalue().strip()

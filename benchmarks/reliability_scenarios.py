@@ -922,11 +922,16 @@ CLI_TRAINING = ["train", "--env", "Pendulum-v1", "--num_envs", "1", "--total_tim
 class CliOutcome:
     """``rtsave train`` run in-process from ``cwd`` inside a sandbox folder."""
 
-    exit_status: int | str | None  # main()'s return value, or SystemExit's code (a message)
+    exit_status: int | str | None  # main()'s return value, or SystemExit's code
     created: list[Path]  # files and folders that appeared anywhere in the sandbox
     thread_errors: list[str]  # exceptions that ended a thread
     error_logs: list[str]
     output: str
+
+    def rejected(self, text: str) -> bool:
+        """Refused as bad input: status 2 and an ``rtsave: error:`` line holding ``text``."""
+        return self.exit_status == 2 and any(line.startswith("rtsave: error:") and text in line
+                                             for line in self.output.splitlines())
 
     def outside(self, allowed: Path) -> list[Path]:
         """Created paths that are not ``allowed`` or under it."""

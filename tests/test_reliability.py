@@ -297,8 +297,7 @@ def test_cli_run_names_cannot_leave_models(tmp_path: Path, name: str) -> None:
     outcome = run_cli(sandbox, cwd, ["--run_name", hostile_run_names(sandbox)[name]])
     assert outcome.outside(cwd / "models") == [], outcome.output
     assert outcome.thread_errors == []
-    rejected = isinstance(outcome.exit_status, str) and "run_name" in outcome.exit_status
-    assert rejected or outcome.exit_status == 0, outcome.output
+    assert outcome.rejected("run_name") or outcome.exit_status == 0, outcome.output
 
 
 def test_cli_very_long_run_name_is_reported_clearly_and_writes_nothing_outside(tmp_path: Path) -> None:
@@ -306,7 +305,7 @@ def test_cli_very_long_run_name_is_reported_clearly_and_writes_nothing_outside(t
     run_name = "r" * 300
     outcome = run_cli(sandbox, cwd, ["--run_name", run_name])
     assert outcome.outside(cwd / "models") == [] and outcome.thread_errors == []
-    assert isinstance(outcome.exit_status, str) and "--run_name is 300 bytes long" in outcome.exit_status
+    assert outcome.rejected("--run_name is 300 bytes long"), outcome.output
     assert not (cwd / "models").exists()  # rejected before training started
 
 
@@ -314,7 +313,7 @@ def test_cli_very_long_run_name_is_reported_clearly_and_writes_nothing_outside(t
 def test_cli_hostile_env_ids_are_rejected_before_anything_is_written(tmp_path: Path, env_id: str) -> None:
     sandbox, cwd = cli_sandbox(tmp_path)
     outcome = run_cli(sandbox, cwd, ["--env", env_id])
-    assert isinstance(outcome.exit_status, str) and "cannot make env" in outcome.exit_status
+    assert outcome.rejected("cannot make env"), outcome.output
     assert outcome.created == [] and outcome.thread_errors == []
 
 
@@ -336,7 +335,7 @@ def test_save_dir_with_nul_is_rejected_clearly(tmp_path: Path, where: str) -> No
         sandbox, cwd = cli_sandbox(tmp_path)
         outcome = run_cli(sandbox, cwd, ["--save_dir", "bad\x00dir"])
         assert outcome.thread_errors == []
-        assert isinstance(outcome.exit_status, str) and "save_dir" in outcome.exit_status
+        assert outcome.rejected("save_dir"), outcome.output
 
 
 def test_callback_save_dir_with_traversal_and_odd_unicode_writes_only_inside_it(tmp_path: Path) -> None:

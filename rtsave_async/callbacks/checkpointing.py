@@ -13,11 +13,11 @@ import shlex
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from rtsave_async.categories import CHECKPOINTS
 from rtsave_async.checkpoints.retention import prune_checkpoints
-from rtsave_async.collectors.checkpoint import capture_checkpoint, env_identity
+from rtsave_async.collectors.checkpoint import ResumeCommand, capture_checkpoint
 from rtsave_async.validation import check_positive_int
 
 if TYPE_CHECKING:
@@ -39,8 +39,10 @@ class CheckpointSaver:
         blocks the training thread until the previous one is on disk (at most the
         writer's ``exit_timeout``, then skips).
     :param save_replay_buffer: include off-policy replay buffers; default True.
-    :param resume_command: model-zip path -> the command line that resumes from it;
-        default: ``python -m rtsave_async train`` with the algorithm and env id.
+    :param resume_command: (absolute model-zip path, checkpoint timestep) -> the
+        command line that resumes from it (the ``rtsave`` command line passes its
+        own); default :func:`script_resume_command`: the command that started this
+        process with ``--model_path`` pointed at the checkpoint, or None.
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class CheckpointSaver:
         keep_every: int | None = None,
         if_busy: str = "skip",
         save_replay_buffer: bool = True,
-        resume_command: Callable[[str], str] | None = None,
+        resume_command: ResumeCommand | None = None,
     ) -> None:
         if if_busy not in IF_BUSY_POLICIES:
             raise ValueError(f"if_busy must be one of {IF_BUSY_POLICIES}, got {if_busy!r}")
@@ -60,7 +62,7 @@ class CheckpointSaver:
         self.keep_every = keep_every
         self.if_busy = if_busy
         self.save_replay_buffer = save_replay_buffer
-        self.resume_command = resume_command
+        self.resume_command = resume_command or script_resume_command
         self.submitted_timesteps: list[int] = []
         self.written: list[Path] = []
         self.failed = 0
@@ -78,7 +80,7 @@ class CheckpointSaver:
     ) -> bool:
         """Copy the model and submit it; False if skipped (busy) or dropped by the writer.
 
-        :param total_timesteps: the run's planned total, for the resume command
+        :param total_timesteps: the run's planned total, for the resume instructions
         :param wait_if_busy: wait for a checkpoint in flight whatever ``if_busy`` says
         """
         if not self._idle.is_set():
@@ -87,9 +89,7 @@ class CheckpointSaver:
             if not (waits and self._idle.wait(writer.exit_timeout)):
                 self.skipped += 1
                 return False
-        capture = capture_checkpoint(
-            model, callback_state, self.resume_command or default_resume_command(model, total_timesteps), self.save_replay_buffer
-        )
+        capture = capture_checkpoint(model, callback_state, self.resume_command, self.save_replay_buffer, total_timesteps)
         self._idle.clear()
         accepted = False
         try:
@@ -119,15 +119,24 @@ class CheckpointSaver:
             self._idle.set()
 
 
-def default_resume_command(model: BaseAlgorithm, total_timesteps: int) -> Callable[[str], str]:
-    """``python -m rtsave_async train --algo A --env ID --total_timesteps N --model_path ZIP``."""
-    env_id, _ = env_identity(model.get_env())
-    options = ["--algo", type(model).__name__.lower(), *(["--env", env_id] if env_id else []),
-               "--total_timesteps", str(total_timesteps)]
-    return train_command(options)
+def script_resume_command(model_path: str, timestep: int) -> str | None:
+    """The command line that started this process, with its ``--model_path`` pointed at ``model_path``.
 
+    None when that command has no ``--model_path`` option: only the user's script
+    knows how to rebuild its env, so no other command is guessed.
+    """
+    words = list(getattr(sys, "orig_argv", sys.argv))
+    for index, word in enumerate(words):
+        if word == "--model_path" and index + 1 < len(words):
+            words[index + 1] = model_path
+            break
+        if word.startswith("--model_path="):
+            words[index] = f"--model_path={model_path}"
+            break
+    else:
+        return None
+    words[0] = sys.executable
+    if len(words) > 1 and Path(words[1]).is_file():  # the script, absolute so the line works from anywhere
+        words[1] = str(Path(words[1]).absolute())
+    return shlex.join(words)
 
-def train_command(options: list[str]) -> Callable[[str], str]:
-    """Model-zip path -> ``python -m rtsave_async train <options> --model_path ZIP``, shell-quoted."""
-    words = [Path(sys.executable).name, "-m", "rtsave_async", "train", *options]
-    return lambda model_path: shlex.join([*words, "--model_path", model_path])

@@ -21,6 +21,10 @@ class CurriculumCallback(BaseCallback):
     when the final value is reached. Envs take it from their next reset. If the envs have no
     ``set_rand_power`` method the callback warns once and does nothing.
 
+    After a resume, continue the ramp rather than restart it: pass the value the envs had
+    in the checkpoint as ``initial_rand_power`` and the resumed timestep as
+    ``start_timestep`` (``rtsave train`` does this).
+
     Args:
         initial_rand_power: value at and before ``start_timestep``.
         final_rand_power: value at and after ``end_timestep``.

@@ -5,6 +5,8 @@ every listed file (present, same size, same SHA-256) before loading anything, an
 raises :class:`CheckpointError` naming the file when something is wrong. Our own files
 are read without pickle; the pickled state files of older checkpoints only with
 ``allow_pickle=True``. Continue with ``model.learn(remaining, reset_num_timesteps=False)``.
+``ResumedRun.restored`` and ``ResumedRun.not_restored`` say what came back and what did
+not, and why.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import warnings
 import zipfile
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import stable_baselines3
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her import HerReplayBuffer
 
@@ -37,6 +40,7 @@ from rtsave_async.checkpoints.format import (
     STATE_SUFFIX,
     VEC_NORMALIZE_SETTINGS,
     VEC_NORMALIZE_SUFFIX,
+    ReplayBufferCopy,
     decode_replay_buffer,
     read_checkpoint_metadata,
     restore_replay_buffer,
@@ -73,12 +77,26 @@ class CheckpointInfo:
 
 @dataclass
 class ResumedRun:
-    """What :func:`load_checkpoint` restored."""
+    """What :func:`load_checkpoint` restored.
+
+    ``restored`` and ``not_restored`` name each part in words (``not_restored``
+    with the reason), e.g. ``"env states (the checkpoint has 2 envs, this run 4: envs
+    start from a reset)"``; :meth:`describe` joins them into one line.
+    """
 
     model: BaseAlgorithm
     info: CheckpointInfo
     callback_state: dict[str, Any] | None
     exact: bool  # env states restored (same number of envs, set_env_state): continues where it stopped
+    restored: list[str] = field(default_factory=list)
+    not_restored: list[str] = field(default_factory=list)
+    #: Each env's ``get_env_state()`` as saved (None when the envs did not give one), restored or not.
+    env_states: list[Any] | None = None
+
+    def describe(self) -> str:
+        """``"restored: a, b; not restored: c (why)"`` in one line."""
+        text = "restored: " + ", ".join(self.restored)
+        return text + ("; not restored: " + ", ".join(self.not_restored) if self.not_restored else "")
 
 
 def find_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -118,14 +136,15 @@ def load_checkpoint(
     device: str = "auto",
     restore_rng: bool = True,
     allow_pickle: bool = False,
+    for_prediction: bool = False,
 ) -> ResumedRun:
     """Load the model and everything saved with it.
 
     :param path: the checkpoint's ``.zip`` or ``.json``, or what :func:`find_checkpoint`
         returned for it (its files are then not hashed again)
-    :param env: the VecEnv to continue on, built like the original; when the
-        checkpoint holds VecNormalize statistics they replace those of a
-        ``VecNormalize`` passed in (or are wrapped around a plain VecEnv); None for
+    :param env: the VecEnv to continue on, built like the original (any number of
+        envs); when the checkpoint holds VecNormalize statistics they replace those of
+        a ``VecNormalize`` passed in (or are wrapped around a plain VecEnv); None for
         prediction only
     :param algorithm: expected algorithm (name or class); default: the one recorded
     :param device: torch device for the model; default ``"auto"``
@@ -134,8 +153,14 @@ def load_checkpoint(
         older versions (``.state.pkl``, ``.vecnormalize.pkl``); unpickling runs any
         code the file holds, so only for checkpoints you trust. Default False: such a
         checkpoint raises :class:`CheckpointError`
-    :return: the model (``num_timesteps`` as saved) with the callback's counters and
-        whether the envs continue exactly where they stopped
+    :param for_prediction: load what acting needs only: the policy and the
+        VecNormalize statistics (frozen: no update, rewards not normalized); never
+        the replay buffer, env states or RNG states; default False
+    :return: the model (``num_timesteps`` as saved) with the callback's counters,
+        whether the envs continue exactly where they stopped, and what was restored.
+        With another number of envs than saved, the envs start from a reset and an
+        off-policy replay buffer is regrouped for the new number of envs (the newest
+        transitions that fit are kept)
     :raises CheckpointError: naming the file, when a file is missing, corrupted or
         holds something else than recorded
     """
@@ -144,29 +169,104 @@ def load_checkpoint(
     state = _read_state(info, STATE_SUFFIX, PICKLED_STATE_SUFFIX, allow_pickle) or {}
     if not isinstance(state, dict):
         raise CheckpointError(f"{_state_path(info)}: does not hold a checkpoint state (a {type(state).__name__})")
+    restored, not_restored = [], []
     if env is not None:
+        has_statistics = info.attachment(VEC_NORMALIZE_SUFFIX) or info.attachment(PICKLED_VEC_NORMALIZE_SUFFIX)
         env = _with_vec_normalize(info, env, state.get("vec_normalize_returns"), allow_pickle)
+        if has_statistics:
+            if for_prediction:
+                env.training, env.norm_reward = False, False
+            restored.append("VecNormalize statistics")
     env_states = state.get("env_states")
-    exact = (env is not None and env_states is not None and len(env_states) == env.num_envs
-             and env.has_attr(SET_ENV_STATE))
+    exact = (not for_prediction and env is not None and env_states is not None
+             and len(env_states) == env.num_envs and env.has_attr(SET_ENV_STATE))
+    # Acting never samples the replay buffer: a one-slot buffer instead of allocating the recorded size.
+    small_buffer = {"buffer_size": 1} if for_prediction and issubclass(algorithm_class, OffPolicyAlgorithm) else {}
     try:
-        model = algorithm_class.load(info.model_path, env=env, device=device, force_reset=not exact)
+        model = algorithm_class.load(info.model_path, env=env, device=device, force_reset=not exact, **small_buffer)
     except _LOAD_ERRORS as exc:
         raise CheckpointError(
             f"{info.model_path}: cannot be loaded as a {algorithm_class.__name__} model ({type(exc).__name__}: {exc})"
         ) from exc
+    parameters = "policy parameters" if for_prediction else "model parameters and optimizer states"
+    restored.insert(0, f"{parameters} at timestep {model.num_timesteps}")
     buffer_path = info.attachment(REPLAY_BUFFER_SUFFIX)
-    if buffer_path is not None and getattr(model, "replay_buffer", None) is not None:
-        try:
-            restore_replay_buffer(model.replay_buffer, decode_replay_buffer(buffer_path.read_bytes()))
-        except (ValueError, KeyError, OSError) as exc:
-            raise CheckpointError(f"{buffer_path}: cannot restore the replay buffer ({exc})") from exc
+    if buffer_path is not None and not for_prediction and getattr(model, "replay_buffer", None) is not None:
+        restored.append(_load_replay_buffer(model.replay_buffer, buffer_path))
         if not exact and isinstance(model.replay_buffer, HerReplayBuffer):
             _end_open_episodes(model.replay_buffer)
     if exact:
         _restore_env_states(env, env_states)
+        restored.append(f"env states ({len(env_states)} envs)")
+    elif env is not None and not for_prediction:
+        not_restored.append(_why_envs_reset(env, env_states))
+    restore_rng = restore_rng and not for_prediction
     _restore_run_state(info, state, model, env if exact else None, restore_rng)
-    return ResumedRun(model, info, state.get("callback_state"), exact)
+    if restore_rng and "rng" in state:
+        restored.append("RNG states")
+    return ResumedRun(model, info, state.get("callback_state"), exact, restored, not_restored, env_states)
+
+
+def _load_replay_buffer(buffer: Any, path: Path) -> str:
+    """Fill ``buffer`` from the attachment at ``path``; returns what was restored, in words."""
+    try:
+        saved = decode_replay_buffer(path.read_bytes())
+        saved_envs = saved.arrays["actions"].shape[1]
+        fitted = saved
+        if saved_envs != buffer.n_envs or saved.buffer_size != buffer.buffer_size:
+            fitted = regroup_replay_buffer(saved, buffer.n_envs, buffer.buffer_size,
+                                           getattr(buffer, "optimize_memory_usage", False))
+        restore_replay_buffer(buffer, fitted)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot restore the replay buffer ({exc})") from exc
+    kept, total = _transitions(fitted), _transitions(saved)
+    if fitted is saved:
+        return f"replay buffer ({kept} transitions)"
+    return (f"replay buffer ({kept} of {total} transitions, regrouped from {saved_envs} envs x "
+            f"{saved.buffer_size} slots to {buffer.n_envs} x {buffer.buffer_size})")
+
+
+def _why_envs_reset(env: VecEnv, env_states: list[Any] | None) -> str:
+    if env_states is None:
+        return "env states (the envs do not implement get_env_state: they start from a reset)"
+    if len(env_states) != env.num_envs:
+        return f"env states (the checkpoint has {len(env_states)} envs, this run {env.num_envs}: envs start from a reset)"
+    return f"env states (the envs have no {SET_ENV_STATE}(): they start from a reset)"
+
+
+def _transitions(copy: ReplayBufferCopy) -> int:
+    actions = copy.arrays["actions"]
+    return int(actions.shape[0] * actions.shape[1])
+
+
+def regroup_replay_buffer(saved: ReplayBufferCopy, n_envs: int, buffer_size: int,
+                          optimize_memory_usage: bool = False) -> ReplayBufferCopy:
+    """``saved`` laid out for ``n_envs`` columns of ``buffer_size`` slots.
+
+    Transitions are put in the order they were collected (time, then env) and the
+    newest ``n_envs * buffer_size`` of them kept, rounded down to a multiple of
+    ``n_envs``. Each transition keeps its own ``next_observations``, so which env
+    column it sits in does not matter to sampling.
+
+    :raises ValueError: for ``optimize_memory_usage`` buffers, whose next
+        observation is the following slot of the same column
+    """
+    if optimize_memory_usage:
+        raise ValueError("a buffer with optimize_memory_usage=True cannot be regrouped for another number "
+                         "of envs or buffer size; resume with the checkpoint's")
+    if "ep_start" in saved.arrays or saved.infos is not None:
+        raise ValueError("a HerReplayBuffer's episodes cannot be regrouped for another number of envs or "
+                         "buffer size; resume with the checkpoint's")
+    filled = saved.arrays["actions"].shape[0]
+    order = np.r_[saved.pos:filled, 0:saved.pos] if saved.full else np.arange(filled)
+    flat = {name: array[order].reshape(-1, *array.shape[2:]) for name, array in saved.arrays.items()}
+    available = len(flat["actions"])
+    kept = min(available, n_envs * buffer_size)
+    kept -= kept % n_envs
+    arrays = {name: array[available - kept:].reshape(kept // n_envs, n_envs, *array.shape[1:])
+              for name, array in flat.items()}
+    rows = kept // n_envs
+    return ReplayBufferCopy(arrays, rows % buffer_size, rows == buffer_size, buffer_size)
 
 
 def _algorithm_class(info: CheckpointInfo, expected: str | type[BaseAlgorithm] | None) -> type[BaseAlgorithm]:
@@ -323,4 +423,5 @@ def _restore_rng(states: dict[str, Any]) -> None:
     th.set_rng_state(states["torch"])
 
 
-__all__ = ["ALGORITHMS", "CheckpointError", "CheckpointInfo", "ResumedRun", "find_checkpoint", "load_checkpoint"]
+__all__ = ["ALGORITHMS", "CheckpointError", "CheckpointInfo", "ResumedRun", "find_checkpoint", "load_checkpoint",
+           "regroup_replay_buffer"]

@@ -16,6 +16,7 @@ import random
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -163,17 +164,24 @@ def env_identity(venv: VecEnv | None) -> tuple[str | None, dict[str, Any]]:
     return spec.id, {key: value for key, value in (spec.kwargs or {}).items() if isinstance(value, plain)}
 
 
+ResumeCommand = Callable[[str, int], "str | None"]
+
+
 def capture_checkpoint(
     model: BaseAlgorithm,
     callback_state: dict[str, Any],
-    resume_command: Callable[[str], str],
+    resume_command: ResumeCommand,
     save_replay_buffer: bool = True,
+    total_timesteps: int | None = None,
 ) -> CheckpointCapture:
     """Copy ``model`` and its surroundings; encoders and metadata run later, elsewhere.
 
     :param callback_state: counters of the saving callback, restored on resume
-    :param resume_command: model-zip path -> the command line that resumes from it
+    :param resume_command: (absolute model-zip path, checkpoint timestep) -> the
+        command line that resumes from it, or None when no command can (the
+        instructions then give the Python lines)
     :param save_replay_buffer: include the replay buffer of off-policy algorithms
+    :param total_timesteps: the run's planned final timestep, for the instructions
     """
     timestep = int(model.num_timesteps)
     model_copy = copy_model(model)
@@ -225,16 +233,12 @@ def capture_checkpoint(
     }
 
     def build_records(files: dict[str, Any]) -> dict[str, Any]:
-        model_path = files[MODEL_SUFFIX.lstrip(".")]["path"]
-        continuation = ("the run continues exactly where it stopped (env, RNG and buffer states restored)" if exact
-                        else "envs are reset at resume (they do not implement get_env_state)")
+        model_path = str(Path(files[MODEL_SUFFIX.lstrip(".")]["path"]).absolute())
+        command = resume_command(model_path, timestep)
         recovery_info = {
             "can_resume": True,
-            "resume_instructions": (
-                f"Resume with rtsave_async.checkpoints.load_checkpoint('{model_path}', env) or the command "
-                f"below; num_timesteps continues from {timestep}; {continuation}."
-            ),
-            "resume_command": resume_command(model_path),
+            "resume_instructions": resume_instructions(metadata, model_path, total_timesteps, command is not None),
+            "resume_command": command,
         }
         return {**metadata, "files": files, "model_path": model_path, "recovery_info": recovery_info}
 
@@ -256,6 +260,40 @@ def _prepare_state(state: dict[str, Any], timestep: int) -> dict[str, np.ndarray
 
 def _running_statistics(rms: RunningMeanStd) -> dict[str, Any]:
     return {"mean": rms.mean, "var": rms.var, "count": rms.count}
+
+
+def resume_instructions(metadata: dict[str, Any], model_path: str, total_timesteps: int | None,
+                        has_command: bool) -> str:
+    """What resuming from this checkpoint restores, and how to do it from Python.
+
+    ``model_path`` is absolute; the checkpoint's files are found beside its JSON, so
+    a moved run folder resumes from its new place too.
+    """
+    contents, timestep, num_envs = metadata["contents"], metadata["timestep"], metadata["num_envs"]
+    parts = [f"the model parameters and optimizer states (num_timesteps continues from {timestep})"]
+    if contents["vec_normalize"]:
+        parts.append("the VecNormalize statistics")
+    if contents["replay_buffer"] is not None:
+        parts.append(f"the replay buffer ({contents['replay_buffer']['transitions']} transitions; with another "
+                     "number of envs they are regrouped and the newest that fit are kept)")
+    parts.append("the RNG states (python, numpy, torch)")
+    if contents["env_states"]:
+        parts.append(f"the states of the {num_envs} envs when resumed with {num_envs} envs "
+                     "(with another number the envs start from a reset)")
+    parts.append(f"the saving callback's episode and success counters when resumed with {num_envs} envs "
+                 "(callback.restore_state)")
+    text = "Resuming restores " + "; ".join(parts) + "."
+    if not contents["env_states"]:
+        text += " The envs start from a reset (they do not implement get_env_state)."
+    planned = total_timesteps is not None and total_timesteps > timestep
+    remaining = f"{total_timesteps} - resumed.model.num_timesteps" if planned else "additional_timesteps"
+    how = ("Run resume_command, or resume from Python" if has_command else
+           "This run was not started by the rtsave command line: resume it from your own script")
+    return (f"{text} {how}, with env built as for the original run:\n"
+            f"from rtsave_async.checkpoints import load_checkpoint\n"
+            f"resumed = load_checkpoint({model_path!r}, env)\n"
+            f"callback.restore_state(resumed.callback_state)\n"
+            f"resumed.model.learn({remaining}, callback=callback, reset_num_timesteps=False)")
 
 
 def _deep_copy(value: Any) -> Any:

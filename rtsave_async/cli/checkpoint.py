@@ -1,0 +1,69 @@
+"""``rtsave checkpoint export``: a checkpoint as the files SB3 and rl_zoo3 look for."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtsave_async.checkpoints import CheckpointError, CheckpointInfo, load_checkpoint
+from rtsave_async.checkpoints.format import REPLAY_BUFFER_SUFFIX, VEC_NORMALIZE_SUFFIX
+from rtsave_async.cli.arguments import check_writable
+from rtsave_async.cli.errors import CliError
+from rtsave_async.cli.session import set_torch_threads, verified_checkpoint
+
+
+@dataclass
+class ExportLayout:
+    """Where each exported file goes."""
+
+    model: Path
+    vec_normalize: Path
+    replay_buffer: Path
+
+
+def layout_for(name: str, out_dir: Path, env_id: str | None) -> ExportLayout:
+    """``sb3``: SB3's usual names side by side. ``zoo``: where ``rl_zoo3.train -i <env>.zip`` looks
+    (VecNormalize under ``<dirname of the zip>/<env id>/``, the replay buffer beside the zip)."""
+    if name == "sb3":
+        return ExportLayout(out_dir / "model.zip", out_dir / "vecnormalize.pkl", out_dir / "replay_buffer.pkl")
+    if not env_id:
+        raise CliError("--layout zoo needs the env id, and this checkpoint records none; use --layout sb3")
+    model = out_dir / f"{env_id}.zip"
+    return ExportLayout(model, model.parent / env_id / "vecnormalize.pkl", model.parent / "replay_buffer.pkl")
+
+
+def export(args: argparse.Namespace) -> int:
+    set_torch_threads(args.torch_threads)
+    info = verified_checkpoint(args.checkpoint)
+    layout = layout_for(args.layout, Path(args.out_dir), (info.metadata or {}).get("env_id"))
+    for folder in {layout.model.parent, layout.vec_normalize.parent}:
+        check_writable(folder, "OUT_DIR")
+    written = [copy_file(info.model_path, layout.model)]  # the zip is already what model.save writes
+    vec_normalize = info.attachment(VEC_NORMALIZE_SUFFIX)
+    if vec_normalize is not None:  # a pickle of the VecNormalize object, as VecNormalize.save writes it
+        written.append(copy_file(vec_normalize, layout.vec_normalize))
+    if info.attachment(REPLAY_BUFFER_SUFFIX) is not None:
+        save_replay_buffer(info, layout.replay_buffer)
+        written.append(layout.replay_buffer)
+    print(f"rtsave: wrote {', '.join(str(path) for path in written)}")
+    if args.layout == "zoo":
+        algo = str((info.metadata or {}).get("algorithm", "ALGO")).lower()
+        print(f"rtsave: continue with rl_zoo3: python -m rl_zoo3.train --algo {algo} --env "
+              f"{info.metadata['env_id']} -i {layout.model}")
+    return 0
+
+
+def copy_file(source: Path, target: Path) -> Path:
+    shutil.copyfile(source, target)
+    return target
+
+
+def save_replay_buffer(info: CheckpointInfo, target: Path) -> None:
+    """The checkpoint's replay buffer, filled into the model's own and saved with SB3's ``save_replay_buffer``."""
+    try:
+        model = load_checkpoint(info, None, restore_rng=False, device="cpu").model
+    except CheckpointError as exc:
+        raise CliError(str(exc)) from None
+    model.save_replay_buffer(target)
