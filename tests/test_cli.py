@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -12,7 +13,6 @@ import pytest
 
 from cli_support import FAST_PPO, FAST_SAC, child_env, line_starting, newest_checkpoint_record, rtsave
 from rtsave_async import list_snapshot_files, load_records
-from rtsave_async.readers.local import read_snapshot_file
 from rtsave_async.cli.arguments import build_parser
 
 
@@ -78,7 +78,7 @@ def test_train_resume_and_test_end_to_end(tmp_path: Path) -> None:
     episodes = load_records(save_dir, "episodes")
     assert episodes[-1][0]["episode_count"] >= episodes[len(episodes) // 2][0]["episode_count"]  # counters carried on
     # The ramp goes on from the checkpoint's value down to 0 at the new target; it does not restart.
-    resumed_states = [read_snapshot_file(path)[0] for path in list_snapshot_files(save_dir, "environment_states")
+    resumed_states = [json.loads(path.read_bytes())[0] for path in list_snapshot_files(save_dir, "environment_states")
                       if path.name not in files_before]
     powers = [state["rand_power"][0] for state in resumed_states]
     assert powers[0] <= rand_power_at_checkpoint and powers == sorted(powers, reverse=True) and powers[-1] < 0.01

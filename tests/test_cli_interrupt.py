@@ -27,6 +27,11 @@ def read_available(fd: int) -> bytes:
         return b""
 
 
+def checkpoints_so_far(save_dir: Path) -> list[Path]:
+    """The run's checkpoint files; none before the run folder exists."""
+    return list_snapshot_files(save_dir, "checkpoints") if save_dir.exists() else []
+
+
 def test_ctrl_c_in_a_terminal_prints_the_resume_line_on_one_line(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
@@ -39,9 +44,9 @@ def test_ctrl_c_in_a_terminal_prints_the_resume_line_on_one_line(tmp_path: Path)
     save_dir = tmp_path / "models" / "ctrl_c" / "realtime_data"
     output = b""
     deadline = time.monotonic() + 300
-    while not list_snapshot_files(save_dir, "checkpoints") and time.monotonic() < deadline:
+    while not checkpoints_so_far(save_dir) and time.monotonic() < deadline:
         output += read_available(controller)  # keep the terminal drained while the bar draws
-    assert list_snapshot_files(save_dir, "checkpoints"), output.decode(errors="replace")
+    assert checkpoints_so_far(save_dir), output.decode(errors="replace")
     output += read_available(controller)
     os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
     while chunk := read_available(controller):

@@ -351,9 +351,9 @@ def _vec_normalize_from_statistics(saved: dict[str, Any], venv: VecEnv) -> VecNo
     elif obs_rms is not None:
         _set_running_statistics(obs_rms, saved["obs_rms"])
     _set_running_statistics(vec_normalize.ret_rms, saved["ret_rms"])
-    if saved["returns"].shape != vec_normalize.returns.shape:
-        raise ValueError(f"returns of {saved['returns'].shape[0]} envs, this env has {venv.num_envs}")
-    vec_normalize.returns = saved["returns"]
+    if saved["returns"].shape == vec_normalize.returns.shape:
+        vec_normalize.returns = saved["returns"]
+    # else resumed with another number of envs: the per-env discounted returns start from zero, like the envs
     return vec_normalize
 
 

@@ -76,6 +76,10 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+ALLOW_PICKLE_HELP = ("load the pickled state of a checkpoint written by an older version (unpickling runs code: "
+                     "trusted files only; default off)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="rtsave", description="Train or test an SB3 agent with real-time saving.")
     parser.add_argument("--version", action="version", version=f"rtsave {__version__}")
@@ -96,9 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--algo", choices=sorted(ALGORITHM_ACTION_SPACES), default=None,
                          help="algorithm (default: the checkpoint's, else ppo)")
         sub.add_argument("--torch_threads", type=positive_int, default=1, help=TORCH_THREADS_HELP)
-        sub.add_argument("--allow_pickle", action="store_true",
-                         help="load the pickled state of a checkpoint written before version 0.2 (unpickling runs "
-                              "code: trusted files only; default off)")
+        sub.add_argument("--allow_pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     train.add_argument("--run_name", default=None, help="run name (default go1_<algo>_<YYYYMMDD_HHMMSS>)")
     train.add_argument("--total_timesteps", type=positive_int, default=20_000,
                        help="final num_timesteps, also when resuming (default 20000); PPO and A2C stop at the "
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "`rl_zoo3.train -i OUT_DIR/<env>.zip` reads: <env>.zip, <env>/vecnormalize.pkl, "
                              "replay_buffer.pkl (default sb3)")
     export.add_argument("--torch_threads", type=positive_int, default=1, help=TORCH_THREADS_HELP)
+    export.add_argument("--allow_pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     return parser
 
 

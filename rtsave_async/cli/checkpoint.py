@@ -6,12 +6,13 @@ import argparse
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rtsave_async.checkpoints import CheckpointError, CheckpointInfo, load_checkpoint
 from rtsave_async.checkpoints.format import REPLAY_BUFFER_SUFFIX, VEC_NORMALIZE_SUFFIX
 from rtsave_async.cli.arguments import check_writable
 from rtsave_async.cli.errors import CliError
-from rtsave_async.cli.session import set_torch_threads, verified_checkpoint
+from rtsave_async.cli.session import build_vec_env, set_torch_threads, verified_checkpoint
 
 
 @dataclass
@@ -41,12 +42,15 @@ def export(args: argparse.Namespace) -> int:
     for folder in {layout.model.parent, layout.vec_normalize.parent}:
         check_writable(folder, "OUT_DIR")
     written = [copy_file(info.model_path, layout.model)]  # the zip is already what model.save writes
-    vec_normalize = info.attachment(VEC_NORMALIZE_SUFFIX)
-    if vec_normalize is not None:  # a pickle of the VecNormalize object, as VecNormalize.save writes it
-        written.append(copy_file(vec_normalize, layout.vec_normalize))
-    if info.attachment(REPLAY_BUFFER_SUFFIX) is not None:
-        save_replay_buffer(info, layout.replay_buffer)
-        written.append(layout.replay_buffer)
+    has_statistics = info.attachment(VEC_NORMALIZE_SUFFIX) is not None
+    if has_statistics or info.attachment(REPLAY_BUFFER_SUFFIX) is not None:
+        model = load_for_export(info, args.allow_pickle, with_env=has_statistics)
+        if has_statistics:  # a pickle of the VecNormalize object, as VecNormalize.save writes it
+            model.get_vec_normalize_env().save(layout.vec_normalize)
+            written.append(layout.vec_normalize)
+        if getattr(model, "replay_buffer", None) is not None and info.attachment(REPLAY_BUFFER_SUFFIX) is not None:
+            model.save_replay_buffer(layout.replay_buffer)
+            written.append(layout.replay_buffer)
     print(f"rtsave: wrote {', '.join(str(path) for path in written)}")
     if args.layout == "zoo":
         algo = str((info.metadata or {}).get("algorithm", "ALGO")).lower()
@@ -60,10 +64,14 @@ def copy_file(source: Path, target: Path) -> Path:
     return target
 
 
-def save_replay_buffer(info: CheckpointInfo, target: Path) -> None:
-    """The checkpoint's replay buffer, filled into the model's own and saved with SB3's ``save_replay_buffer``."""
+def load_for_export(info: CheckpointInfo, allow_pickle: bool, with_env: bool) -> Any:
+    """The checkpoint's model with its replay buffer filled and, ``with_env``, its VecNormalize
+    statistics around the recorded env (``num_envs`` copies, as saved)."""
+    metadata = info.metadata or {}
+    env = None
+    if with_env:
+        env = build_vec_env(metadata["env_id"], dict(metadata.get("env_kwargs") or {}), metadata["num_envs"], seed=0)
     try:
-        model = load_checkpoint(info, None, restore_rng=False, device="cpu").model
+        return load_checkpoint(info, env, restore_rng=False, device="cpu", allow_pickle=allow_pickle).model
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
-    model.save_replay_buffer(target)
