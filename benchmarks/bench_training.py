@@ -49,7 +49,7 @@ import numpy as np
 
 from benchmarks.reporting import add_run_options, cpu_model, file_system_of, publish
 from rtsave_async.callbacks import RealTimeSavingCallback
-from rtsave_async.categories import file_prefix
+from rtsave_async.names import file_prefix
 
 SECTION_HEADING = "## Training overhead (bench_training)"
 SEED_SAVE_FREQUENCY = 1000  # timesteps, the seed's default

@@ -50,7 +50,7 @@ import orjson
 
 from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
 from rtsave_async import SnapshotWriter
-from rtsave_async.categories import EPISODES
+from rtsave_async.names import EPISODES
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.writer.serialize import SnapshotSerializer
 

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from rtsave_async.writer import SnapshotWriter
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name
+from rtsave_async.names import JSON_SUFFIX, is_temp_name
 
 LEDGER_BYTES = 2048
 STREAM_CATEGORY = "episodes"
@@ -186,7 +186,7 @@ def gated_checkpoint(args: argparse.Namespace) -> None:
     never = threading.Event()
 
     async def put_until_json(self: LocalSink, folder: str, name: str, data: bytes) -> None:
-        if name.endswith(SNAPSHOT_SUFFIX):
+        if name.endswith(JSON_SUFFIX):
             print("attachments stored", flush=True)
             never.wait()
         await original_put(self, folder, name, data)
@@ -215,7 +215,7 @@ def check_save_dir_once(save_dir: Path) -> tuple[int, list[str]]:
         return 0, []
     for folder in folders:
         for name in os.listdir(folder.path):
-            if is_temp_name(name) or not name.endswith(SNAPSHOT_SUFFIX):
+            if is_temp_name(name) or not name.endswith(JSON_SUFFIX):
                 continue
             path = Path(folder.path, name)
             try:

@@ -58,10 +58,9 @@ from benchmarks.reliability_children import (
     stream_record,
 )
 from rtsave_async import RealTimeSavingCallback, cli, list_snapshot_files, load_records
-from rtsave_async.categories import CHECKPOINTS, file_prefix
+from rtsave_async.names import CHECKPOINTS, JSON_SUFFIX, file_prefix, is_temp_name, parse_sequence
 from rtsave_async.checkpoints import load_checkpoint
 from rtsave_async.writer import STATS_FILE_NAME, SnapshotWriter
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name, parse_sequence
 from rtsave_async.writer.serialize import _MAX_DEPTH, BYTES_KEY, PLACEHOLDER_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -162,14 +161,14 @@ def _inspect_category(folder: Path, report: DiskReport) -> None:
     prefix = file_prefix(folder.name)
     report.listed[folder.name] = len(list_snapshot_files(folder.parent, folder.name))
     names = sorted(os.listdir(folder), key=lambda name: (parse_sequence(name, prefix) or 0, name))
-    stems = {name.removesuffix(SNAPSHOT_SUFFIX) for name in names if name.endswith(SNAPSHOT_SUFFIX)}
+    stems = {name.removesuffix(JSON_SUFFIX) for name in names if name.endswith(JSON_SUFFIX)}
     for name in names:
         path = folder / name
         if is_temp_name(name):
             report.temps.append(str(path))
         elif parse_sequence(name, prefix) is None:
             report.strays.append(str(path))
-        elif name.endswith(SNAPSHOT_SUFFIX):
+        elif name.endswith(JSON_SUFFIX):
             records = _check_complete(path, report)
             report.json_files[folder.name] += records is not None
             report.stream_indexes += [record["index"] for record in records or [] if "index" in record]
@@ -183,7 +182,7 @@ def _check_complete(path: Path, report: DiskReport) -> Any:
     """Read ``path`` whole by its kind; record it as torn if that fails. Returns parsed JSON."""
     data = path.read_bytes()
     try:
-        if path.suffix == SNAPSHOT_SUFFIX:
+        if path.suffix == JSON_SUFFIX:
             return orjson.loads(data)
         if path.suffix == ".zip":
             with zipfile.ZipFile(io.BytesIO(data)) as archive:

@@ -14,9 +14,8 @@ import pytest
 
 from conftest import SinkGate
 from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
-from rtsave_async.categories import STANDARD_CATEGORIES, file_prefix
+from rtsave_async.names import STANDARD_CATEGORIES, file_prefix, temp_name
 from rtsave_async.writer import STATS_FILE_NAME
-from rtsave_async.writer.naming import temp_name
 from rtsave_async.writer.serialize import PLACEHOLDER_KEY
 
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from rtsave_async.categories import CHECKPOINTS
+from rtsave_async.names import CHECKPOINTS
 from rtsave_async.checkpoints.retention import prune_checkpoints
 from rtsave_async.collectors.checkpoint import capture_checkpoint, env_identity
 from rtsave_async.validation import check_positive_int

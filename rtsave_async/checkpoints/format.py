@@ -1,6 +1,7 @@
 """How a checkpoint's parts become bytes and come back.
 
-A checkpoint is a JSON metadata file plus attachments sharing its name stem::
+A checkpoint is a JSON metadata file plus attachments sharing its name stem
+(suffixes in :mod:`rtsave_async.names`)::
 
     checkpoint_<stamp>_<seq>.zip                the SB3 model (``PPO.load`` reads it unchanged)
     checkpoint_<stamp>_<seq>.replay_buffer.npz.zst   filled transitions only, zstd-compressed
@@ -23,10 +24,6 @@ import numpy as np
 import zstandard
 from stable_baselines3.common.save_util import save_to_zip_file
 
-MODEL_SUFFIX = ".zip"
-REPLAY_BUFFER_SUFFIX = ".replay_buffer.npz.zst"
-VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
-STATE_SUFFIX = ".state.pkl"
 _ZSTD_LEVEL = 3
 
 

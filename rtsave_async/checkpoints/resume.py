@@ -23,16 +23,9 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rtsave_async.checkpoints.format import (
-    MODEL_SUFFIX,
-    REPLAY_BUFFER_SUFFIX,
-    STATE_SUFFIX,
-    VEC_NORMALIZE_SUFFIX,
-    decode_replay_buffer,
-    restore_replay_buffer,
-)
+from rtsave_async.checkpoints.format import decode_replay_buffer, restore_replay_buffer
 from rtsave_async.collectors.checkpoint import SET_ENV_STATE
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX
+from rtsave_async.names import JSON_SUFFIX, MODEL_SUFFIX, REPLAY_BUFFER_SUFFIX, STATE_SUFFIX, VEC_NORMALIZE_SUFFIX
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     name: getattr(stable_baselines3, name) for name in ("A2C", "DDPG", "DQN", "PPO", "SAC", "TD3")
@@ -79,7 +72,7 @@ def find_checkpoint(path: str | Path) -> CheckpointInfo:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     stem = path.name.split(".", 1)[0]
-    json_path = path if path.suffix == SNAPSHOT_SUFFIX else path.with_name(stem + SNAPSHOT_SUFFIX)
+    json_path = path if path.suffix == JSON_SUFFIX else path.with_name(stem + JSON_SUFFIX)
     if not json_path.is_file():
         if path.suffix != MODEL_SUFFIX:
             raise CheckpointError(f"{path}: expected a checkpoint .zip or .json")

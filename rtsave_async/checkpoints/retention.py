@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rtsave_async.categories import CHECKPOINTS, file_prefix
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name, parse_sequence
+from rtsave_async.names import CHECKPOINTS, JSON_SUFFIX, file_prefix, is_temp_name, parse_sequence
 
 
 def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int | None, keep_every: int | None = None) -> list[str]:
@@ -35,7 +34,7 @@ def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int | None, kee
         if sequence is None or is_temp_name(name):
             continue
         by_sequence.setdefault(sequence, []).append(name)
-        if name.endswith(SNAPSHOT_SUFFIX):
+        if name.endswith(JSON_SUFFIX):
             complete.add(sequence)
     if not complete:
         return []
@@ -48,7 +47,7 @@ def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int | None, kee
         if sequence in kept or sequence > newest:
             continue
         # The JSON goes first: from then on the checkpoint is no longer resumable.
-        for name in sorted(names, key=lambda name: not name.endswith(SNAPSHOT_SUFFIX)):
+        for name in sorted(names, key=lambda name: not name.endswith(JSON_SUFFIX)):
             try:
                 os.unlink(folder / name)
                 removed.append(name)

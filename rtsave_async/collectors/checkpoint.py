@@ -22,10 +22,6 @@ from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 
 from rtsave_async.checkpoints.format import (
-    MODEL_SUFFIX,
-    REPLAY_BUFFER_SUFFIX,
-    STATE_SUFFIX,
-    VEC_NORMALIZE_SUFFIX,
     ModelCopy,
     ReplayBufferCopy,
     encode_model,
@@ -33,6 +29,7 @@ from rtsave_async.checkpoints.format import (
     encode_replay_buffer,
 )
 from rtsave_async.collectors.hyperparameters import package_versions
+from rtsave_async.names import MODEL_SUFFIX, REPLAY_BUFFER_SUFFIX, STATE_SUFFIX, VEC_NORMALIZE_SUFFIX
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm

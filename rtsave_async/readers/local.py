@@ -9,8 +9,7 @@ from typing import Any
 
 import orjson
 
-from rtsave_async.categories import file_prefix, validate_category
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name, parse_sequence
+from rtsave_async.names import JSON_SUFFIX, file_prefix, is_temp_name, parse_sequence, validate_category
 
 
 def list_snapshot_files(save_dir: str | os.PathLike[str], category: str) -> list[Path]:
@@ -27,7 +26,7 @@ def list_snapshot_files(save_dir: str | os.PathLike[str], category: str) -> list
     numbered = []
     for name in names:
         sequence = parse_sequence(name, prefix)
-        if sequence is not None and name.endswith(SNAPSHOT_SUFFIX) and not is_temp_name(name):
+        if sequence is not None and name.endswith(JSON_SUFFIX) and not is_temp_name(name):
             numbered.append((sequence, name))
     return [folder / name for _, name in sorted(numbered)]
 

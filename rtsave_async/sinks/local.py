@@ -17,7 +17,7 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
-from rtsave_async.writer.naming import is_temp_name, temp_name, temp_owner_pid
+from rtsave_async.names import is_temp_name, temp_name, temp_owner_pid
 
 IO_BACKENDS = ("direct", "aiofiles")
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}

@@ -23,12 +23,11 @@ from typing import Any
 
 import orjson
 
-from rtsave_async.categories import file_prefix, validate_category
+from rtsave_async.names import JSON_SUFFIX, file_prefix, parse_sequence, snapshot_stem, validate_category
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
 from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, parse_sequence, snapshot_stem
 from rtsave_async.writer.serialize import ORJSON_OPTIONS, SnapshotSerializer
 from rtsave_async.writer.stats import WriterStats
 
@@ -337,7 +336,7 @@ class SnapshotWriter:
         while True:
             if category not in self._next_sequence:
                 self._next_sequence[category] = self._first_free_sequence(category, prefix)
-            stem = snapshot_stem(prefix, snapshot.created, self._next_sequence[category])
+            stem = snapshot_stem(prefix, snapshot.created, self._next_sequence[category], None)
             self._next_sequence[category] += 1
             stored: list[str] = []
             try:
@@ -348,7 +347,7 @@ class SnapshotWriter:
                 records = _records_with_files(snapshot.payload, self._sink.root / category, stem, blobs)
                 data = self._serializer.dumps(records)
                 encode_ns += time.perf_counter_ns() - serialize_started
-                await self._sink.put(category, stem + SNAPSHOT_SUFFIX, data)
+                await self._sink.put(category, stem + JSON_SUFFIX, data)
             except FileExistsError:
                 self._sink.remove(category, stored)
                 del self._next_sequence[category]  # rescan the folder
@@ -357,7 +356,7 @@ class SnapshotWriter:
                 self._sink.remove(category, stored)  # no JSON points at them: never leave them behind
                 raise
             size = len(data) + sum(map(len, blobs.values()))
-            return self._sink.root / category / (stem + SNAPSHOT_SUFFIX), size, encode_ns
+            return self._sink.root / category / (stem + JSON_SUFFIX), size, encode_ns
 
     def _first_free_sequence(self, category: str, prefix: str) -> int:
         taken = (parse_sequence(name, prefix) for name in self._sink.existing_names(category))
