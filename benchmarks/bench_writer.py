@@ -52,7 +52,7 @@ from benchmarks.reporting import add_run_options, file_system_of, header_lines, 
 from rtsave_async import SnapshotWriter
 from rtsave_async.names import EPISODES
 from rtsave_async.sinks.local import LocalSink
-from rtsave_async.writer.serialize import SnapshotSerializer
+from rtsave_async.formats.serialize import SnapshotSerializer
 
 Record = dict[str, Any]
 Snapshot = list[Record]

@@ -61,7 +61,7 @@ from rtsave_async import RealTimeSavingCallback, cli, list_snapshot_files, load_
 from rtsave_async.names import CHECKPOINTS, JSON_SUFFIX, file_prefix, is_temp_name, parse_sequence
 from rtsave_async.checkpoints import load_checkpoint
 from rtsave_async.writer import STATS_FILE_NAME, SnapshotWriter
-from rtsave_async.writer.serialize import _MAX_DEPTH, BYTES_KEY, PLACEHOLDER_KEY
+from rtsave_async.formats.serialize import _MAX_DEPTH, BYTES_KEY, PLACEHOLDER_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LONG_RUN_VARIABLE = "RTSAVE_LONG"

@@ -19,23 +19,17 @@ from rtsave_async.writer import STATS_FILE_NAME
 SLOW_PRODUCER = """
     import os, sys, time, signal
     from rtsave_async import SnapshotWriter
-    from rtsave_async.sinks.local import LocalSink
+    from rtsave_async.sinks import LocalSink
+    from tests.support.sinks import SlowSink
 
     save_dir, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    original_put = LocalSink.put
-
-    async def slow_put(self, folder, name, data):
-        time.sleep(0.002)
-        await original_put(self, folder, name, data)
-
-    LocalSink.put = slow_put
     if mode == "chained_sigterm":
         def user_handler(signum, frame):
             open(os.path.join(save_dir, "user_handler_ran"), "w").close()
             sys.exit(7)
         os.makedirs(save_dir, exist_ok=True)
         signal.signal(signal.SIGTERM, user_handler)
-    writer = SnapshotWriter(save_dir, queue_size=count, exit_timeout=30)
+    writer = SnapshotWriter(save_dir, queue_size=count, exit_timeout=30, sink=SlowSink(LocalSink(save_dir), 0.002))
     for index in range(count):
         writer.submit("episodes", {"index": index})
     print("queued", len(writer._queue), flush=True)
@@ -116,15 +110,10 @@ def test_sigkill_mid_stream_never_leaves_a_torn_file(tmp_path: Path, trial: int)
 FORKER = """
     import os, sys, time
     from rtsave_async import SnapshotWriter
-    from rtsave_async.sinks.local import LocalSink
+    from rtsave_async.sinks import LocalSink
+    from tests.support.sinks import SlowSink
 
-    original_put = LocalSink.put
-    async def slow_put(self, folder, name, data):
-        time.sleep(0.002)
-        await original_put(self, folder, name, data)
-    LocalSink.put = slow_put
-
-    writer = SnapshotWriter(sys.argv[1])
+    writer = SnapshotWriter(sys.argv[1], sink=SlowSink(LocalSink(sys.argv[1]), 0.002))
     for index in range(200):
         writer.submit("episodes", {"index": index})
     pid = os.fork()

@@ -248,7 +248,7 @@ def test_nan_in_tensors_dataclasses_and_sets_is_counted(tmp_path: Path) -> None:
 
 DATACLASS_CYCLE = """
     import dataclasses, typing
-    from rtsave_async.writer.serialize import SnapshotSerializer
+    from rtsave_async.formats.serialize import SnapshotSerializer
 
     @dataclasses.dataclass
     class Node:
