@@ -214,3 +214,23 @@ def test_a_close_that_timed_out_is_finished_by_the_exit_hook(tmp_path: Path) -> 
     assert child.returncode == 0 and "closed" in stdout, stderr
     assert [path.suffix for path in sorted((tmp_path / "checkpoints").iterdir())] == [".json", ".zip"]
     assert orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())["written"] == 1
+
+
+def test_the_exit_hook_drains_anything_with_flush_close_and_exit_timeout() -> None:
+    child = python_child("""
+        from rtsave_async.writer import exit_hook
+
+        class Uploader:  # not a SnapshotWriter: the hook only needs these members
+            exit_timeout = 1.0
+            def flush(self, timeout=None):
+                return True
+            def close(self, timeout=None):
+                print("closed within", round(timeout), flush=True)
+            def after_fork_in_child(self):
+                pass
+
+        uploader = Uploader()
+        exit_hook.register(uploader)
+    """)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0 and stdout.strip() == "closed within 1", stderr

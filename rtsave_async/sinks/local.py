@@ -10,6 +10,7 @@ a killed process leaves at most the last append torn; a failed append is cut off
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -51,6 +52,7 @@ class LocalSink(Sink):
         self._folders: dict[str, str] = {}  # folder key -> its path, once created
         self._append_fds: dict[str, int] = {}
         self._hard_links = True
+        self._exclusive = asyncio.Lock()  # tasks of one loop; the fcntl lock keeps other writers out
 
     # ------------------------------------------------------------------ interface
     async def start(self) -> None:
@@ -98,13 +100,14 @@ class LocalSink(Sink):
     @contextlib.asynccontextmanager
     async def exclusive(self, key: str) -> AsyncIterator[None]:
         """An ``fcntl`` lock on ``<root>/.run.lock`` (one lock for the run's shared files)."""
-        self._folder("")
-        fd = os.open(os.path.join(self.root, RUN_LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            await self._io(fcntl.flock, fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        async with self._exclusive:
+            self._folder("")
+            fd = os.open(os.path.join(self.root, RUN_LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                await self._io(fcntl.flock, fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
 
     # ------------------------------------------------------------------ helpers
     async def _io(self, function: Callable[..., _Result], *args: Any) -> _Result:

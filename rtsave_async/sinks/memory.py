@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+from collections.abc import AsyncIterator
 
 from rtsave_async.names import is_temp_name, split_key
 from rtsave_async.sinks.base import Sink
@@ -19,6 +22,7 @@ class MemorySink(Sink):
     def __init__(self, name: str = "run") -> None:
         self.name = name
         self.objects: dict[str, bytes] = {}
+        self._exclusive = asyncio.Lock()
 
     async def create(self, key: str, data: bytes) -> None:
         if key in self.objects:
@@ -45,6 +49,11 @@ class MemorySink(Sink):
 
     async def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[None]:
+        async with self._exclusive:
+            yield
 
     def url(self, key: str) -> str:
         return f"memory://{self.name}/{key}"

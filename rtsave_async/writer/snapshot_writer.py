@@ -332,7 +332,7 @@ class SnapshotWriter:
             self._report_error(exc, f"the on_written hook of a {snapshot.category} snapshot failed: {exc!r}")
             return None
 
-    def _disown(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: forget the parent's pending snapshots; never write them."""
         self._queue.forget_after_fork()
         self._done = threading.Condition(threading.RLock())

@@ -7,12 +7,12 @@ how its stores behave; everything else is the wrapped sink's own behaviour.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import threading
 import time
 from collections.abc import AsyncIterator
-import contextlib
 
 from rtsave_async.names import JSON_SUFFIX
 from rtsave_async.sinks import Sink
@@ -74,17 +74,28 @@ def _is_data(key: str) -> bool:
 
 class GatedSink(DelegatingSink):
     """Holds data stores shut until :meth:`open`: the writer thread waits inside the
-    first one (``entered`` is set then), as on a disk that stopped answering."""
+    first one (``entered`` is set then), as on a disk that stopped answering.
 
-    def __init__(self, inner: Sink) -> None:
+    :param only: hold only stores of keys containing this text; others go through.
+    :param blocking: True blocks the writer's thread (a stalled system call); False
+        only awaits (a stalled network store), so other stores in flight proceed.
+    """
+
+    def __init__(self, inner: Sink, only: str = "", blocking: bool = True) -> None:
         super().__init__(inner)
+        self.only = only
+        self.blocking = blocking
         self.entered = threading.Event()
         self._opened = threading.Event()
 
     async def before_store(self, key: str) -> None:
-        if _is_data(key):
-            self.entered.set()
-            self._opened.wait()  # blocks the writer's loop, as a stalled system call does
+        if not _is_data(key) or self.only not in key:
+            return
+        self.entered.set()
+        if self.blocking:
+            self._opened.wait()
+        while not self._opened.is_set():
+            await asyncio.sleep(0.005)
 
     def open(self) -> None:
         self._opened.set()
