@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -204,3 +205,42 @@ def test_a_memory_sink_holds_a_whole_segment_run(tmp_path: Path) -> None:
     (line,) = decode_segment(sink.objects[segment_key]).lines
     assert orjson.loads(line)["data"] == [{"index": 0}]
     assert orjson.loads(sink.objects[RUN_MANIFEST_KEY])["format"] == "jsonl.zst"
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_full_disk_leaves_no_half_frame_in_a_segment(mount_tmpfs, durable: bool) -> None:
+    save_dir = mount_tmpfs("size=256k")
+    ballast = save_dir / "ballast"
+    writer = SnapshotWriter(save_dir / "run", format="jsonl.zst", durable=durable)
+    writer.submit("episodes", [{"index": 0}])
+    assert writer.flush(10)
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+    try:  # fill the filesystem
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    writer.submit("episodes", [{"payload": os.urandom(64_000).hex()}])  # does not fit
+    assert writer.flush(10) is False
+    ballast.unlink()
+    writer.submit("episodes", [{"index": 1}])
+    assert writer.flush(10) is True
+    stats = writer.close()
+    assert stats["failed"] == 1 and stats["written"] == 2
+    assert [line["data"] for line in segment_lines(save_dir / "run" / "episodes")] == [[{"index": 0}], [{"index": 1}]]
+
+
+def test_retention_through_any_sink_tells_writers_apart() -> None:
+    from rtsave_async.checkpoints import prune_checkpoints
+
+    sink = MemorySink()
+    for tag in ("aaaaaa", "bbbbbb"):  # two writers, the same sequence numbers
+        for sequence in (1, 2, 3):
+            stem = f"checkpoints/checkpoint_20250101_120000_{sequence:08d}_{tag}"
+            sink.objects[stem + ".zip"] = sink.objects[stem + ".json"] = b"x"
+    removed = asyncio.run(prune_checkpoints(sink, keep_last=2))
+    assert sorted(removed) == sorted(f"checkpoints/checkpoint_20250101_120000_{sequence:08d}_{tag}.{ext}"
+                                     for sequence, tag in ((1, "aaaaaa"), (1, "bbbbbb"), (2, "aaaaaa"), (2, "bbbbbb"))
+                                     for ext in ("json", "zip"))
