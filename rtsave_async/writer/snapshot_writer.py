@@ -383,16 +383,18 @@ class SnapshotWriter:
             self._report_storage_error(exc, "")
 
     async def _housekeeping(self) -> None:
-        """While idle: publish aged segments, refresh this writer's manifest."""
+        """After each batch and while idle: publish aged segments, refresh this writer's
+        manifest every ``STATS_REFRESH_SECONDS``."""
         if self._segments is not None:
             await self._publish_segments(self._segments.publish_aged)
         if time.monotonic() - self._stats_written_at >= STATS_REFRESH_SECONDS:
             await self._refresh_writer_manifest()
 
     async def _sleep_until_woken(self) -> None:
-        """Until a wake-up call, or at most ``drain_interval`` seconds when it is set."""
+        """Until a wake-up call, or at most ``drain_interval`` seconds (when it is 0: the
+        manifest refresh interval, so that housekeeping still runs)."""
         try:
-            await asyncio.wait_for(self._wake.wait(), self._drain_interval or None)
+            await asyncio.wait_for(self._wake.wait(), self._drain_interval or STATS_REFRESH_SECONDS)
         except asyncio.TimeoutError:
             pass
         self._wake.clear()
@@ -422,8 +424,7 @@ class SnapshotWriter:
         for category, items in lines.items():
             await self._append_lines(category, items)
             self._finished([snapshot for snapshot, _ in items])
-        if time.monotonic() - self._stats_written_at >= STATS_REFRESH_SECONDS:
-            await self._refresh_writer_manifest()
+        await self._housekeeping()
 
     def _next_metadata(self, snapshot: Snapshot) -> dict[str, Any]:
         count = self._snapshot_counts.get(snapshot.category, 0) + 1
