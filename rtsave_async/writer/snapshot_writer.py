@@ -453,7 +453,8 @@ class SnapshotWriter:
             self._fail([snapshot], exc)
             return
         self._stats.record_written(snapshot.category, size, encode_ns, time.perf_counter_ns() - started - encode_ns)
-        await self._written(snapshot, self._sink.url(key))
+        if snapshot.on_written is not None:
+            await self._written(snapshot, self._sink.url(key))
 
     async def _append_lines(self, category: str, items: list[tuple[Snapshot, dict[str, Any]]]) -> None:
         assert self._segments is not None
@@ -464,18 +465,14 @@ class SnapshotWriter:
         except Exception as exc:
             self._fail(snapshots, exc)
             return
-        write_ns = time.perf_counter_ns() - started - encode_ns
-        count = len(items)
-        for index, snapshot in enumerate(snapshots):  # the frame's bytes and time, shared out
-            share = size // count + (size % count if index == count - 1 else 0)
-            self._stats.record_written(category, share, encode_ns // count, write_ns // count)
+        self._stats.record_written(category, size, encode_ns, time.perf_counter_ns() - started - encode_ns,
+                                   count=len(snapshots))
         url = self._sink.url(key)
         for snapshot in snapshots:
-            await self._written(snapshot, url)
+            if snapshot.on_written is not None:
+                await self._written(snapshot, url)
 
-    async def _written(self, snapshot: Snapshot, url: str | None) -> None:
-        if snapshot.on_written is None:
-            return
+    async def _written(self, snapshot: Snapshot, url: str) -> None:
         follow_up = self._call_on_written(snapshot, url)
         if follow_up is not None:
             try:
