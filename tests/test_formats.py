@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from support.segments import decode_segment
-from support.sinks import GatedSink, SlowSink
+from support.sinks import GatedSink, SlowSink, StaleListingSink
 from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
 from rtsave_async.names import (
     RUN_MANIFEST_KEY,
@@ -244,3 +244,23 @@ def test_retention_through_any_sink_tells_writers_apart() -> None:
     assert sorted(removed) == sorted(f"checkpoints/checkpoint_20250101_120000_{sequence:08d}_{tag}.{ext}"
                                      for sequence, tag in ((1, "aaaaaa"), (1, "bbbbbb"), (2, "aaaaaa"), (2, "bbbbbb"))
                                      for ext in ("json", "zip"))
+
+
+def test_two_segment_writers_with_one_name_never_share_a_segment(tmp_path: Path) -> None:
+    first = SnapshotWriter(tmp_path, format="jsonl.zst", writer_name="same")
+    first.submit("episodes", [{"writer": 0, "index": -1}])
+    assert first.flush(10)  # its segment exists; the second writer's first listing misses it
+    writers = [first, SnapshotWriter(tmp_path, format="jsonl.zst", writer_name="same",
+                                     sink=StaleListingSink(LocalSink(tmp_path)))]
+    for index in range(10):
+        for number, writer in enumerate(writers):
+            writer.submit("episodes", [{"writer": number, "index": index}])
+            writer.flush(10)
+    for writer in writers:
+        writer.close()
+    segments = list((tmp_path / "episodes").iterdir())
+    assert len(segments) == 2
+    for path in segments:  # each segment holds one writer's lines only, all of them
+        writers_in = {orjson.loads(line)["data"][0]["writer"] for line in decode_segment(path.read_bytes()).lines}
+        assert len(writers_in) == 1
+    assert sorted(len(decode_segment(path.read_bytes()).lines) for path in segments) == [10, 11]

@@ -19,7 +19,7 @@ from rtsave_async.sinks.base import Sink
 from rtsave_async.snapshot_queue import Snapshot
 from rtsave_async.formats.serialize import SnapshotSerializer
 
-_NAME_ATTEMPTS = 8  # a name taken by another writer with the same id: rescan and retry, this often
+NAME_ATTEMPTS = 8  # a name taken by another writer with the same id: rescan and retry, this often
 
 
 class SequenceCounter:
@@ -87,7 +87,7 @@ class FileStore:
                 await self._sink.create(json_key, data)
             except FileExistsError:
                 await self._delete(stored)
-                if attempts == _NAME_ATTEMPTS:
+                if attempts == NAME_ATTEMPTS:
                     raise
                 attempts += 1
                 self._sequences.forget(category)

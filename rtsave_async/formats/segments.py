@@ -17,7 +17,7 @@ from typing import Any
 import zstandard
 
 from rtsave_async import names
-from rtsave_async.formats.files import SequenceCounter
+from rtsave_async.formats.files import NAME_ATTEMPTS, SequenceCounter
 from rtsave_async.formats.metadata import segment_line
 from rtsave_async.sinks.base import Sink
 from rtsave_async.snapshot_queue import Snapshot
@@ -105,8 +105,20 @@ class SegmentStore:
         await self._sink.rename(segment.key, names.published_name(segment.key))
 
     async def _start_segment(self, category: str, created: float) -> _OpenSegment:
-        sequence = await self._sequences.take(category)
-        stem = names.snapshot_stem(names.file_prefix(category), created, sequence, self._tag)
-        segment = _OpenSegment(names.key(category, stem + names.SEGMENT_SUFFIX + names.OPEN_SUFFIX), time.monotonic())
-        self._open[category] = segment
-        return segment
+        """A new, empty segment, created under a name no one holds (two writers given the
+        same ``writer_name`` would otherwise append to one file)."""
+        attempts = 1
+        while True:
+            sequence = await self._sequences.take(category)
+            stem = names.snapshot_stem(names.file_prefix(category), created, sequence, self._tag)
+            key = names.key(category, stem + names.SEGMENT_SUFFIX + names.OPEN_SUFFIX)
+            try:
+                await self._sink.create(key, b"")
+            except FileExistsError:
+                if attempts == NAME_ATTEMPTS:
+                    raise
+                attempts += 1
+                self._sequences.forget(category)
+                continue
+            segment = self._open[category] = _OpenSegment(key, time.monotonic())
+            return segment

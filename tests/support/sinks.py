@@ -146,3 +146,18 @@ class FailingSink(DelegatingSink):
             print("attachments stored", flush=True)
             threading.Event().wait()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.url(key))
+
+
+class StaleListingSink(DelegatingSink):
+    """Its first listing of each folder is empty: as if it had looked before another
+    writer in the same folder created its files (the race two writers can run)."""
+
+    def __init__(self, inner: Sink) -> None:
+        super().__init__(inner)
+        self._listed: set[str] = set()
+
+    async def list(self, prefix: str) -> list[str]:
+        if prefix not in self._listed:
+            self._listed.add(prefix)
+            return []
+        return await self.inner.list(prefix)
