@@ -73,6 +73,7 @@ from rtsave_async.names import (
 from rtsave_async.checkpoints import load_checkpoint
 from rtsave_async.writer import STATS_FILE_NAME, SnapshotWriter
 from rtsave_async.formats.serialize import _MAX_DEPTH, BYTES_KEY, PLACEHOLDER_KEY
+from tests.support.disk import fill_filesystem
 from tests.support.segments import decode_segment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -530,18 +531,6 @@ def captured_writer_errors() -> Iterator[list[str]]:
         yield lines
     finally:
         logger.removeHandler(handler)
-
-
-def fill_filesystem(path: Path) -> None:
-    """Grow ``path`` until its filesystem has no free block left."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for chunk in (b"\0" * 65536, b"\0" * 4096, b"\0"):
-            with contextlib.suppress(OSError):
-                while os.write(fd, chunk):
-                    pass
-    finally:
-        os.close(fd)
 
 
 def run_disk_trouble(trouble: str, mount: Callable[[str], Path]) -> TroubleOutcome:

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from support.disk import fill_filesystem
 from support.segments import decode_segment
 from support.sinks import GatedSink, SlowSink, StaleListingSink
 from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
@@ -214,14 +215,7 @@ def test_a_full_disk_leaves_no_half_frame_in_a_segment(mount_tmpfs, durable: boo
     writer = SnapshotWriter(save_dir / "run", format="jsonl.zst", durable=durable)
     writer.submit("episodes", [{"index": 0}])
     assert writer.flush(10)
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
-    try:  # fill the filesystem
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fill_filesystem(ballast)
     writer.submit("episodes", [{"payload": os.urandom(64_000).hex()}])  # does not fit
     assert writer.flush(10) is False
     ballast.unlink()

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
+from support.disk import fill_filesystem
 from support.sinks import FailingSink, GatedSink
 from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
 from rtsave_async.names import RUN_MANIFEST_KEY, STANDARD_CATEGORIES, WRITERS_FOLDER, file_prefix, temp_name
@@ -248,14 +249,7 @@ def test_full_disk_is_counted_and_writing_resumes_when_space_returns(tmp_path: P
     writer = SnapshotWriter(save_dir / "run")
     writer.submit("episodes", {"index": 0})
     assert writer.flush(10)
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
-    try:  # fill the filesystem
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fill_filesystem(ballast)
     big = {"payload": "x" * 20000}
     for _ in range(3):
         writer.submit("episodes", big)
