@@ -47,12 +47,14 @@ from typing import Any
 
 import numpy as np
 import orjson
+import zstandard
 
 from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
 from rtsave_async import SnapshotWriter
-from rtsave_async.categories import EPISODES
+from rtsave_async.names import EPISODES
 from rtsave_async.sinks.local import LocalSink
-from rtsave_async.writer.serialize import SnapshotSerializer
+from rtsave_async.formats.serialize import SnapshotSerializer
+from tests.support.segments import decode_segment
 
 Record = dict[str, Any]
 Snapshot = list[Record]
@@ -334,7 +336,7 @@ def run_rounds(
 
 # ------------------------------------------------------------------------ diagnosis
 SERIALIZE_STEP = "serialize: `SnapshotSerializer.dumps` / `orjson.dumps(OPT_SERIALIZE_NUMPY)`"
-STORE_STEP = "store: `LocalSink.put` (io=direct) / temp file + `os.rename`"
+STORE_STEP = "store: `LocalSink.create` (io=direct) / temp file + `os.rename`"
 
 
 def writer_step_costs_us(snapshots: Sequence[Snapshot], folder: Path) -> dict[str, dict[str, float]]:
@@ -364,7 +366,7 @@ def writer_step_costs_us(snapshots: Sequence[Snapshot], folder: Path) -> dict[st
 
     async def sink_put_all(subfolder: str) -> None:
         for index, data in enumerate(payloads):
-            await sink.put(subfolder, f"{index:08d}.json", data)
+            await sink.create(f"{subfolder}/{index:08d}.json", data)
 
     steps: dict[tuple[str, str], Callable[[str], object]] = {
         (SERIALIZE_STEP, "ours"): serialize_ours,
@@ -570,6 +572,162 @@ def format_header(command: str, scale: Scale, bases: Sequence[Path], load_before
     ])
 
 
+# ------------------------------------------------------------------ segment format
+SEGMENT_HEADING = "## Writer throughput, segment format (bench_writer --format jsonl.zst)"
+SEGMENT_RECORDS_TARGET = 100_000  # episode records/s, sustained
+SEGMENT_BYTES_TARGET = 60  # bytes per episode record on disk
+SEGMENT_BATCH = 64  # snapshots per frame, in the raw loop as in the writer (its default batch_size)
+SEGMENT_SCALE = {False: Scale(snapshots=20_000, rounds=3), True: Scale(snapshots=300, rounds=2)}
+
+
+def make_seed_snapshots(count: int, seed: int = 0) -> list[Snapshot]:
+    """``count`` snapshots of ``NUM_ENVS`` records in the seed README's episode layout (without
+    the full robot state), values from a seeded RNG: full-precision floats, as training writes them."""
+    rng = np.random.default_rng(seed)
+    snapshots = []
+    for index in range(count):
+        x, y, z, vx, remaining, progress, stability = rng.random((NUM_ENVS, 7)).T.tolist()
+        steps = rng.integers(0, 1000, NUM_ENVS).tolist()
+        episodes = index // 3 + 1
+        snapshots.append([{
+            "timestep": (index + 1) * SAVE_FREQUENCY, "env_id": env_id, "episode_count": episodes,
+            "success_count": episodes // 2, "success_rate": (episodes // 2) / episodes,
+            "detailed_info": {
+                "episode_info": {"current_step": steps[env_id], "time_remaining": 20.0 * remaining[env_id]},
+                "robot_state": {"position": {"x": x[env_id], "y": y[env_id], "z": 0.3 + z[env_id]},
+                                "velocity": {"linear": [vx[env_id], 0.0, 0.0]}},
+                "performance_metrics": {"episode_progress": progress[env_id], "stability_score": stability[env_id]},
+            },
+        } for env_id in range(NUM_ENVS)])
+    return snapshots
+
+
+@dataclass
+class SegmentRun:
+    seconds: float
+    disk_bytes: int
+    json_bytes: int  # the JSON lines before compression
+    records: int
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.seconds
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.json_bytes / self.seconds / 1e6
+
+    @property
+    def bytes_per_record(self) -> float:
+        return self.disk_bytes / self.records
+
+
+def run_ours_segments(snapshots: Sequence[Snapshot], folder: Path) -> SegmentRun:
+    """SnapshotWriter(format="jsonl.zst"): every submit, then flush and close (segments published)."""
+    writer = SnapshotWriter(folder, format="jsonl.zst", queue_size=len(snapshots))
+    started = time.perf_counter()
+    for records in snapshots:
+        writer.submit(EPISODES, records)
+    stats = writer.close(timeout=600)
+    seconds = time.perf_counter() - started
+    if stats["written"] != len(snapshots):
+        raise RuntimeError(f"SnapshotWriter wrote {stats['written']} of {len(snapshots)} snapshots: {stats}")
+    segments = list((folder / EPISODES).iterdir())
+    json_bytes = sum(len(line) + 1 for path in segments for line in decode_segment(path.read_bytes()).lines)
+    return SegmentRun(seconds, sum(path.stat().st_size for path in segments), json_bytes,
+                      len(snapshots) * len(snapshots[0]))
+
+
+def run_raw_segments(snapshots: Sequence[Snapshot], folder: Path) -> SegmentRun:
+    """The raw limit: orjson lines, one zstd frame per ``SEGMENT_BATCH`` snapshots, appended
+    with ``os.write`` to one file, in this thread; no metadata, queue or checks."""
+    folder.mkdir(parents=True)
+    path = folder / "raw.jsonl.zst"
+    compressor = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
+    json_bytes = 0
+    started = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for start in range(0, len(snapshots), SEGMENT_BATCH):
+            text = b"".join([orjson.dumps(records, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+                             for records in snapshots[start:start + SEGMENT_BATCH]])
+            json_bytes += len(text)
+            os.write(fd, compressor.compress(text))
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - started
+    return SegmentRun(seconds, path.stat().st_size, json_bytes, len(snapshots) * len(snapshots[0]))
+
+
+SEGMENT_VARIANTS: dict[str, Callable[[Sequence[Snapshot], Path], SegmentRun]] = {
+    "ours: SnapshotWriter format=jsonl.zst": run_ours_segments,
+    "raw: orjson + zstd frame + os.write (one thread)": run_raw_segments,
+}
+
+
+def segment_benchmark(scale: Scale, base: Path, layouts: dict[str, list[Snapshot]]) -> str:
+    """Interleaved rounds of both variants for each record layout; the Markdown table."""
+    lines = ["| Records | Variant | episode records/s | MB/s (JSON) | bytes/record on disk | vs raw |",
+             "|---|---|---:|---:|---:|---:|"]
+    findings = []
+    work = Path(tempfile.mkdtemp(prefix="rtsave-bench-segments-", dir=base))
+    try:
+        for layout, snapshots in layouts.items():
+            runs: dict[str, list[SegmentRun]] = {label: [] for label in SEGMENT_VARIANTS}
+            for round_index in range(scale.rounds):
+                order = list(SEGMENT_VARIANTS.items())[:: 1 if round_index % 2 == 0 else -1]
+                for label, run in order:
+                    folder = work / f"{layout[:4]}-{round_index}-{len(runs[label])}-{label[:3]}"
+                    runs[label].append(run(snapshots, folder))
+                    shutil.rmtree(folder, ignore_errors=True)
+                    print(f"  segments {layout}, round {round_index + 1}/{scale.rounds}: {label} done", file=sys.stderr)
+            medians = {label: {field: statistics.median(getattr(run, field) for run in label_runs)
+                               for field in ("records_per_s", "mb_per_s", "bytes_per_record")}
+                       for label, label_runs in runs.items()}
+            ours, raw = (medians[label] for label in SEGMENT_VARIANTS)
+            for label, median in medians.items():
+                lines.append(f"| {layout} | {label} | {median['records_per_s']:,.0f} | {median['mb_per_s']:.1f} | "
+                             f"{median['bytes_per_record']:.1f} | {median['records_per_s'] / raw['records_per_s']:.0%} |")
+            findings.append(
+                f"- {layout}: {ours['records_per_s']:,.0f} records/s (target >= {SEGMENT_RECORDS_TARGET:,}: "
+                f"{_met(ours['records_per_s'] >= SEGMENT_RECORDS_TARGET)}); "
+                f"{ours['records_per_s'] / raw['records_per_s']:.0%} of raw (target >= "
+                f"{THROUGHPUT_TARGET_FRACTION:.0%}: {_met(ours['records_per_s'] >= THROUGHPUT_TARGET_FRACTION * raw['records_per_s'])}); "
+                f"{ours['bytes_per_record']:.1f} bytes/record (target <= {SEGMENT_BYTES_TARGET}: "
+                f"{_met(ours['bytes_per_record'] <= SEGMENT_BYTES_TARGET)})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return "\n".join(lines + [""] + findings)
+
+
+def segment_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    scale = SEGMENT_SCALE[args.quick]
+    base = (args.bases or default_bases())[0]
+    load_before = os.getloadavg()[0]
+    layouts = {"seed episode layout": make_seed_snapshots(scale.snapshots),
+               "full robot state": make_snapshots(scale.snapshots)}
+    sizes = {layout: len(orjson.dumps(snapshots[0][0], option=orjson.OPT_SERIALIZE_NUMPY))
+             for layout, snapshots in layouts.items()}
+    gc.collect()
+    gc.freeze()
+    try:
+        table = segment_benchmark(scale, base, layouts)
+    finally:
+        gc.unfreeze()
+    command = " ".join(["python -m benchmarks.bench_writer", *argv])
+    header = "\n".join([
+        *header_lines(SEGMENT_HEADING, command, load_before),
+        f"- File system: `{base}`: {file_system_of(base).describe()}; Python {platform.python_version()}, "
+        f"orjson {orjson.__version__}, zstandard {zstandard.__version__}",
+        f"- Workload: {scale.snapshots} snapshots of {NUM_ENVS} episode records per variant and round "
+        f"(one record: " + ", ".join(f"{layout} {size} bytes of JSON" for layout, size in sizes.items())
+        + f"); {scale.rounds} rounds, the variants' order alternating; medians over rounds. Ours: every "
+        f"`submit`, then `close()` (all segments published); raw: one frame per {SEGMENT_BATCH} snapshots "
+        f"(the writer's default batch) appended to one file. Floats are full-precision random values.",
+    ])
+    return publish(header + "\n\n" + table + "\n", args.results, append=not args.no_append)
+
+
 # ----------------------------------------------------------------------------- CLI
 def default_bases() -> list[Path]:
     """The temp folder's file system, and a tmpfs at /dev/shm when there is one."""
@@ -591,6 +749,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-files", action="store_true", help="leave the written files in place")
     parser.add_argument("--profile", action="store_true",
                         help="profile the writer thread even when every target is met")
+    parser.add_argument("--format", choices=("json", "jsonl.zst"), default="json",
+                        help="json: the file-per-save comparison (default); jsonl.zst: the segment format "
+                             "against a raw orjson + zstd append loop")
     return parser.parse_args(argv)
 
 
@@ -598,6 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print its Markdown section and append it to RESULTS.md."""
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
+    if args.format == "jsonl.zst":
+        return segment_main(args, argv)
     scale = QUICK_SCALE if args.quick else FULL_SCALE
     bases = args.bases or default_bases()
     load_before = os.getloadavg()[0]

@@ -28,8 +28,10 @@ from typing import Any
 
 import orjson
 
+from rtsave_async.names import JSON_SUFFIX, WRITERS_FOLDER, is_temp_name
+from rtsave_async.sinks import LocalSink
 from rtsave_async.writer import SnapshotWriter
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name
+from tests.support.sinks import FailingSink, SlowSink
 
 LEDGER_BYTES = 2048
 STREAM_CATEGORY = "episodes"
@@ -96,27 +98,10 @@ def read_ledger(path: Path) -> Ledger:
     return Ledger(**{name: Counter(counts) for name, counts in data.items()})
 
 
-def slow_down_disk(seconds_per_file: float | None) -> None:
-    """Make every file the sink stores take ``seconds_per_file`` longer; None: never finish."""
-    from rtsave_async.sinks.local import LocalSink
-
-    original_put = LocalSink.put
-    never = threading.Event()
-
-    async def slow_put(self: LocalSink, folder: str, name: str, data: bytes) -> None:
-        if seconds_per_file is None:
-            never.wait()
-        else:
-            time.sleep(seconds_per_file)
-        await original_put(self, folder, name, data)
-
-    LocalSink.put = slow_put  # type: ignore[method-assign]
-
-
 def stream(args: argparse.Namespace) -> None:
     """Submit ``{"index": i, "payload": ...}`` records until killed; sleep 1 ms every ``pace_every``."""
     SubmitLedger(args.ledger).install()
-    writer = SnapshotWriter(args.save_dir, queue_size=args.queue_size, block_timeout=60)
+    writer = SnapshotWriter(args.save_dir, queue_size=args.queue_size, block_timeout=60, format=args.format)
     payload = "x" * args.payload_bytes
     index = 0
     while True:
@@ -161,15 +146,17 @@ def train(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     SubmitLedger(args.ledger).install()
+    sink = LocalSink(args.save_dir)
     if args.seconds_per_file != 0:
-        slow_down_disk(None if args.seconds_per_file < 0 else args.seconds_per_file)
+        sink = SlowSink(sink, None if args.seconds_per_file < 0 else args.seconds_per_file)
     env = make_vec_env("Pendulum-v1", n_envs=TRAIN_ENVS, seed=0,
                        wrapper_class=FailingStep if args.mode == "env_raises" else None)
     model = PPO("MlpPolicy", env, seed=0, device="cpu", **PPO_OPTIONS)
     saving = RealTimeSavingCallback(
         args.save_dir, save_frequency=SAVE_FREQUENCY, checkpoint_frequency=CHECKPOINT_FREQUENCY,
         save_checkpoints=not args.no_checkpoints,
-        writer_options={"queue_size": args.queue_size, "block_timeout": 60, "exit_timeout": args.exit_timeout},
+        writer_options={"queue_size": args.queue_size, "block_timeout": 60, "exit_timeout": args.exit_timeout,
+                        "sink": sink, "format": args.format},
         checkpoint_options={"keep_last": args.keep_last},
     )
     callbacks = [saving, EndTraining()] if args.mode in ("callback_raises", "sys_exit") else [saving]
@@ -180,21 +167,9 @@ def train(args: argparse.Namespace) -> None:
 
 def gated_checkpoint(args: argparse.Namespace) -> None:
     """Store a checkpoint's ``.zip``, then hang before its JSON (the parent kills us)."""
-    from rtsave_async.sinks.local import LocalSink
-
-    original_put = LocalSink.put
-    never = threading.Event()
-
-    async def put_until_json(self: LocalSink, folder: str, name: str, data: bytes) -> None:
-        if name.endswith(SNAPSHOT_SUFFIX):
-            print("attachments stored", flush=True)
-            never.wait()
-        await original_put(self, folder, name, data)
-
-    LocalSink.put = put_until_json  # type: ignore[method-assign]
-    writer = SnapshotWriter(args.save_dir)
+    writer = SnapshotWriter(args.save_dir, sink=FailingSink(LocalSink(args.save_dir), hang=True))
     writer.submit("checkpoints", lambda files: [{"files": files}], attachments={".zip": lambda: b"model" * 100})
-    never.wait()
+    threading.Event().wait()
 
 
 def stream_record(index: int, payload: str) -> dict[str, Any]:
@@ -210,12 +185,12 @@ def check_save_dir_once(save_dir: Path) -> tuple[int, list[str]]:
     """
     checked, problems = 0, []
     try:
-        folders = [entry for entry in os.scandir(save_dir) if entry.is_dir()]
+        folders = [entry for entry in os.scandir(save_dir) if entry.is_dir() and entry.name != WRITERS_FOLDER]
     except FileNotFoundError:
         return 0, []
     for folder in folders:
         for name in os.listdir(folder.path):
-            if is_temp_name(name) or not name.endswith(SNAPSHOT_SUFFIX):
+            if is_temp_name(name) or not name.endswith(JSON_SUFFIX):
                 continue
             path = Path(folder.path, name)
             try:
@@ -269,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     streamer.add_argument("--pace_every", type=int, default=0)
     streamer.add_argument("--payload_bytes", type=int, default=2000)
     streamer.add_argument("--queue_size", type=int, default=256)
+    streamer.add_argument("--format", default="json")
     trainer = kinds.add_parser("train")
     trainer.add_argument("save_dir")
     trainer.add_argument("ledger")
@@ -279,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--exit_timeout", type=float, default=60.0)
     trainer.add_argument("--keep_last", type=int, default=None)
     trainer.add_argument("--no_checkpoints", action="store_true")
+    trainer.add_argument("--format", default="json")
     trainer.add_argument("--seconds_per_file", type=float, default=0.0,
                          help="extra time the disk takes per file; negative: it never answers")
     gated = kinds.add_parser("gated_checkpoint")

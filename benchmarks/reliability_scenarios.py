@@ -57,11 +57,23 @@ from benchmarks.reliability_children import (
     stream_record,
 )
 from rtsave_async import RealTimeSavingCallback, cli, list_snapshot_files, load_records
-from rtsave_async.categories import CHECKPOINTS, file_prefix
+from rtsave_async.formats.metadata import METADATA_KEY
+from rtsave_async.names import (
+    CHECKPOINTS,
+    JSON_SUFFIX,
+    RUN_LOCK_NAME,
+    RUN_MANIFEST_KEY,
+    WRITERS_FOLDER,
+    file_prefix,
+    is_temp_name,
+    parse_name,
+    parse_sequence,
+)
 from rtsave_async.checkpoints import load_checkpoint
 from rtsave_async.writer import STATS_FILE_NAME, SnapshotWriter
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name, parse_sequence
-from rtsave_async.writer.serialize import _MAX_DEPTH, BYTES_KEY, PLACEHOLDER_KEY
+from rtsave_async.formats.serialize import _MAX_DEPTH, BYTES_KEY, PLACEHOLDER_KEY
+from tests.support.disk import fill_filesystem
+from tests.support.segments import decode_segment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LONG_RUN_VARIABLE = "RTSAVE_LONG"
@@ -128,7 +140,7 @@ def end_child(child: subprocess.Popen, timeout: float) -> bool:
 class DiskReport:
     """What a save_dir holds, file by file."""
 
-    json_files: Counter[str]  # final JSON files per category
+    json_files: Counter[str]  # saves per category: final JSON files, or lines of whole segment frames
     listed: Counter[str]  # files per category that the readers list
     stream_indexes: list[int]  # "index" of every streamed record, in file order
     torn: list[str]  # final-named files that are incomplete or unreadable
@@ -136,6 +148,7 @@ class DiskReport:
     strays: list[str]  # names that are neither final nor temp
     orphans: list[str]  # checkpoint attachments without their JSON (complete, never listed)
     unloadable: list[str]  # listed checkpoints load_checkpoint rejects, with the reason
+    torn_tails: list[str] = dataclasses.field(default_factory=list)  # open segments ending inside a frame
 
 
 def inspect_save_dir(save_dir: Path, load_checkpoints: bool = True) -> DiskReport:
@@ -144,11 +157,16 @@ def inspect_save_dir(save_dir: Path, load_checkpoints: bool = True) -> DiskRepor
     if not save_dir.is_dir():
         return report
     for entry in sorted(save_dir.iterdir()):
-        if entry.is_dir():
+        if entry.name == WRITERS_FOLDER:
+            for manifest in entry.iterdir():
+                _check_complete(manifest, report)
+        elif entry.is_dir():
             _inspect_category(entry, report)
+        elif entry.name == RUN_LOCK_NAME:
+            continue  # the lock around run.json updates, empty
         elif is_temp_name(entry.name):
             report.temps.append(str(entry))
-        elif entry.name == STATS_FILE_NAME:
+        elif entry.name in (STATS_FILE_NAME, RUN_MANIFEST_KEY):
             _check_complete(entry, report)
         else:
             report.strays.append(str(entry))
@@ -161,14 +179,16 @@ def _inspect_category(folder: Path, report: DiskReport) -> None:
     prefix = file_prefix(folder.name)
     report.listed[folder.name] = len(list_snapshot_files(folder.parent, folder.name))
     names = sorted(os.listdir(folder), key=lambda name: (parse_sequence(name, prefix) or 0, name))
-    stems = {name.removesuffix(SNAPSHOT_SUFFIX) for name in names if name.endswith(SNAPSHOT_SUFFIX)}
+    stems = {name.removesuffix(JSON_SUFFIX) for name in names if name.endswith(JSON_SUFFIX)}
     for name in names:
         path = folder / name
         if is_temp_name(name):
             report.temps.append(str(path))
         elif parse_sequence(name, prefix) is None:
             report.strays.append(str(path))
-        elif name.endswith(SNAPSHOT_SUFFIX):
+        elif parse_name(name).kind in ("segment", "segment_open"):
+            _inspect_segment(path, report)
+        elif name.endswith(JSON_SUFFIX):
             records = _check_complete(path, report)
             report.json_files[folder.name] += records is not None
             report.stream_indexes += [record["index"] for record in records or [] if "index" in record]
@@ -178,11 +198,35 @@ def _inspect_category(folder: Path, report: DiskReport) -> None:
                 report.orphans.append(str(path))
 
 
+def _inspect_segment(path: Path, report: DiskReport) -> None:
+    """Every line of a segment's whole frames must parse; only an open segment may end torn."""
+    decoded = decode_segment(path.read_bytes())
+    if decoded.bad_frame_at is not None or decoded.torn_tail and parse_name(path.name).kind == "segment":
+        report.torn.append(f"{path}: frame at byte {decoded.bad_frame_at} does not decode, or a closed segment is torn")
+    elif decoded.torn_tail:
+        report.torn_tails.append(str(path))
+    for line in decoded.lines:
+        try:
+            records = orjson.loads(line)["data"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            report.torn.append(f"{path}: a line does not parse ({exc})")
+            continue
+        report.json_files[path.parent.name] += 1
+        report.stream_indexes += [record["index"] for record in records if "index" in record]
+
+
+def without_metadata(record: Any) -> Any:
+    """``record`` as submitted: without the ``_rtsave`` key the writer adds."""
+    if isinstance(record, dict):
+        record.pop(METADATA_KEY, None)
+    return record
+
+
 def _check_complete(path: Path, report: DiskReport) -> Any:
     """Read ``path`` whole by its kind; record it as torn if that fails. Returns parsed JSON."""
     data = path.read_bytes()
     try:
-        if path.suffix == SNAPSHOT_SUFFIX:
+        if path.suffix == JSON_SUFFIX:
             return orjson.loads(data)
         if path.suffix == ".zip":
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -216,9 +260,9 @@ def _unloadable_checkpoints(save_dir: Path) -> list[str]:
     return unloadable
 
 
-def temps_left_after_restart(save_dir: Path) -> list[str]:
+def temps_left_after_restart(save_dir: Path, format_name: str = "json") -> list[str]:
     """Start and close a new writer on ``save_dir`` (it cleans dead writers' temps); the temps still there."""
-    SnapshotWriter(save_dir).close()
+    SnapshotWriter(save_dir, format=format_name).close()
     return inspect_save_dir(save_dir, load_checkpoints=False).temps
 
 
@@ -236,6 +280,7 @@ class KillTrial:
     """One child killed by SIGKILL at a random moment, and what it left."""
 
     kind: str
+    format: str
     seconds_before_kill: float
     queue_size: int
     returncode: int | None
@@ -273,8 +318,9 @@ class KillTrial:
         return self.queue_size + BATCH_SIZE + len(self.counted_categories)
 
 
-def run_sigkill_trial(kind: str, trial_dir: Path, rng: random.Random) -> KillTrial:
-    """Start a ``kind`` child, SIGKILL it at a random moment after it started saving, inspect."""
+def run_sigkill_trial(kind: str, trial_dir: Path, rng: random.Random, format_name: str = "json") -> KillTrial:
+    """Start a ``kind`` child writing ``format_name``, SIGKILL it at a random moment after it
+    started saving, inspect."""
     save_dir, ledger_path = trial_dir / "save", trial_dir / "ledger.json"
     if kind == "stream":
         queue_size = STREAM_QUEUE_SIZE
@@ -282,20 +328,20 @@ def run_sigkill_trial(kind: str, trial_dir: Path, rng: random.Random) -> KillTri
     else:
         queue_size = TRAIN_QUEUE_SIZE
         args = ["train", save_dir, ledger_path, "--queue_size", queue_size, "--keep_last", TRAIN_KEEP_LAST]
-    child = start_child(args, trial_dir)
+    child = start_child([*args, "--format", format_name], trial_dir)
     delay = rng.uniform(0.0, MAX_KILL_DELAY[kind])
     if wait_for_submits(child, ledger_path, 1):
         time.sleep(delay)
     child.kill()
     child.wait()
     disk = inspect_save_dir(save_dir)
-    return KillTrial(kind, delay, queue_size, child.returncode, child_output(trial_dir)[1][-3000:],
-                     read_ledger(ledger_path), disk, temps_left_after_restart(save_dir))
+    return KillTrial(kind, format_name, delay, queue_size, child.returncode, child_output(trial_dir)[1][-3000:],
+                     read_ledger(ledger_path), disk, temps_left_after_restart(save_dir, format_name))
 
 
-def run_sigkill_trials(kind: str, root: Path, count: int, seed: int = 0) -> list[KillTrial]:
+def run_sigkill_trials(kind: str, root: Path, count: int, seed: int = 0, format_name: str = "json") -> list[KillTrial]:
     rng = random.Random(seed)
-    return [run_sigkill_trial(kind, root / f"{kind}-{index}", rng) for index in range(count)]
+    return [run_sigkill_trial(kind, root / f"{kind}-{index}", rng, format_name) for index in range(count)]
 
 
 def orphan_after_crash_between_attachment_and_json(trial_dir: Path) -> tuple[list[str], DiskReport]:
@@ -486,18 +532,6 @@ def captured_writer_errors() -> Iterator[list[str]]:
         yield lines
     finally:
         logger.removeHandler(handler)
-
-
-def fill_filesystem(path: Path) -> None:
-    """Grow ``path`` until its filesystem has no free block left."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for chunk in (b"\0" * 65536, b"\0" * 4096, b"\0"):
-            with contextlib.suppress(OSError):
-                while os.write(fd, chunk):
-                    pass
-    finally:
-        os.close(fd)
 
 
 def run_disk_trouble(trouble: str, mount: Callable[[str], Path]) -> TroubleOutcome:
@@ -868,19 +902,20 @@ def round_trip_problems(writer: SnapshotWriter, record: Any, tally: FuzzTally | 
     tally = tally if tally is not None else FuzzTally()
     tally.examples += 1
     placeholders_before = writer.stats()["placeholders"]
-    paths: list[Path | None] = []
-    writer.submit("episodes", [record], on_written=paths.append)
-    if not writer.flush(timeout=120) or len(paths) != 1 or paths[0] is None:
+    urls: list[str | None] = []
+    writer.submit("episodes", [record], on_written=urls.append)
+    if not writer.flush(timeout=120) or len(urls) != 1 or urls[0] is None:
         tally.problems += 1
         return [f"not written: flush failed or timed out; stats errors {writer.stats()['errors']}"]
     tally.written += 1
-    data = paths[0].read_bytes()
-    paths[0].unlink()  # keeps the folder small over thousands of examples with big arrays
+    path = Path(urls[0])
+    data = path.read_bytes()
+    path.unlink()  # keeps the folder small over thousands of examples with big arrays
     try:
-        decoded = orjson.loads(data)
+        decoded = [without_metadata(item) for item in orjson.loads(data)]
     except orjson.JSONDecodeError as exc:
         tally.torn += 1
-        return [f"{paths[0]} does not parse: {exc}"]
+        return [f"{path} does not parse: {exc}"]
     check = FaithfulnessCheck()
     check.check([record], decoded)
     placeholders = count_placeholders(decoded)
@@ -1070,7 +1105,7 @@ def _count_load_files(save_dir: Path) -> tuple[Counter[str], int, int]:
     files: Counter[str] = Counter()
     duplicates = torn = 0
     for folder in save_dir.iterdir():
-        if not folder.is_dir():
+        if not folder.is_dir() or folder.name == WRITERS_FOLDER:
             continue
         seen: set[int] = set()
         for name in os.listdir(folder):

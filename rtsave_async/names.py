@@ -82,8 +82,11 @@ TEMP_SUFFIX = ".tmp"
 # A checkpoint's attachments, stored beside its JSON under the same stem.
 MODEL_SUFFIX = ".zip"
 REPLAY_BUFFER_SUFFIX = ".replay_buffer.npz.zst"
-VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
-STATE_SUFFIX = ".state.pkl"
+VEC_NORMALIZE_SUFFIX = ".vecnormalize.npz"
+STATE_SUFFIX = ".state.npz"
+#: The pickled attachments of checkpoints written before the pickle-free format.
+PICKLED_VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
+PICKLED_STATE_SUFFIX = ".state.pkl"
 
 
 def key(folder: str, name: str) -> str:

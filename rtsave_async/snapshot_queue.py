@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from rtsave_async.validation import check_number, check_positive_int
@@ -45,7 +44,7 @@ class Snapshot:
     payload: Any
     created: float  # seconds since the epoch, taken at submit time
     attachments: dict[str, Callable[[], bytes]] = field(default_factory=dict)  # suffix -> encoder
-    on_written: Callable[[Path | None], None] | None = None
+    on_written: Callable[[str | None], Any] | None = None  # hears the stored url, or None
     sequence: int = 0  # enqueue order within one queue, starting at 1
 
 

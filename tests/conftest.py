@@ -1,4 +1,4 @@
-"""Shared fixtures: subprocess runner, a sink that can be held shut, mounts."""
+"""Shared fixtures: subprocess runner, mounts. Test doubles of sinks: ``support/sinks.py``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,26 +22,6 @@ def python_child(code: str, *args: str, **popen_kwargs) -> subprocess.Popen:
         [sys.executable, "-c", textwrap.dedent(code), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **popen_kwargs,
     )
-
-
-class SinkGate:
-    """Holds a writer's sink shut: ``put`` blocks until :meth:`open` (writer thread waits)."""
-
-    def __init__(self, writer) -> None:
-        self._opened = threading.Event()
-        self.entered = threading.Event()
-        sink = writer._sink
-        original_put = sink.put
-
-        async def gated_put(folder: str, name: str, data: bytes) -> None:
-            self.entered.set()
-            self._opened.wait()
-            await original_put(folder, name, data)
-
-        sink.put = gated_put
-
-    def open(self) -> None:
-        self._opened.set()
 
 
 @pytest.fixture

@@ -39,7 +39,9 @@ def test_quick_run_reports_every_variant_and_writes_readable_files(tmp_path: Pat
         assert len(folders) == bench_writer.QUICK_SCALE.rounds
         for folder in folders:
             files = sorted(bench_writer.stored_files(folder))
-            assert [json.loads(path.read_bytes()) for path in files] == expected, folder
+            stored = [[{key: value for key, value in record.items() if key != "_rtsave"}
+                       for record in json.loads(path.read_bytes())] for path in files]
+            assert stored == expected, folder
 
 
 def test_append_section_creates_the_file_with_its_title_then_appends(tmp_path: Path) -> None:
@@ -51,3 +53,18 @@ def test_append_section_creates_the_file_with_its_title_then_appends(tmp_path: P
     text = results.read_text(encoding="utf-8")
     assert text.startswith(reporting.RESULTS_TITLE)
     assert text.index("## First") < text.index("## Second")
+
+
+def test_quick_segment_run_reports_both_variants(tmp_path: Path, capsys) -> None:
+    argv = ["--format", "jsonl.zst", "--quick", "--no-append", "--dir", str(tmp_path)]
+
+    assert bench_writer.main(argv) == 0
+
+    output = capsys.readouterr().out
+    assert output.startswith(bench_writer.SEGMENT_HEADING)
+    for label in bench_writer.SEGMENT_VARIANTS:
+        rows = [line for line in output.splitlines() if f"| {label} |" in line]
+        assert len(rows) == 2  # one per record layout
+        for row in rows:
+            records_per_s, mb_per_s, bytes_per_record = row.strip("|").split("|")[2:5]
+            assert float(records_per_s.replace(",", "")) > 0 and float(mb_per_s) > 0 and float(bytes_per_record) > 0

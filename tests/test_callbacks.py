@@ -16,12 +16,12 @@ from stable_baselines3.common.callbacks import CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-from rtsave_async import categories
+from rtsave_async import names
 from rtsave_async.callbacks import ComprehensiveSavingCallback, RealTimeSavingCallback
 from rtsave_async.readers import load_records
 
 EPISODE_LENGTH = 10
-DATA_CATEGORIES = (categories.EPISODES, categories.ENVIRONMENT_STATES, categories.LEARNING_METRICS)
+DATA_CATEGORIES = (names.EPISODES, names.ENVIRONMENT_STATES, names.LEARNING_METRICS)
 
 
 @pytest.fixture(autouse=True)
@@ -176,13 +176,13 @@ def test_ppo_dummy_vec_env_writes_seed_layout_at_timestep_multiples(tmp_path: Pa
     # Checkpoints wait for a consistent point: rollout starts (every 3 * 32 = 96 timesteps)
     # and training end; the first such point at or after 100, 200 and 300.
     assert callback.checkpoint_saver.submitted_timesteps == [192, 288, 384]
-    assert timesteps_in(tmp_path, categories.CHECKPOINTS) == [192, 288, 384]
+    assert timesteps_in(tmp_path, names.CHECKPOINTS) == [192, 288, 384]
 
-    file_names = [path.name for path in sorted((tmp_path / categories.ENVIRONMENT_STATES).iterdir())]
+    file_names = [path.name for path in sorted((tmp_path / names.ENVIRONMENT_STATES).iterdir())]
     assert all(name.startswith("env_states_") and name.endswith(".json") for name in file_names)
-    assert len(load_records(tmp_path, categories.HYPERPARAMETERS)) == 1
+    assert len(load_records(tmp_path, names.HYPERPARAMETERS)) == 1
 
-    for records in load_records(tmp_path, categories.EPISODES):
+    for records in load_records(tmp_path, names.EPISODES):
         assert [record["env_id"] for record in records] == list(range(n_envs))
         for record in records:
             check_episode_counts(record, n_envs)
@@ -194,14 +194,14 @@ def test_ppo_dummy_vec_env_writes_seed_layout_at_timestep_multiples(tmp_path: Pa
             assert detailed["robot_state"]["joint_positions"] == [step] * 4
             assert detailed["performance_metrics"] == {"episode_progress": step / EPISODE_LENGTH,
                                                        "stability_score": 0.9}
-    all_finished = [episode for records in load_records(tmp_path, categories.EPISODES)
+    all_finished = [episode for records in load_records(tmp_path, names.EPISODES)
                     for episode in records[0]["finished_episodes"]]
     assert len(all_finished) == (total // n_envs) // EPISODE_LENGTH
     assert all(episode["length"] == EPISODE_LENGTH and episode["return"] == EPISODE_LENGTH
                for episode in all_finished)
     assert [episode["is_success"] for episode in all_finished] == [i % 2 == 0 for i in range(len(all_finished))]
 
-    for records in load_records(tmp_path, categories.ENVIRONMENT_STATES):
+    for records in load_records(tmp_path, names.ENVIRONMENT_STATES):
         (record,) = records
         assert record["num_envs"] == n_envs
         assert record["rand_power"] == [0.1] * n_envs
@@ -211,7 +211,7 @@ def test_ppo_dummy_vec_env_writes_seed_layout_at_timestep_multiples(tmp_path: Pa
         assert summary["observation_space"]["shape"] == [3]
         assert summary["action_space"]["n"] == 2
 
-    metrics = [records[0] for records in load_records(tmp_path, categories.LEARNING_METRICS)]
+    metrics = [records[0] for records in load_records(tmp_path, names.LEARNING_METRICS)]
     for record in metrics:
         assert record["total_timesteps"] == total
         assert record["training_progress"] == pytest.approx(record["timestep"] / total)
@@ -253,19 +253,19 @@ def test_sac_subproc_vec_env_with_protocol(tmp_path: Path) -> None:
     finally:
         env.close()
 
-    assert timesteps_in(tmp_path, categories.EPISODES) == [*crossing_timesteps(n_envs, total, 60), total]
-    for records in load_records(tmp_path, categories.EPISODES):
+    assert timesteps_in(tmp_path, names.EPISODES) == [*crossing_timesteps(n_envs, total, 60), total]
+    for records in load_records(tmp_path, names.EPISODES):
         for record in records:
             check_episode_counts(record, n_envs)
             assert record["detailed_info"]["robot_state"]["position"]["x"] == (record["timestep"] // n_envs) % EPISODE_LENGTH
-    summary = load_records(tmp_path, categories.ENVIRONMENT_STATES)[-1][0]["environment_summary"]
+    summary = load_records(tmp_path, names.ENVIRONMENT_STATES)[-1][0]["environment_summary"]
     assert summary["vec_env_class"] == "SubprocVecEnv"
     assert summary["environment_class"] == "ProtocolEnv"
-    (hyperparameters,) = load_records(tmp_path, categories.HYPERPARAMETERS)[0]
+    (hyperparameters,) = load_records(tmp_path, names.HYPERPARAMETERS)[0]
     assert hyperparameters["model_type"] == "SAC"
     assert hyperparameters["algorithm_hyperparameters"]["learning_starts"] == 50
     assert hyperparameters["algorithm_hyperparameters"]["train_freq"] == {"frequency": 1, "unit": "step"}
-    assert "train/actor_loss" in load_records(tmp_path, categories.LEARNING_METRICS)[-1][0]["logger"]
+    assert "train/actor_loss" in load_records(tmp_path, names.LEARNING_METRICS)[-1][0]["logger"]
 
 
 @pytest.mark.parametrize("vec_env_cls", [DummyVecEnv, SubprocVecEnv])
@@ -279,7 +279,7 @@ def test_plain_gymnasium_env_gives_nulls_not_errors(tmp_path: Path, vec_env_cls:
     finally:
         env.close()
 
-    episodes = load_records(tmp_path, categories.EPISODES)
+    episodes = load_records(tmp_path, names.EPISODES)
     assert [records[0]["timestep"] for records in episodes] == crossing_timesteps(n_envs, total, 64)
     last = episodes[-1]
     for record in last:
@@ -291,12 +291,12 @@ def test_plain_gymnasium_env_gives_nulls_not_errors(tmp_path: Path, vec_env_cls:
     finished = [episode for records in episodes for record in records for episode in record["finished_episodes"]]
     assert len(finished) == sum(record["episode_count"] for record in last) > 0
     assert all(episode["return"] == episode["length"] for episode in finished)  # CartPole: reward 1 per step
-    state = load_records(tmp_path, categories.ENVIRONMENT_STATES)[-1][0]
+    state = load_records(tmp_path, names.ENVIRONMENT_STATES)[-1][0]
     assert state["rand_power"] is None
     summary = state["environment_summary"]
     assert summary["environment_class"] == "CartPoleEnv"
     assert summary["ctrl_type"] is None and summary["max_episode_steps"] == 500
-    metrics = load_records(tmp_path, categories.LEARNING_METRICS)[-1][0]
+    metrics = load_records(tmp_path, names.LEARNING_METRICS)[-1][0]
     assert metrics["curriculum_progress"] is None and metrics["recent_success_rate_avg"] is None
     assert metrics["reward_components"] is None and metrics["cost_components"] is None
 
@@ -306,11 +306,11 @@ def test_vec_normalize_wrapper_passes_protocol_through(tmp_path: Path) -> None:
     callback = RealTimeSavingCallback(tmp_path, save_frequency=40)
     PPO("MlpPolicy", env, n_steps=40, batch_size=40, n_epochs=1, policy_kwargs=small_policy()).learn(80, callback=callback)
 
-    state = load_records(tmp_path, categories.ENVIRONMENT_STATES)[-1][0]
+    state = load_records(tmp_path, names.ENVIRONMENT_STATES)[-1][0]
     assert state["rand_power"] == [0.1, 0.1]
     assert state["environment_summary"]["vec_env_class"] == "VecNormalize"
     assert state["environment_summary"]["ctrl_type"] == "position"
-    assert load_records(tmp_path, categories.EPISODES)[-1][0]["detailed_info"]["performance_metrics"]["stability_score"] == 0.9
+    assert load_records(tmp_path, names.EPISODES)[-1][0]["detailed_info"]["performance_metrics"]["stability_score"] == 0.9
 
 
 def evaluations_after_training(log_dir: Path, extra_callbacks: list) -> dict[str, np.ndarray]:
@@ -331,7 +331,7 @@ def test_inside_callback_list_eval_callback_results_are_unchanged(tmp_path: Path
     assert list(alone["timesteps"]) == [128, 256, 384]
     for key in alone:
         np.testing.assert_array_equal(alone[key], together[key])
-    assert timesteps_in(tmp_path / "data", categories.EPISODES) == [100, 200, 300, 384]
+    assert timesteps_in(tmp_path / "data", names.EPISODES) == [100, 200, 300, 384]
 
 
 def test_records_are_never_mutated_after_submit(tmp_path: Path) -> None:
@@ -340,11 +340,11 @@ def test_records_are_never_mutated_after_submit(tmp_path: Path) -> None:
     model = PPO("MlpPolicy", protocol_vec_env(2), n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=small_policy())
     model.learn(128, callback=callback)
 
-    assert len(writer.payloads(categories.EPISODES)) == 16
+    assert len(writer.payloads(names.EPISODES)) == 16
     for category, records, snapshot_at_submit in writer.submitted:
         assert records == snapshot_at_submit, category
     # the env did move on: its live state differs from what the first save recorded
-    first_detailed = writer.payloads(categories.EPISODES)[0][0]["detailed_info"]
+    first_detailed = writer.payloads(names.EPISODES)[0][0]["detailed_info"]
     assert first_detailed["robot_state"]["position"]["x"] == 4
     assert writer.flushes == [writer.exit_timeout]  # a borrowed writer is flushed (bounded), not closed
 
@@ -357,12 +357,12 @@ def test_success_counting_from_is_success(tmp_path: Path) -> None:
         300, callback=callback)
 
     counts = [(records[0]["episode_count"], records[0]["success_count"])
-              for records in writer.payloads(categories.EPISODES)]
+              for records in writer.payloads(names.EPISODES)]
     assert counts == [(10, 5), (20, 10), (30, 15)]
-    finished = writer.payloads(categories.EPISODES)[0][0]["finished_episodes"]
+    finished = writer.payloads(names.EPISODES)[0][0]["finished_episodes"]
     assert [episode["is_success"] for episode in finished] == [True, False] * 5
     # last 4 episodes: numbers 26..29 -> True, False, True, False
-    assert writer.payloads(categories.LEARNING_METRICS)[-1][0]["recent_success_rate_avg"] == 0.5
+    assert writer.payloads(names.LEARNING_METRICS)[-1][0]["recent_success_rate_avg"] == 0.5
 
 
 def test_comprehensive_callback_switches_everything_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -376,7 +376,7 @@ def test_comprehensive_callback_switches_everything_on(tmp_path: Path, capsys: p
     output = capsys.readouterr().out
     # 4 saves x 3 categories + hyperparameters + checkpoints at 128 and 256
     assert "15 snapshot file(s) written, 0 dropped" in output and str(tmp_path) in output
-    metrics = load_records(tmp_path, categories.LEARNING_METRICS)[-1][0]
+    metrics = load_records(tmp_path, names.LEARNING_METRICS)[-1][0]
     # learn()'s own target wins over the option (which is for callbacks driven without learn())
     assert metrics["total_timesteps"] == 256 and metrics["training_progress"] == 1.0
     assert (tmp_path / "writer_stats.json").exists()
@@ -389,10 +389,10 @@ def test_disabled_categories_are_not_written(tmp_path: Path) -> None:
     PPO("MlpPolicy", protocol_vec_env(2), n_steps=32, batch_size=64, n_epochs=1, policy_kwargs=small_policy()).learn(
         64, callback=callback)
 
-    assert not (tmp_path / categories.EPISODES).exists()
-    assert not (tmp_path / categories.HYPERPARAMETERS).exists()
-    assert not (tmp_path / categories.LEARNING_METRICS).exists()
-    assert timesteps_in(tmp_path, categories.ENVIRONMENT_STATES) == [32, 64]
+    assert not (tmp_path / names.EPISODES).exists()
+    assert not (tmp_path / names.HYPERPARAMETERS).exists()
+    assert not (tmp_path / names.LEARNING_METRICS).exists()
+    assert timesteps_in(tmp_path, names.ENVIRONMENT_STATES) == [32, 64]
 
 
 def test_second_learn_call_continues_at_multiples_with_a_fresh_writer(tmp_path: Path) -> None:
@@ -402,8 +402,8 @@ def test_second_learn_call_continues_at_multiples_with_a_fresh_writer(tmp_path: 
     model.learn(128, callback=callback, reset_num_timesteps=False)
 
     assert model.num_timesteps == 192
-    assert timesteps_in(tmp_path, categories.EPISODES) == [50, 100, 150]
-    hyperparameters = [records[0] for records in load_records(tmp_path, categories.HYPERPARAMETERS)]
+    assert timesteps_in(tmp_path, names.EPISODES) == [50, 100, 150]
+    hyperparameters = [records[0] for records in load_records(tmp_path, names.HYPERPARAMETERS)]
     assert [record["timestep"] for record in hyperparameters] == [0, 64]
     assert hyperparameters[0]["command_line"] == sys.argv
 
@@ -421,8 +421,8 @@ def test_go1_env_fills_every_field(tmp_path: Path) -> None:
     callback = RealTimeSavingCallback(tmp_path, save_frequency=64)
     PPO("MlpPolicy", env, n_steps=32, batch_size=64, n_epochs=1, policy_kwargs=small_policy()).learn(128, callback=callback)
 
-    assert timesteps_in(tmp_path, categories.EPISODES) == [64, 128]
-    for record in load_records(tmp_path, categories.EPISODES)[-1]:
+    assert timesteps_in(tmp_path, names.EPISODES) == [64, 128]
+    for record in load_records(tmp_path, names.EPISODES)[-1]:
         detailed = record["detailed_info"]
         robot = detailed["robot_state"]
         assert set(robot["position"]) == {"x", "y", "z"}
@@ -431,12 +431,12 @@ def test_go1_env_fills_every_field(tmp_path: Path) -> None:
         assert len(detailed["foot_contacts"]) == 4
         assert detailed["episode_info"]["current_step"] >= 0
         assert 0.0 <= detailed["performance_metrics"]["stability_score"] <= 1.0
-    state = load_records(tmp_path, categories.ENVIRONMENT_STATES)[-1][0]
+    state = load_records(tmp_path, names.ENVIRONMENT_STATES)[-1][0]
     summary = state["environment_summary"]
     assert summary["environment_class"] == "Go1MujocoEnv"
     # The env's own step limit (15 s / 0.02 s), and the physics step under a name that is not the record's timestep.
     assert summary["max_episode_steps"] == 750 and summary["physics_timestep_s"] == 0.002 and "timestep" not in summary
     assert len(state["rand_power"]) == 2
-    metrics = load_records(tmp_path, categories.LEARNING_METRICS)[-1][0]
+    metrics = load_records(tmp_path, names.LEARNING_METRICS)[-1][0]
     assert metrics["reward_components"] and metrics["cost_components"]
     assert metrics["curriculum_progress"] is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from rtsave_async import RealTimeSavingCallback, list_snapshot_files
 from rtsave_async.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, prune_checkpoints
 from rtsave_async.checkpoints.format import decode_replay_buffer
 from rtsave_async.collectors.checkpoint import copy_replay_buffer
+from rtsave_async.sinks import LocalSink
 
 HARNESS = "import sys; sys.path.insert(0, {tests!r}); import resume_harness; resume_harness.main()".format(
     tests=str(PROJECT_ROOT / "tests"))
@@ -126,7 +128,7 @@ def test_retention_keep_every_and_orphans(tmp_path: Path) -> None:
         if sequence != 4:  # 4 was interrupted before its JSON: an orphan
             (folder / f"{stem}.json").write_text("[]")
     (folder / "checkpoint_20250101_120000_00000008.zip").write_bytes(b"in flight")  # newer than the newest JSON
-    prune_checkpoints(folder, keep_last=2, keep_every=3)
+    asyncio.run(prune_checkpoints(LocalSink(tmp_path), keep_last=2, keep_every=3))
     left = sorted(path.name for path in folder.iterdir())
     assert left == sorted(
         [f"checkpoint_20250101_120000_{n:08d}.{ext}" for n in (3, 6, 7) for ext in ("json", "zip")]
@@ -197,14 +199,15 @@ def test_leftovers_of_an_interrupted_checkpoint_go_with_the_next_one(tmp_path: P
 
 
 def test_an_evicted_or_refused_checkpoint_does_not_stop_later_ones(tmp_path: Path) -> None:
-    from conftest import SinkGate
+    from support.sinks import GatedSink
+
     from rtsave_async import SnapshotWriter
     from rtsave_async.callbacks.checkpointing import CheckpointSaver
 
     model = PPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1, seed=0), n_steps=64, batch_size=64, device="cpu")
     saver = CheckpointSaver()
-    writer = SnapshotWriter(tmp_path, queue_size=1, policy="drop_oldest")
-    gate = SinkGate(writer)
+    gate = GatedSink(LocalSink(tmp_path))
+    writer = SnapshotWriter(tmp_path, queue_size=1, policy="drop_oldest", sink=gate)
     writer.submit("episodes", {"busy": True})
     assert gate.entered.wait(10)
     assert saver.checkpoint(writer, model, {}, 1000)  # queued behind the held write ...

@@ -19,24 +19,18 @@ from rtsave_async.writer import STATS_FILE_NAME
 SLOW_PRODUCER = """
     import os, sys, time, signal
     from rtsave_async import SnapshotWriter
-    from rtsave_async.sinks.local import LocalSink
+    from rtsave_async.sinks import LocalSink
+    from tests.support.sinks import SlowSink
 
     save_dir, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     SIGNAL_MODES = sys.argv[4].split(",")
-    original_put = LocalSink.put
-
-    async def slow_put(self, folder, name, data):
-        time.sleep(0.002)
-        await original_put(self, folder, name, data)
-
-    LocalSink.put = slow_put
     if mode == "chained_sigterm":
         def user_handler(signum, frame):
             open(os.path.join(save_dir, "user_handler_ran"), "w").close()
             sys.exit(7)
         os.makedirs(save_dir, exist_ok=True)
         signal.signal(signal.SIGTERM, user_handler)
-    writer = SnapshotWriter(save_dir, queue_size=count, exit_timeout=30)
+    writer = SnapshotWriter(save_dir, queue_size=count, exit_timeout=30, sink=SlowSink(LocalSink(save_dir), 0.002))
     for index in range(count):
         writer.submit("episodes", {"index": index})
     print("queued", len(writer._queue), flush=True)
@@ -119,15 +113,10 @@ def test_sigkill_mid_stream_never_leaves_a_torn_file(tmp_path: Path, trial: int)
 FORKER = """
     import os, sys, time
     from rtsave_async import SnapshotWriter
-    from rtsave_async.sinks.local import LocalSink
+    from rtsave_async.sinks import LocalSink
+    from tests.support.sinks import SlowSink
 
-    original_put = LocalSink.put
-    async def slow_put(self, folder, name, data):
-        time.sleep(0.002)
-        await original_put(self, folder, name, data)
-    LocalSink.put = slow_put
-
-    writer = SnapshotWriter(sys.argv[1])
+    writer = SnapshotWriter(sys.argv[1], sink=SlowSink(LocalSink(sys.argv[1]), 0.002))
     for index in range(200):
         writer.submit("episodes", {"index": index})
     pid = os.fork()
@@ -228,3 +217,23 @@ def test_a_close_that_timed_out_is_finished_by_the_exit_hook(tmp_path: Path) -> 
     assert child.returncode == 0 and "closed" in stdout, stderr
     assert [path.suffix for path in sorted((tmp_path / "checkpoints").iterdir())] == [".json", ".zip"]
     assert orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())["written"] == 1
+
+
+def test_the_exit_hook_drains_anything_with_flush_close_and_exit_timeout() -> None:
+    child = python_child("""
+        from rtsave_async.writer import exit_hook
+
+        class Uploader:  # not a SnapshotWriter: the hook only needs these members
+            exit_timeout = 1.0
+            def flush(self, timeout=None):
+                return True
+            def close(self, timeout=None):
+                print("closed within", round(timeout), flush=True)
+            def after_fork_in_child(self):
+                pass
+
+        uploader = Uploader()
+        exit_hook.register(uploader)
+    """)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0 and stdout.strip() == "closed within 1", stderr

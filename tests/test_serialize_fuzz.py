@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rtsave_async.writer.serialize import PLACEHOLDER_KEY, SnapshotSerializer, count_nonfinite
+from rtsave_async.formats.serialize import PLACEHOLDER_KEY, SnapshotSerializer, count_nonfinite
 
 numpy_arrays = hnp.arrays(
     dtype=st.one_of(hnp.integer_dtypes(endianness="?"), hnp.floating_dtypes(endianness="?"),

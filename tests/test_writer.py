@@ -12,12 +12,13 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import SinkGate
+from support.disk import fill_filesystem
+from support.sinks import FailingSink, GatedSink
 from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
-from rtsave_async.categories import STANDARD_CATEGORIES, file_prefix
+from rtsave_async.names import RUN_MANIFEST_KEY, STANDARD_CATEGORIES, WRITERS_FOLDER, file_prefix, temp_name
+from rtsave_async.sinks import LocalSink
 from rtsave_async.writer import STATS_FILE_NAME
-from rtsave_async.writer.naming import temp_name
-from rtsave_async.writer.serialize import PLACEHOLDER_KEY
+from rtsave_async.formats.serialize import PLACEHOLDER_KEY
 
 
 def episode_record(index: int) -> dict:
@@ -76,13 +77,17 @@ def test_concurrent_writers_on_one_folder_never_overwrite(tmp_path: Path) -> Non
     assert seen == sorted((number, index) for number in range(3) for index in range(200))
 
 
-def fill_behind_gate(writer: SnapshotWriter, capacity: int, extra: int) -> tuple[SinkGate, list[bool]]:
+def gated_writer(save_dir: Path, **options) -> tuple[SnapshotWriter, GatedSink]:
+    """A writer whose sink holds data stores shut until ``gate.open()``."""
+    gate = GatedSink(LocalSink(save_dir))
+    return SnapshotWriter(save_dir, sink=gate, **options), gate
+
+
+def fill_behind_gate(writer: SnapshotWriter, gate: GatedSink, capacity: int, extra: int) -> list[bool]:
     """Hold the writer on snapshot 0, fill the queue, then submit ``extra`` more."""
-    gate = SinkGate(writer)
     writer.submit("episodes", {"index": 0})
     assert gate.entered.wait(10)
-    accepted = [writer.submit("episodes", {"index": index}) for index in range(1, capacity + extra + 1)]
-    return gate, accepted
+    return [writer.submit("episodes", {"index": index}) for index in range(1, capacity + extra + 1)]
 
 
 def written_indexes(save_dir: Path) -> list[int]:
@@ -90,8 +95,8 @@ def written_indexes(save_dir: Path) -> list[int]:
 
 
 def test_drop_newest_refuses_exactly_the_overflow(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path, queue_size=5, policy="drop_newest")
-    gate, accepted = fill_behind_gate(writer, capacity=5, extra=7)
+    writer, gate = gated_writer(tmp_path, queue_size=5, policy="drop_newest")
+    accepted = fill_behind_gate(writer, gate, capacity=5, extra=7)
     assert accepted == [True] * 5 + [False] * 7
     gate.open()
     stats = writer.close()
@@ -101,8 +106,8 @@ def test_drop_newest_refuses_exactly_the_overflow(tmp_path: Path) -> None:
 
 
 def test_drop_oldest_evicts_exactly_the_oldest(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path, queue_size=5, policy="drop_oldest")
-    gate, accepted = fill_behind_gate(writer, capacity=5, extra=7)
+    writer, gate = gated_writer(tmp_path, queue_size=5, policy="drop_oldest")
+    accepted = fill_behind_gate(writer, gate, capacity=5, extra=7)
     assert all(accepted)
     gate.open()
     stats = writer.close()
@@ -111,8 +116,8 @@ def test_drop_oldest_evicts_exactly_the_oldest(tmp_path: Path) -> None:
 
 
 def test_block_times_out_then_drops_and_counts(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path, queue_size=3, policy="block", block_timeout=0.01)
-    gate, accepted = fill_behind_gate(writer, capacity=3, extra=2)
+    writer, gate = gated_writer(tmp_path, queue_size=3, policy="block", block_timeout=0.01)
+    accepted = fill_behind_gate(writer, gate, capacity=3, extra=2)
     assert accepted == [True, True, True, False, False]
     gate.open()
     stats = writer.close()
@@ -120,8 +125,7 @@ def test_block_times_out_then_drops_and_counts(tmp_path: Path) -> None:
 
 
 def test_block_waits_for_room_and_loses_nothing(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path, queue_size=2, policy="block", block_timeout=60)
-    gate = SinkGate(writer)
+    writer, gate = gated_writer(tmp_path, queue_size=2, policy="block", block_timeout=60)
     writer.submit("episodes", {"index": 0})
     assert gate.entered.wait(10)
     writer.submit("episodes", {"index": 1})
@@ -135,8 +139,7 @@ def test_block_waits_for_room_and_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_flush_covers_everything_submitted_before_it(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path)
-    gate = SinkGate(writer)
+    writer, gate = gated_writer(tmp_path)
     for index in range(20):
         writer.submit("episodes", {"index": index})
     assert writer.flush(timeout=0.05) is False  # held shut: not done yet
@@ -158,8 +161,7 @@ def test_close_is_idempotent_writes_stats_and_rejects_later_submits(tmp_path: Pa
 
 
 def test_close_returns_within_timeout_when_the_disk_stalls(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path)
-    gate = SinkGate(writer)  # never opened: a disk that never answers
+    writer, gate = gated_writer(tmp_path)  # never opened: a disk that never answers
     for index in range(5):
         writer.submit("episodes", {"index": index})
     stats = writer.close(timeout=0.2)
@@ -172,7 +174,7 @@ def test_unsafe_categories_are_rejected(tmp_path: Path, category) -> None:
     with SnapshotWriter(tmp_path) as writer:
         with pytest.raises(ValueError, match="invalid snapshot category"):
             writer.submit(category, {})
-    assert sorted(path.name for path in tmp_path.iterdir()) == [STATS_FILE_NAME]
+    assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith(".")) == sorted([RUN_MANIFEST_KEY, STATS_FILE_NAME, WRITERS_FOLDER])
 
 
 @dataclasses.dataclass
@@ -247,14 +249,7 @@ def test_full_disk_is_counted_and_writing_resumes_when_space_returns(tmp_path: P
     writer = SnapshotWriter(save_dir / "run")
     writer.submit("episodes", {"index": 0})
     assert writer.flush(10)
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
-    try:  # fill the filesystem
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fill_filesystem(ballast)
     big = {"payload": "x" * 20000}
     for _ in range(3):
         writer.submit("episodes", big)
@@ -293,7 +288,7 @@ def test_attachments_are_stored_before_the_json_that_lists_them(tmp_path: Path) 
         writer.flush(10)
         stats = writer.stats()
     (json_path,) = list_snapshot_files(tmp_path, "checkpoints")
-    assert written == [json_path, None]
+    assert written == [str(json_path), None]
     (record,) = orjson.loads(json_path.read_bytes())
     stem = json_path.name.removesuffix(".json")
     assert record["files"]["zip"] == {"name": stem + ".zip", "path": str(tmp_path / "checkpoints" / (stem + ".zip")),
@@ -305,8 +300,7 @@ def test_attachments_are_stored_before_the_json_that_lists_them(tmp_path: Path) 
 
 
 def test_an_evicted_snapshot_hears_none_and_flush_reports_the_drop(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path, queue_size=2, policy="drop_oldest")
-    gate = SinkGate(writer)
+    writer, gate = gated_writer(tmp_path, queue_size=2, policy="drop_oldest")
     heard: dict[int, list] = {index: [] for index in range(4)}
     writer.submit("episodes", {"index": 0}, on_written=heard[0].append)
     assert gate.entered.wait(10)
@@ -324,8 +318,7 @@ def test_an_evicted_snapshot_hears_none_and_flush_reports_the_drop(tmp_path: Pat
 def test_close_that_times_out_keeps_the_writer_covered_and_a_later_close_finishes(tmp_path: Path) -> None:
     from rtsave_async.writer import exit_hook
 
-    writer = SnapshotWriter(tmp_path, exit_timeout=0.1)
-    gate = SinkGate(writer)
+    writer, gate = gated_writer(tmp_path, exit_timeout=0.1)
     writer.submit("checkpoints", {"timestep": 1})
     assert writer.close()["pending"] == 1
     assert exit_hook.covers(writer)  # the atexit hook will wait for it again
@@ -336,15 +329,7 @@ def test_close_that_times_out_keeps_the_writer_covered_and_a_later_close_finishe
 
 
 def test_a_failed_json_write_removes_the_attachments_it_listed(tmp_path: Path) -> None:
-    writer = SnapshotWriter(tmp_path)
-    original_put = writer._sink.put
-
-    async def no_space_for_json(folder: str, name: str, data: bytes) -> None:
-        if name.endswith(".json"):
-            raise OSError(28, "No space left on device", str(tmp_path / folder / name))
-        await original_put(folder, name, data)
-
-    writer._sink.put = no_space_for_json
+    writer = SnapshotWriter(tmp_path, sink=FailingSink(LocalSink(tmp_path)))
     heard: list = []
     writer.submit("checkpoints", lambda files: [{"files": files}], attachments={".zip": lambda: b"x" * 1000},
                   on_written=heard.append)

@@ -4,7 +4,7 @@ Checkpoints are taken where the model state is consistent: at the first rollout
 start (after the previous update) at or after each multiple of
 ``checkpoint_frequency`` environment timesteps, and when training ends.
 The training thread only copies (:func:`capture_checkpoint`); the writer thread
-encodes, writes and applies retention.
+encodes, writes and applies retention (through the writer's sink, on its loop).
 """
 
 from __future__ import annotations
@@ -12,17 +12,19 @@ from __future__ import annotations
 import shlex
 import sys
 import threading
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtsave_async.categories import CHECKPOINTS
 from rtsave_async.checkpoints.retention import prune_checkpoints
 from rtsave_async.collectors.checkpoint import ResumeCommand, capture_checkpoint
+from rtsave_async.names import CHECKPOINTS
 from rtsave_async.validation import check_positive_int
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
+    from rtsave_async.sinks import Sink
     from rtsave_async.writer import SnapshotWriter
 
 IF_BUSY_POLICIES = ("skip", "wait")
@@ -94,7 +96,7 @@ class CheckpointSaver:
         accepted = False
         try:
             accepted = writer.submit(CHECKPOINTS, capture.build_records, attachments=capture.attachments,
-                                     on_written=self._on_written)
+                                     on_written=lambda url: self._on_written(writer.sink, url))
         finally:
             if not accepted:  # refused, or submit raised: on_written never comes
                 self._idle.set()
@@ -107,14 +109,18 @@ class CheckpointSaver:
         """Wait until no checkpoint is in flight; True if none is."""
         return self._idle.wait(timeout)
 
-    def _on_written(self, path: Path | None) -> None:
+    def _on_written(self, sink: Sink, url: str | None) -> Awaitable[None] | None:
         """On the writer thread: retention after a complete checkpoint, then ready again."""
+        if url is None:
+            self.failed += 1
+            self._idle.set()
+            return None
+        self.written.append(Path(url))
+        return self._prune_then_idle(sink)
+
+    async def _prune_then_idle(self, sink: Sink) -> None:
         try:
-            if path is None:
-                self.failed += 1
-            else:
-                self.written.append(path)
-                prune_checkpoints(path.parent, self.keep_last, self.keep_every)
+            await prune_checkpoints(sink, self.keep_last, self.keep_every)
         finally:
             self._idle.set()
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rtsave_async import categories
+from rtsave_async import names
 from rtsave_async.callbacks.checkpointing import CheckpointSaver
 from rtsave_async.collectors import (
     EnvStateReader,
@@ -253,7 +253,7 @@ class RealTimeSavingCallback(BaseCallback):
         if self.save_hyperparameters:
             summary = self._env_state.environment_summary()
             record = collect_hyperparameters(model, start, self._planned_total_timesteps(), summary)
-            self._submit(categories.HYPERPARAMETERS, with_git_revision(record))
+            self._submit(names.HYPERPARAMETERS, with_git_revision(record))
 
     def _on_rollout_start(self) -> None:
         if not self._running:
@@ -357,7 +357,7 @@ class RealTimeSavingCallback(BaseCallback):
                 self._episodes.recent_success_rate(),
                 env_state.curriculum_progress(),
             )
-            payloads.append((categories.LEARNING_METRICS, [record]))
+            payloads.append((names.LEARNING_METRICS, [record]))
         if self.save_episode_data:
             records = self._episodes.take_records(
                 timestep,
@@ -368,9 +368,9 @@ class RealTimeSavingCallback(BaseCallback):
                 env_state.success_counts(),
                 self._last_infos,
             )
-            payloads.append((categories.EPISODES, records))
+            payloads.append((names.EPISODES, records))
         if self.save_environment_state:
-            payloads.append((categories.ENVIRONMENT_STATES, [build_environment_state_record(timestep, env_state)]))
+            payloads.append((names.ENVIRONMENT_STATES, [build_environment_state_record(timestep, env_state)]))
         return payloads
 
     def _checkpoint_if_due(self, final: bool = False) -> None:

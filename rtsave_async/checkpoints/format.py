@@ -1,6 +1,7 @@
 """How a checkpoint's parts become bytes and come back.
 
-A checkpoint is a JSON metadata file plus attachments sharing its name stem::
+A checkpoint is a JSON metadata file plus attachments sharing its name stem
+(suffixes in :mod:`rtsave_async.names`)::
 
     checkpoint_<stamp>_<seq>.zip                the SB3 model (``PPO.load`` reads it unchanged)
     checkpoint_<stamp>_<seq>.replay_buffer.npz.zst   filled transitions only, zstd-compressed
@@ -33,13 +34,6 @@ from stable_baselines3.common.save_util import save_to_zip_file
 
 from rtsave_async.checkpoints.state_format import is_packed, pack, unpack
 
-MODEL_SUFFIX = ".zip"
-REPLAY_BUFFER_SUFFIX = ".replay_buffer.npz.zst"
-VEC_NORMALIZE_SUFFIX = ".vecnormalize.npz"
-STATE_SUFFIX = ".state.npz"
-#: The pickled attachments of checkpoints written before the pickle-free format.
-PICKLED_VEC_NORMALIZE_SUFFIX = ".vecnormalize.pkl"
-PICKLED_STATE_SUFFIX = ".state.pkl"
 _INFOS = "infos"  # the .npz entries of a HerReplayBuffer's stored infos
 #: The SB3 ``Monitor`` attributes kept in the state file (besides ``t_start``, kept as ``elapsed``).
 MONITOR_ATTRIBUTES = ("rewards", "needs_reset", "current_reset_info", "total_steps", "episode_returns",

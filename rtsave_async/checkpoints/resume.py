@@ -32,14 +32,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
-    MODEL_SUFFIX,
     MONITOR_ATTRIBUTES,
-    PICKLED_STATE_SUFFIX,
-    PICKLED_VEC_NORMALIZE_SUFFIX,
-    REPLAY_BUFFER_SUFFIX,
-    STATE_SUFFIX,
     VEC_NORMALIZE_SETTINGS,
-    VEC_NORMALIZE_SUFFIX,
     ReplayBufferCopy,
     decode_replay_buffer,
     read_checkpoint_metadata,
@@ -47,7 +41,15 @@ from rtsave_async.checkpoints.format import (
 )
 from rtsave_async.checkpoints.state_format import decode_npz
 from rtsave_async.collectors.checkpoint import SET_ENV_STATE
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX
+from rtsave_async.names import (
+    JSON_SUFFIX,
+    MODEL_SUFFIX,
+    PICKLED_STATE_SUFFIX,
+    PICKLED_VEC_NORMALIZE_SUFFIX,
+    REPLAY_BUFFER_SUFFIX,
+    STATE_SUFFIX,
+    VEC_NORMALIZE_SUFFIX,
+)
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     name: getattr(stable_baselines3, name) for name in ("A2C", "DDPG", "DQN", "PPO", "SAC", "TD3")
@@ -108,7 +110,7 @@ def find_checkpoint(path: str | Path) -> CheckpointInfo:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     stem = path.name.split(".", 1)[0]
-    json_path = path if path.suffix == SNAPSHOT_SUFFIX else path.with_name(stem + SNAPSHOT_SUFFIX)
+    json_path = path if path.suffix == JSON_SUFFIX else path.with_name(stem + JSON_SUFFIX)
     if not json_path.is_file():
         if path.suffix != MODEL_SUFFIX:
             raise CheckpointError(f"{path}: expected a checkpoint .zip or .json")

@@ -1,23 +1,21 @@
-"""Retention of checkpoints on disk: keep the newest N, optionally every K-th.
+"""Retention of stored checkpoints: keep the newest N, optionally every K-th.
 
-Runs on the writer thread right after a checkpoint's JSON is written, so the
-checkpoint in flight is never one it looks at and the newest complete one is always
-kept. A checkpoint is removed JSON first (it stops being listed as resumable), then
-its attachments. Attachments without a JSON that are older than the newest complete
-checkpoint are leftovers of an interrupted write and are removed too.
+Runs on the writer's loop, through its sink, right after a checkpoint's JSON is
+stored, so the checkpoint in flight is never one it looks at and the newest complete
+one is always kept. A checkpoint is removed JSON first (it stops being listed as
+resumable), then its attachments. Attachments without a JSON that are older than the
+newest complete checkpoint are leftovers of an interrupted write and are removed too.
+Checkpoints are ordered by sequence number (then stamp and writer tag).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from rtsave_async.categories import CHECKPOINTS, file_prefix
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, is_temp_name, parse_sequence
+from rtsave_async import names
+from rtsave_async.sinks.base import Sink
 
 
-def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int | None, keep_every: int | None = None) -> list[str]:
-    """Delete old checkpoints in ``folder``; returns the names removed.
+async def prune_checkpoints(sink: Sink, keep_last: int | None, keep_every: int | None = None) -> list[str]:
+    """Delete old checkpoints in ``sink``'s checkpoints folder; returns the keys removed.
 
     :param keep_last: how many of the newest complete checkpoints to keep (>= 1);
         None keeps all complete ones (orphaned attachments are still removed)
@@ -26,32 +24,29 @@ def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int | None, kee
     """
     if keep_last is not None and keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last!r}")
-    folder = Path(folder)
-    prefix = file_prefix(CHECKPOINTS)
-    by_sequence: dict[int, list[str]] = {}
-    complete: set[int] = set()
-    for name in os.listdir(folder):
-        sequence = parse_sequence(name, prefix)
-        if sequence is None or is_temp_name(name):
+    prefix = names.file_prefix(names.CHECKPOINTS)
+    by_checkpoint: dict[tuple[int, str, str], list[str]] = {}  # (seq, stamp, tag) -> keys
+    complete: set[tuple[int, str, str]] = set()
+    for key in await sink.list(names.CHECKPOINTS):
+        parsed = names.parse_name(names.split_key(key)[1])
+        if parsed is None or parsed.prefix != prefix:
             continue
-        by_sequence.setdefault(sequence, []).append(name)
-        if name.endswith(SNAPSHOT_SUFFIX):
-            complete.add(sequence)
+        checkpoint = (parsed.seq, parsed.stamp, parsed.tag or "")
+        by_checkpoint.setdefault(checkpoint, []).append(key)
+        if parsed.kind == "json":
+            complete.add(checkpoint)
     if not complete:
         return []
     kept = set(sorted(complete)[-keep_last:]) if keep_last is not None else set(complete)
     if keep_every:
-        kept.update(sequence for sequence in complete if sequence % keep_every == 0)
+        kept.update(checkpoint for checkpoint in complete if checkpoint[0] % keep_every == 0)
     newest = max(complete)
     removed: list[str] = []
-    for sequence, names in sorted(by_sequence.items()):
-        if sequence in kept or sequence > newest:
+    for checkpoint, keys in sorted(by_checkpoint.items()):
+        if checkpoint in kept or checkpoint > newest:
             continue
         # The JSON goes first: from then on the checkpoint is no longer resumable.
-        for name in sorted(names, key=lambda name: not name.endswith(SNAPSHOT_SUFFIX)):
-            try:
-                os.unlink(folder / name)
-                removed.append(name)
-            except FileNotFoundError:
-                pass
+        for key in sorted(keys, key=lambda key: not key.endswith(names.JSON_SUFFIX)):
+            await sink.delete(key)
+            removed.append(key)
     return removed

@@ -28,12 +28,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
-    MODEL_SUFFIX,
     MONITOR_ATTRIBUTES,
-    REPLAY_BUFFER_SUFFIX,
-    STATE_SUFFIX,
     VEC_NORMALIZE_SETTINGS,
-    VEC_NORMALIZE_SUFFIX,
     ModelCopy,
     ReplayBufferCopy,
     encode_model,
@@ -41,6 +37,7 @@ from rtsave_async.checkpoints.format import (
 )
 from rtsave_async.checkpoints.state_format import UnsafeStateError, prepare_npz, to_npz
 from rtsave_async.collectors.hyperparameters import package_versions
+from rtsave_async.names import MODEL_SUFFIX, REPLAY_BUFFER_SUFFIX, STATE_SUFFIX, VEC_NORMALIZE_SUFFIX
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm

@@ -1,39 +1,47 @@
-"""Local-disk sink: atomic, never-overwriting file creation under one root folder.
+"""Local-disk sink: atomic, never-overwriting files and one-piece appends under a root.
 
 A file is written to a hidden temp name in its final folder, optionally fsynced, then
 published with ``os.link`` (which fails if the final name exists) and the temp name
 removed. A reader therefore never sees a torn file under a final name, and a crash
-leaves at most a temp file, removed by :meth:`LocalSink.clean_stale_temps` at the
-next start.
+leaves at most a temp file, removed by :meth:`LocalSink.start` at the next start.
+Appends go through one ``O_APPEND`` descriptor per key with one ``os.write`` each, so
+a killed process leaves at most the last append torn; a failed append is cut off again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import fcntl
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-import aiofiles
 import aiofiles.os
 
-from rtsave_async.writer.naming import is_temp_name, temp_name, temp_owner_pid
+from rtsave_async.names import RUN_LOCK_NAME, is_temp_name, split_key, temp_name, temp_owner_pid
+from rtsave_async.sinks.base import Sink
 
 IO_BACKENDS = ("direct", "aiofiles")
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+_Result = TypeVar("_Result")
 
 
-class LocalSink:
-    """Stores bytes as ``<root>/<folder>/<name>``.
+class LocalSink(Sink):
+    """Stores key ``"folder/name"`` as the file ``<root>/folder/name``.
 
-    :param root: the save directory.
-    :param durable: fsync each file and its folder before reporting it stored
-        (survives power loss, costs a disk flush per file). Default False: files are
+    :param root: the save directory; created when first needed.
+    :param durable: fsync each file, each append and their folder before reporting them
+        stored (survives power loss, costs a disk flush each). Default False: files are
         still never torn, but the newest may be lost with the page cache.
-    :param io: ``"direct"`` writes with plain ``os`` calls on the writer thread;
-        ``"aiofiles"`` awaits aiofiles' thread-pool calls (see benchmarks/RESULTS.md
-        for which is faster).
+    :param io: ``"direct"`` runs the system calls on the writer thread; ``"aiofiles"``
+        awaits them in aiofiles' thread pool (see benchmarks/RESULTS.md for which is
+        faster). Default ``"direct"``.
     """
+
+    supports_append = True
 
     def __init__(self, root: str | os.PathLike[str], durable: bool = False, io: str = "direct") -> None:
         if io not in IO_BACKENDS:
@@ -41,42 +49,98 @@ class LocalSink:
         self.root = Path(root)
         self.durable = durable
         self.io = io
-        self._folders: dict[str, str] = {}  # folder name -> its path, once created
+        self._folders: dict[str, str] = {}  # folder key -> its path, once created
+        self._append_fds: dict[str, int] = {}
         self._hard_links = True
+        self._exclusive = asyncio.Lock()  # tasks of one loop; the fcntl lock keeps other writers out
 
-    async def put(self, folder: str, name: str, data: bytes) -> None:
-        """Create ``folder/name`` holding ``data``; FileExistsError if the name is taken.
+    # ------------------------------------------------------------------ interface
+    async def start(self) -> None:
+        """Remove temp files left by processes that no longer run (root and its folders)."""
+        await self._io(self._clean_stale_temps)
 
-        A folder removed while the sink runs is created again. Errors name the final
-        path, not the temp file's.
-        """
-        await self._store(folder, name, data, self._publish)
+    async def close(self) -> None:
+        for key in list(self._append_fds):
+            self._close_append(key)
 
-    async def replace(self, folder: str, name: str, data: bytes) -> None:
-        """Like :meth:`put`, but an existing ``folder/name`` is swapped for the new one
-        atomically. ``folder`` may be ``""`` for the root."""
-        await self._store(folder, name, data, os.replace)
+    async def create(self, key: str, data: bytes) -> None:
+        await self._store(key, data, self._publish)
 
-    async def _store(self, folder: str, name: str, data: bytes, publish: Callable[[str, str], None]) -> None:
+    async def replace(self, key: str, data: bytes) -> None:
+        await self._store(key, data, os.replace)
+
+    async def append(self, key: str, data: bytes) -> None:
+        await self._retry_in_new_folder(key, lambda: self._io(self._append, key, data))
+
+    async def rename(self, key: str, new_key: str) -> None:
+        self._close_append(key)
+        await self._io(self._publish, self.url(key), self.url(new_key))
+        if self.durable:
+            await self._io(_fsync_directory, os.path.dirname(self.url(new_key)))
+
+    async def list(self, prefix: str) -> list[str]:
+        folder = self.url(prefix)
         try:
-            await self._store_once(folder, name, data, publish)
+            entries = await self._io(lambda: [entry.name for entry in os.scandir(folder)
+                                              if entry.is_file(follow_symlinks=False)])
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(f"{prefix}/{name}" if prefix else name for name in entries if not is_temp_name(name))
+
+    async def read(self, key: str) -> bytes:
+        return await self._io(Path(self.url(key)).read_bytes)
+
+    async def delete(self, key: str) -> None:
+        self._close_append(key)
+        await self._io(_remove_quietly, self.url(key))
+
+    def url(self, key: str) -> str:
+        return os.path.join(self.root, key) if key else str(self.root)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[None]:
+        """An ``fcntl`` lock on ``<root>/.run.lock`` (one lock for the run's shared files)."""
+        async with self._exclusive:
+            self._folder("")
+            fd = os.open(os.path.join(self.root, RUN_LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                await self._io(fcntl.flock, fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
+
+    # ------------------------------------------------------------------ helpers
+    async def _io(self, function: Callable[..., _Result], *args: Any) -> _Result:
+        if self.io == "aiofiles":
+            try:
+                return await aiofiles.os.wrap(function)(*args)
+            except RuntimeError as exc:  # the thread pool refuses work during interpreter shutdown
+                if "shutdown" not in str(exc):
+                    raise
+        return function(*args)
+
+    async def _retry_in_new_folder(self, key: str, operation: Callable[[], Any]) -> None:
+        """Run ``operation``; if its folder was removed meanwhile, create it and run it again."""
+        folder = split_key(key)[0]
+        self._folder(folder)
+        try:
+            await operation()
         except FileNotFoundError:
             if self._folders.pop(folder, None) is None:
                 raise
-            await self._store_once(folder, name, data, publish)
+            self._close_append(key)
+            self._folder(folder)
+            await operation()
 
-    async def _store_once(self, folder: str, name: str, data: bytes, publish: Callable[[str, str], None]) -> None:
-        directory = self._folder(folder)
+    async def _store(self, key: str, data: bytes, publish: Callable[[str, str], None]) -> None:
+        await self._retry_in_new_folder(key, lambda: self._io(self._store_once, key, data, publish))
+
+    def _store_once(self, key: str, data: bytes, publish: Callable[[str, str], None]) -> None:
+        final_path = self.url(key)
+        directory, name = os.path.split(final_path)
         temp_path = os.path.join(directory, temp_name(name))
-        final_path = os.path.join(directory, name)
         try:
-            if self.io == "aiofiles":
-                try:
-                    await self._write_temp_aiofiles(temp_path, data)
-                except RuntimeError:  # the thread pool refuses work during interpreter shutdown
-                    self._write_temp(temp_path, data)
-            else:
-                self._write_temp(temp_path, data)
+            self._write_temp(temp_path, data)
             try:
                 publish(temp_path, final_path)
             except BaseException:
@@ -89,24 +153,35 @@ class LocalSink:
         if self.durable:
             _fsync_directory(directory)
 
-    def remove(self, folder: str, names: list[str]) -> None:
-        """Delete ``folder/name`` for each name; names already gone are skipped."""
-        for name in names:
-            _remove_quietly(self.root / folder / name)
-
-    def existing_names(self, folder: str) -> list[str]:
-        """Final (non-temp) file names in ``folder``; empty if it does not exist."""
+    def _append(self, key: str, data: bytes) -> None:
+        fd = self._append_fds.get(key)
+        if fd is None:
+            fd = os.open(self.url(key), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._append_fds[key] = fd
+            if self.durable:
+                _fsync_directory(os.path.dirname(self.url(key)))
+        start = os.fstat(fd).st_size
         try:
-            return [name for name in os.listdir(self.root / folder) if not is_temp_name(name)]
-        except FileNotFoundError:
-            return []
+            view = memoryview(data)
+            while view:  # one write for a regular file; more only when it was cut short
+                view = view[os.write(fd, view):]
+            if self.durable:
+                os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # never leave half an append before the next one
+            exc.filename = exc.filename or self.url(key)
+            raise
 
-    def clean_stale_temps(self) -> int:
-        """Remove temp files left by processes that no longer run (in the root and its
-        folders); returns how many."""
+    def _close_append(self, key: str) -> None:
+        fd = self._append_fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _clean_stale_temps(self) -> int:
         if not self.root.is_dir():
             return 0
-        folders = [self.root, *(folder for folder in self.root.iterdir() if folder.is_dir())]
+        folders = [self.root, *(folder for folder in self.root.iterdir() if folder.is_dir() and not folder.is_symlink())]
         removed = 0
         for folder in folders:
             for path in folder.iterdir():
@@ -118,7 +193,7 @@ class LocalSink:
     def _folder(self, folder: str) -> str:
         directory = self._folders.get(folder)
         if directory is None:
-            directory = os.path.join(self.root, folder)
+            directory = self.url(folder)
             os.makedirs(directory, exist_ok=True)
             self._folders[folder] = directory
         return directory
@@ -137,18 +212,8 @@ class LocalSink:
             raise
         os.close(fd)
 
-    async def _write_temp_aiofiles(self, path: str, data: bytes) -> None:
-        try:
-            async with aiofiles.open(path, "xb") as handle:
-                await handle.write(data)
-                if self.durable:
-                    await handle.flush()
-                    await aiofiles.os.wrap(os.fsync)(handle.fileno())
-        except BaseException:
-            _remove_quietly(path)
-            raise
-
     def _publish(self, temp_path: str, final_path: str) -> None:
+        """Move ``temp_path`` to ``final_path``; FileExistsError rather than overwrite."""
         if self._hard_links:
             try:
                 os.link(temp_path, final_path)

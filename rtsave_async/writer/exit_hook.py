@@ -24,18 +24,29 @@ import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from rtsave_async.writer.snapshot_writer import SnapshotWriter
+
+class Drainable(Protocol):
+    """What the exit hooks need of a writer."""
+
+    exit_timeout: float
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+    def close(self, timeout: float | None = None) -> Any: ...
+
+    def after_fork_in_child(self) -> None:
+        """In a child created by fork: never write or flush the parent's snapshots."""
+
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
-_writers: weakref.WeakSet[SnapshotWriter] = weakref.WeakSet()
+_writers: weakref.WeakSet[Drainable] = weakref.WeakSet()
 _previous_handlers: dict[int, Any] = {}
 
 
-def register(writer: SnapshotWriter) -> None:
+def register(writer: Drainable) -> None:
     """Cover ``writer`` by the exit hooks (installing the signal handlers once)."""
     _writers.add(writer)
     if threading.current_thread() is threading.main_thread():
@@ -46,17 +57,17 @@ def register(writer: SnapshotWriter) -> None:
                 signal.signal(signum, _on_signal)
 
 
-def unregister(writer: SnapshotWriter) -> None:
+def unregister(writer: Drainable) -> None:
     """Stop covering ``writer`` (its thread has ended)."""
     _writers.discard(writer)
 
 
-def covers(writer: SnapshotWriter) -> bool:
+def covers(writer: Drainable) -> bool:
     """Whether the exit hooks still cover ``writer``."""
     return writer in _writers
 
 
-def _for_all_writers(wait: Callable[[SnapshotWriter, float], Any]) -> None:
+def _for_all_writers(wait: Callable[[Drainable, float], Any]) -> None:
     """``wait(writer, seconds)`` for every writer, all within one shared deadline: the
     longest ``exit_timeout`` (the writers' threads drain at the same time)."""
     writers = list(_writers)
@@ -83,7 +94,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _after_fork_in_child() -> None:
     for writer in list(_writers):
-        writer._disown()
+        writer.after_fork_in_child()
     _writers.clear()
 
 

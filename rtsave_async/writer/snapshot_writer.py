@@ -1,62 +1,78 @@
 """SnapshotWriter: a bounded queue, one writer thread running an asyncio loop, flush, close.
 
 The training thread calls :meth:`SnapshotWriter.submit`, which stamps the snapshot and
-enqueues it -- no serialization, no disk. The writer thread drains the queue in
-batches, serializes each snapshot with orjson, names it and hands it to the sink.
-Failures (full disk, permissions, odd values) are logged once per kind, counted and
-reported by :meth:`flush`, :meth:`close` and :meth:`stats`; they never reach the
-training thread.
+enqueues it -- no serialization, no storage. The writer thread drains the queue in
+batches, serializes each snapshot with orjson, names it and hands it to the sink, in the
+chosen format (:mod:`rtsave_async.formats`). Failures (full disk, permissions, odd
+values) are logged once per kind, counted and reported by :meth:`flush`, :meth:`close`
+and :meth:`stats`; they never reach the training thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
-from rtsave_async.categories import file_prefix, validate_category
+from rtsave_async import names
+from rtsave_async.formats import JSON, JSONL_ZST, validate_format
+from rtsave_async.formats.files import FileStore, SequenceCounter
+from rtsave_async.formats.metadata import snapshot_metadata
+from rtsave_async.formats.segments import DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, SegmentStore
+from rtsave_async.formats.serialize import SnapshotSerializer
+from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
 from rtsave_async.validation import check_number, check_positive_int
-from rtsave_async.writer import exit_hook
-from rtsave_async.writer.naming import SNAPSHOT_SUFFIX, parse_sequence, snapshot_stem
-from rtsave_async.writer.serialize import ORJSON_OPTIONS, SnapshotSerializer
+from rtsave_async.writer import exit_hook, manifest
 from rtsave_async.writer.stats import WriterStats
 
 logger = logging.getLogger("rtsave_async")
 
-STATS_FILE_NAME = "writer_stats.json"
+STATS_FILE_NAME = names.STATS_KEY
+STATS_REFRESH_SECONDS = 2.0  # how often writers/<writer_id>.json is refreshed while writing
+_writer_ids_in_use: set[str] = set()  # in this process: two writers started in one second get distinct ids
 
 
 class SnapshotWriter:
-    """Writes snapshots to ``<save_dir>/<category>/<prefix>_<YYYYMMDD_HHMMSS>_<seq>.json``.
+    """Writes snapshots under ``save_dir``, one folder per category, in ``format``.
 
-    Each :meth:`submit` becomes one file holding a JSON array of the submitted records.
+    With ``format="json"`` each :meth:`submit` becomes one file
+    ``<category>/<prefix>_<YYYYMMDD_HHMMSS>_<seq>_<tag>.json`` holding a JSON array of the
+    submitted records; with ``"jsonl.zst"`` one line in the category's open segment.
 
-    :param save_dir: root folder; created on the writer thread when first needed.
-    :param queue_size: how many submitted snapshots (future files) may wait. Default 1024.
+    :param save_dir: root folder; created when the writer starts.
+    :param queue_size: how many submitted snapshots may wait. Default 1024.
     :param policy: back-pressure when the queue is full: ``"block"`` (default),
         ``"drop_oldest"`` or ``"drop_newest"``; see :class:`BackPressure`.
     :param block_timeout: seconds ``submit`` waits for room under ``"block"`` before
         dropping the snapshot. Default 1.0.
-    :param durable: fsync every file and its folder. Default False.
+    :param durable: fsync every file, append and folder (local sink). Default False.
     :param exit_timeout: seconds that ``close()`` and the exit hook (normal exit,
         SIGTERM, SIGINT) wait for the queue to drain. Default 10.0.
-    :param batch_size: most snapshots taken from the queue per drain. Default 64.
+    :param batch_size: most snapshots taken from the queue per drain; with
+        ``"jsonl.zst"`` a batch's saves of one category become one zstd frame. Default 64.
     :param drain_interval: seconds between the writer thread's scheduled drains; a
         quarter-full queue, :meth:`flush` and :meth:`close` wake it sooner. Longer
         intervals mean fewer GIL hand-overs with the training thread; 0 wakes it for
         every snapshot. Default 0.05.
     :param io: ``"direct"`` (default) or ``"aiofiles"``; see :class:`LocalSink`.
+    :param format: ``"json"`` (default) or ``"jsonl.zst"``; see :mod:`rtsave_async.formats`.
+        A save_dir keeps the format of its first writer.
+    :param segment_bytes: ``"jsonl.zst"``: a segment is published once it holds this
+        many compressed bytes (at least 1 MiB). Default 64 MiB.
+    :param segment_age: ``"jsonl.zst"``: ... or once it is this many seconds old. Default 300.
+    :param writer_name: this writer's id in the data and manifests; default
+        ``<host>-<pid>-<YYYYMMDDTHHMMSSZ>`` of its start.
+    :param max_in_flight: most stores the writer awaits at once (helps slow, e.g.
+        remote, sinks). Default 4.
+    :param sink: where to store; default ``LocalSink(save_dir, durable, io)``.
     """
 
     def __init__(
@@ -71,6 +87,12 @@ class SnapshotWriter:
         batch_size: int = 64,
         drain_interval: float = 0.05,
         io: str = "direct",
+        format: str = JSON,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        segment_age: float = DEFAULT_SEGMENT_AGE,
+        writer_name: str | None = None,
+        max_in_flight: int = 4,
+        sink: Sink | None = None,
     ) -> None:
         if "\0" in os.fspath(save_dir):
             raise ValueError(f"save_dir {os.fspath(save_dir)!r} contains a null byte")
@@ -78,18 +100,37 @@ class SnapshotWriter:
         check_number("drain_interval", drain_interval, 0, "seconds")
         check_positive_int("batch_size", batch_size)
         check_positive_int("queue_size", queue_size)
+        check_positive_int("max_in_flight", max_in_flight)
+        self.format = validate_format(format)
         self.save_dir = Path(save_dir)
         self.exit_timeout = exit_timeout
         self._batch_size = batch_size
         self._drain_interval = drain_interval
-        self._sink = LocalSink(self.save_dir, durable=durable, io=io)
+        self._sink = sink if sink is not None else LocalSink(self.save_dir, durable=durable, io=io)
+        if not isinstance(self._sink, Sink):
+            raise ValueError(f"sink must be a rtsave_async.sinks.Sink, got {type(self._sink).__name__}")
+        if self.format == JSONL_ZST and not self._sink.supports_append:
+            raise ValueError(f"format {JSONL_ZST!r} needs a sink that can append; {type(self._sink).__name__} cannot")
+        self._started = time.time()
+        self.writer_id = self._new_writer_id(writer_name)
+        self._serializer = SnapshotSerializer()
+        sequences = SequenceCounter(self._sink)
+        tag = names.writer_tag(self.writer_id)
+        self._files = FileStore(self._sink, tag, self._serializer, sequences)
+        self._segments = (SegmentStore(self._sink, tag, self._serializer, sequences, segment_bytes, segment_age)
+                          if self.format == JSONL_ZST else None)
         wake_at = 1 if drain_interval == 0 else max(1, queue_size // 4)
         self._queue = SnapshotQueue(queue_size, policy, block_timeout, on_ready=self._wake_writer, wake_at=wake_at,
                                     on_evict=self._evicted)
-        self._serializer = SnapshotSerializer()
         self._stats = WriterStats()
-        self._next_sequence: dict[str, int] = {}
+        self._info = manifest.writer_info(self.writer_id, self.format, self._started)
         self._valid_categories: set[str] = set()
+        self._snapshot_counts: dict[str, int] = {}  # category -> saves numbered so far (_rtsave.seq)
+        self._in_flight: dict[int, asyncio.Task[None]] = {}  # queue sequence -> its file store
+        self._unfinished: set[int] = set()  # queue sequences taken, not yet stored or failed
+        self._in_flight_slots = asyncio.Semaphore(max_in_flight)
+        self._taken_sequence = 0
+        self._stats_written_at = 0.0
         self._drops_reported = 0
         self._drops_at_flush = 0
         self._failures_reported = 0
@@ -101,9 +142,31 @@ class SnapshotWriter:
         self._owner_pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
+        try:
+            self._loop.run_until_complete(self._start())
+        except BaseException:
+            self._loop.close()
+            raise
         self._thread = threading.Thread(target=self._run, name="rtsave-writer", daemon=True)
         self._thread.start()
         exit_hook.register(self)
+
+    @staticmethod
+    def _new_writer_id(writer_name: str | None) -> str:
+        if writer_name is not None:
+            return names.validate_writer_name(writer_name)
+        base = writer_id = names.default_writer_id(time.time())
+        number = 1
+        while writer_id in _writer_ids_in_use:
+            number += 1
+            writer_id = f"{base}-{number}"
+        _writer_ids_in_use.add(writer_id)
+        return writer_id
+
+    @property
+    def sink(self) -> Sink:
+        """Where this writer stores (for jobs that run on its loop, e.g. retention)."""
+        return self._sink
 
     # ----------------------------------------------------------------- producer side
     def submit(
@@ -112,11 +175,11 @@ class SnapshotWriter:
         records: Any,
         *,
         attachments: Mapping[str, Callable[[], bytes]] | None = None,
-        on_written: Callable[[Path | None], None] | None = None,
+        on_written: Callable[[str | None], Awaitable[None] | None] | None = None,
     ) -> bool:
-        """Queue ``records`` (a list, or one record) as one file in ``category``.
+        """Queue ``records`` (a list, or one record) as one save in ``category``.
 
-        Cheap and never touches disk. The caller must not mutate ``records`` afterwards.
+        Cheap and never touches storage. The caller must not mutate ``records`` afterwards.
 
         :param records: a list of records, one record, or a function of the attachment
             list (suffix without the dot -> ``name``, ``path``, ``bytes``, ``sha256``)
@@ -127,8 +190,12 @@ class SnapshotWriter:
             stored beside the JSON file under the same name stem, before it; the JSON
             file is written last, so it only ever points at complete files.
         :param on_written: called once for an accepted snapshot: on the writer thread with
-            the JSON file's path once everything is stored, or with None if it failed;
-            with None on the submitting thread if ``drop_oldest`` evicted it.
+            the stored file's (or segment's) ``sink.url`` once everything is stored, or
+            with None if it failed; with None on the submitting thread if
+            ``drop_oldest`` evicted it. If it returns an awaitable, the writer awaits
+            it on its loop (e.g. retention through :attr:`sink`).
+        With ``format="jsonl.zst"``, snapshots with attachments or a callable payload,
+        and every checkpoint, are still stored as files.
         Returns False when the back-pressure policy refused the snapshot (``on_written``
         is then never called).
         Raises ``ValueError`` for an unsafe category name and ``RuntimeError`` after
@@ -139,7 +206,7 @@ class SnapshotWriter:
         if self._closed:
             raise RuntimeError(f"SnapshotWriter for {self.save_dir} is closed")
         if category not in self._valid_categories:
-            self._valid_categories.add(validate_category(category))
+            self._valid_categories.add(names.validate_category(category))
         payload = records if isinstance(records, list) or callable(records) else [records]
         self._submitted += 1
         snapshot = Snapshot(category, payload, time.time(), dict(attachments or {}), on_written)
@@ -215,6 +282,8 @@ class SnapshotWriter:
         stats = self._stats
         return {
             "save_dir": str(self.save_dir),
+            "writer": self.writer_id,
+            "format": self.format,
             "policy": self._queue.policy.value,
             "queue_capacity": self._queue.capacity,
             "submitted": self._submitted,
@@ -256,13 +325,14 @@ class SnapshotWriter:
         if snapshot.on_written is not None:
             self._call_on_written(snapshot, None)
 
-    def _call_on_written(self, snapshot: Snapshot, path: Path | None) -> None:
+    def _call_on_written(self, snapshot: Snapshot, url: str | None) -> Awaitable[None] | None:
         try:
-            snapshot.on_written(path)
+            return snapshot.on_written(url)
         except Exception as exc:  # a caller's hook must not stop the writer or training
             self._report_error(exc, f"the on_written hook of a {snapshot.category} snapshot failed: {exc!r}")
+            return None
 
-    def _disown(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: forget the parent's pending snapshots; never write them."""
         self._queue.forget_after_fork()
         self._done = threading.Condition(threading.RLock())
@@ -278,98 +348,168 @@ class SnapshotWriter:
             with self._done:
                 self._done.notify_all()
 
-    async def _drain(self) -> None:
+    async def _start(self) -> None:
+        """On the writer's loop, before the thread starts: the sink, the run manifest
+        (ValueError for another format's run) and this writer's manifest."""
         try:
-            self._sink.clean_stale_temps()
+            await self._sink.start()
+            await manifest.join_run(self._sink, self.writer_id, self.format, self._started)
         except OSError as exc:
-            self._report_error(exc, f"could not clean temp files in {self.save_dir}: {exc.strerror or exc}")
+            self._report_storage_error(exc, names.RUN_MANIFEST_KEY)
+        await self._refresh_writer_manifest()
+
+    async def _drain(self) -> None:
         while True:
             batch = self._queue.take_batch(self._batch_size)
             if batch:
-                for snapshot in batch:
-                    await self._write(snapshot)
-                with self._done:
-                    self._completed_sequence = batch[-1].sequence
-                    self._done.notify_all()
+                await self._dispatch(batch)
             elif self._stopping:
                 break
             else:
+                await self._housekeeping()
                 await self._sleep_until_woken()
-        await self._write_stats_file()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()))
+        if self._segments is not None:
+            await self._publish_segments(self._segments.publish_all)
+        await self._refresh_writer_manifest(closed=True)
+        try:
+            await manifest.write_total_stats(self._sink, self.writer_id, self.stats())
+        except OSError as exc:
+            self._report_storage_error(exc, names.STATS_KEY)
+        try:
+            await self._sink.close()
+        except OSError as exc:
+            self._report_storage_error(exc, "")
+
+    async def _housekeeping(self) -> None:
+        """After each batch and while idle: publish aged segments, refresh this writer's
+        manifest every ``STATS_REFRESH_SECONDS``."""
+        if self._segments is not None:
+            await self._publish_segments(self._segments.publish_aged)
+        if time.monotonic() - self._stats_written_at >= STATS_REFRESH_SECONDS:
+            await self._refresh_writer_manifest()
 
     async def _sleep_until_woken(self) -> None:
-        """Until a wake-up call, or at most ``drain_interval`` seconds when it is set."""
+        """Until a wake-up call, or at most ``drain_interval`` seconds (when it is 0: the
+        manifest refresh interval, so that housekeeping still runs)."""
         try:
-            await asyncio.wait_for(self._wake.wait(), self._drain_interval or None)
+            await asyncio.wait_for(self._wake.wait(), self._drain_interval or STATS_REFRESH_SECONDS)
         except asyncio.TimeoutError:
             pass
         self._wake.clear()
 
-    async def _write(self, snapshot: Snapshot) -> None:
-        category = snapshot.category
+    async def _dispatch(self, batch: list[Snapshot]) -> None:
+        """Start every snapshot's store: files at most ``max_in_flight`` at a time,
+        lines of one category as one append. Then advance the completion mark."""
+        lines: dict[str, list[tuple[Snapshot, dict[str, Any]]]] = {}
+        self._unfinished.update(snapshot.sequence for snapshot in batch)
+        self._taken_sequence = batch[-1].sequence
+        for snapshot in batch:
+            metadata = self._next_metadata(snapshot)
+            if self._segments is not None and self._segments.takes(snapshot):
+                lines.setdefault(snapshot.category, []).append((snapshot, metadata))
+                continue
+            await self._in_flight_slots.acquire()
+            try:
+                stem = await self._files.reserve_stem(snapshot)
+            except OSError as exc:
+                self._in_flight_slots.release()
+                self._fail([snapshot], exc)
+                self._finished([snapshot])
+                continue
+            task = self._loop.create_task(self._store_file(snapshot, stem, metadata))
+            self._in_flight[snapshot.sequence] = task
+            task.add_done_callback(lambda _task, done=snapshot: self._store_done(done))
+        for category, items in lines.items():
+            await self._append_lines(category, items)
+            self._finished([snapshot for snapshot, _ in items])
+        await self._housekeeping()
+
+    def _next_metadata(self, snapshot: Snapshot) -> dict[str, Any]:
+        count = self._snapshot_counts.get(snapshot.category, 0) + 1
+        self._snapshot_counts[snapshot.category] = count
+        return snapshot_metadata(self.writer_id, count, snapshot.created, snapshot.category)
+
+    def _store_done(self, snapshot: Snapshot) -> None:
+        del self._in_flight[snapshot.sequence]
+        self._in_flight_slots.release()
+        self._finished([snapshot])
+
+    def _finished(self, snapshots: list[Snapshot]) -> None:
+        """Advance the mark ``flush`` waits for over the contiguous finished snapshots."""
+        self._unfinished.difference_update(snapshot.sequence for snapshot in snapshots)
+        mark = min(self._unfinished) - 1 if self._unfinished else self._taken_sequence
+        if mark > self._completed_sequence:
+            with self._done:
+                self._completed_sequence = mark
+                self._done.notify_all()
+
+    async def _store_file(self, snapshot: Snapshot, stem: str, metadata: dict[str, Any]) -> None:
         started = time.perf_counter_ns()
         try:
-            path, size, serialize_ns = await self._store(snapshot)
-        except OSError as exc:
-            where = exc.filename or self.save_dir / category
-            self._report_error(exc, f"could not write {where}: {exc.strerror or exc}", category)
-            path = None
-        except Exception as exc:  # an attachment encoder failed; never let it kill the loop
-            self._report_error(exc, f"could not encode a {category} snapshot: {exc!r}", category)
-            path = None
-        else:
-            self._stats.record_written(category, size, serialize_ns, time.perf_counter_ns() - started - serialize_ns)
+            key, size, encode_ns = await self._files.store(snapshot, stem, metadata)
+        except Exception as exc:
+            self._fail([snapshot], exc)
+            return
+        self._stats.record_written(snapshot.category, size, encode_ns, time.perf_counter_ns() - started - encode_ns)
         if snapshot.on_written is not None:
-            self._call_on_written(snapshot, path)
+            await self._written(snapshot, self._sink.url(key))
 
-    async def _store(self, snapshot: Snapshot) -> tuple[Path, int, int]:
-        """Encode, then write the attachments and the JSON file last, under the next free name.
-
-        Returns the JSON file's path, the bytes written and the nanoseconds spent
-        encoding. A name taken by another writer is skipped (the attachments written
-        under it are removed first).
-        """
-        category = snapshot.category
-        prefix = file_prefix(category)
-        encode_started = time.perf_counter_ns()
-        blobs = {suffix: encode() for suffix, encode in snapshot.attachments.items()}
-        encode_ns = time.perf_counter_ns() - encode_started
-        while True:
-            if category not in self._next_sequence:
-                self._next_sequence[category] = self._first_free_sequence(category, prefix)
-            stem = snapshot_stem(prefix, snapshot.created, self._next_sequence[category])
-            self._next_sequence[category] += 1
-            stored: list[str] = []
-            try:
-                for suffix, blob in blobs.items():
-                    await self._sink.put(category, stem + suffix, blob)
-                    stored.append(stem + suffix)
-                serialize_started = time.perf_counter_ns()
-                records = _records_with_files(snapshot.payload, self._sink.root / category, stem, blobs)
-                data = self._serializer.dumps(records)
-                encode_ns += time.perf_counter_ns() - serialize_started
-                await self._sink.put(category, stem + SNAPSHOT_SUFFIX, data)
-            except FileExistsError:
-                self._sink.remove(category, stored)
-                del self._next_sequence[category]  # rescan the folder
-                continue
-            except BaseException:
-                self._sink.remove(category, stored)  # no JSON points at them: never leave them behind
-                raise
-            size = len(data) + sum(map(len, blobs.values()))
-            return self._sink.root / category / (stem + SNAPSHOT_SUFFIX), size, encode_ns
-
-    def _first_free_sequence(self, category: str, prefix: str) -> int:
-        taken = (parse_sequence(name, prefix) for name in self._sink.existing_names(category))
-        return max((sequence for sequence in taken if sequence is not None), default=0) + 1
-
-    async def _write_stats_file(self) -> None:
-        data = orjson.dumps(self.stats(), option=ORJSON_OPTIONS | orjson.OPT_INDENT_2)
+    async def _append_lines(self, category: str, items: list[tuple[Snapshot, dict[str, Any]]]) -> None:
+        assert self._segments is not None
+        snapshots = [snapshot for snapshot, _ in items]
+        started = time.perf_counter_ns()
         try:
-            await self._sink.replace("", STATS_FILE_NAME, data)
+            key, size, encode_ns = await self._segments.append(category, items)
+        except Exception as exc:
+            self._fail(snapshots, exc)
+            return
+        self._stats.record_written(category, size, encode_ns, time.perf_counter_ns() - started - encode_ns,
+                                   count=len(snapshots))
+        url = self._sink.url(key)
+        for snapshot in snapshots:
+            if snapshot.on_written is not None:
+                await self._written(snapshot, url)
+
+    async def _written(self, snapshot: Snapshot, url: str) -> None:
+        follow_up = self._call_on_written(snapshot, url)
+        if follow_up is not None:
+            try:
+                await follow_up
+            except Exception as exc:
+                self._report_error(exc, f"the on_written hook of a {snapshot.category} snapshot failed: {exc!r}")
+
+    def _fail(self, snapshots: list[Snapshot], exc: Exception) -> None:
+        """Count (and log once per kind) snapshots that could not be stored."""
+        category = snapshots[0].category
+        if isinstance(exc, OSError):
+            where = exc.filename or self._sink.url(category)
+            message = f"could not write {where}: {exc.strerror or exc}"
+        else:  # an attachment encoder failed; never let it kill the loop
+            message = f"could not encode a {category} snapshot: {exc!r}"
+        for _ in snapshots:
+            self._report_error(exc, message, category)
+        for snapshot in snapshots:
+            if snapshot.on_written is not None:
+                self._call_on_written(snapshot, None)
+
+    async def _publish_segments(self, publish: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await publish()
         except OSError as exc:
-            self._report_error(exc, f"could not write {exc.filename or self.save_dir / STATS_FILE_NAME}: "
-                                    f"{exc.strerror or exc}")
+            self._report_storage_error(exc, "")
+
+    async def _refresh_writer_manifest(self, closed: bool = False) -> None:
+        self._stats_written_at = time.monotonic()
+        try:
+            await manifest.write_writer_manifest(self._sink, self._info, self.stats(), closed, time.time())
+        except OSError as exc:
+            self._report_storage_error(exc, names.writer_manifest_key(self.writer_id))
+
+    def _report_storage_error(self, exc: OSError, key: str) -> None:
+        """A run-level file (manifest, stats, segment rename) could not be written."""
+        self._report_error(exc, f"could not write {exc.filename or self._sink.url(key)}: {exc.strerror or exc}")
 
     def _report_error(self, exc: BaseException, message: str, category: str | None = None) -> None:
         """Count (for a snapshot's ``category``) and log the first error of each kind."""
@@ -383,18 +523,3 @@ class SnapshotWriter:
         if first:
             logger.error("rtsave_async: %s (%s); later errors of this kind are only counted",
                          message, errno.errorcode.get(code, type(exc).__name__))
-
-
-def _records_with_files(payload: Any, folder: Path, stem: str, blobs: Mapping[str, bytes]) -> Any:
-    """The records to write: ``payload``, or for a callable payload its result given the
-    attachment list (suffix without the dot -> name, path, bytes, sha256)."""
-    if not callable(payload):
-        return payload
-    files = {
-        suffix.lstrip("."): {
-            "name": stem + suffix, "path": str(folder / (stem + suffix)),
-            "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
-        }
-        for suffix, blob in blobs.items()
-    }
-    return payload(files)

@@ -40,8 +40,9 @@ class WriterStats:
         self.serialize_latency = LatencyWindow()
         self.write_latency = LatencyWindow()
 
-    def record_written(self, category: str, size: int, serialize_ns: int, write_ns: int) -> None:
-        self.written[category] += 1
+    def record_written(self, category: str, size: int, serialize_ns: int, write_ns: int, count: int = 1) -> None:
+        """``count`` snapshots stored together (one segment frame: one latency sample each)."""
+        self.written[category] += count
         self.bytes_written += size
         self.serialize_latency.add(serialize_ns)
         self.write_latency.add(write_ns)

@@ -1,0 +1,124 @@
+"""Append-only segments: ``<category>/<prefix>_<YYYYMMDD_HHMMSS>_<seq>_<tag>.jsonl.zst``.
+
+Each save is one JSON line ``{"_rtsave": {...}, "data": <records>}``; the lines of one
+writer batch are compressed into one independent zstd frame (with content size and
+checksum) and appended in one piece, so a crash tears at most the last frame. A
+segment is named ``....jsonl.zst.open`` while it is appended to, and published under
+its final name (rename) when it reaches ``segment_bytes`` or ``segment_age`` or the
+writer closes. ``zstdcat segment | jq`` reads it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from rtsave_async import names
+from rtsave_async.formats.files import NAME_ATTEMPTS, SequenceCounter
+from rtsave_async.formats.metadata import segment_line
+from rtsave_async.sinks.base import Sink
+from rtsave_async.snapshot_queue import Snapshot
+from rtsave_async.validation import check_number, check_positive_int
+from rtsave_async.formats.serialize import SnapshotSerializer
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+MIN_SEGMENT_BYTES = 1024 * 1024
+DEFAULT_SEGMENT_AGE = 300.0
+ZSTD_LEVEL = 3
+
+
+def check_segment_options(segment_bytes: int, segment_age: float) -> None:
+    """``ValueError`` naming ``segment_bytes`` or ``segment_age`` when out of range."""
+    check_positive_int("segment_bytes", segment_bytes)
+    if segment_bytes < MIN_SEGMENT_BYTES:
+        raise ValueError(f"segment_bytes must be at least {MIN_SEGMENT_BYTES} (1 MiB), got {segment_bytes!r}")
+    check_number("segment_age", segment_age, 1, "seconds")
+
+
+@dataclass
+class _OpenSegment:
+    key: str  # ends in .open
+    opened: float  # time.monotonic()
+    size: int = 0
+
+
+class SegmentStore:
+    """Appends snapshots to one open segment per category through ``sink``."""
+
+    def __init__(self, sink: Sink, tag: str, serializer: SnapshotSerializer, sequences: SequenceCounter,
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, segment_age: float = DEFAULT_SEGMENT_AGE) -> None:
+        check_segment_options(segment_bytes, segment_age)
+        self._sink = sink
+        self._tag = tag
+        self._serializer = serializer
+        self._sequences = sequences
+        self._segment_bytes = segment_bytes
+        self._segment_age = segment_age
+        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True)
+        self._open: dict[str, _OpenSegment] = {}
+
+    @staticmethod
+    def takes(snapshot: Snapshot) -> bool:
+        """Whether ``snapshot`` becomes a line (checkpoints and attachments stay files)."""
+        return not snapshot.attachments and not callable(snapshot.payload) and snapshot.category != names.CHECKPOINTS
+
+    async def append(self, category: str, items: list[tuple[Snapshot, dict[str, Any]]]) -> tuple[str, int, int]:
+        """Append ``items`` (snapshot, its metadata) of ``category`` as one frame.
+
+        Returns the segment's key, the compressed bytes appended and the nanoseconds
+        spent serializing and compressing.
+        """
+        encode_started = time.perf_counter_ns()
+        dumps = self._serializer.dumps
+        frame = self._compressor.compress(
+            b"".join([dumps(segment_line(snapshot.payload, metadata)) + b"\n" for snapshot, metadata in items]))
+        encode_ns = time.perf_counter_ns() - encode_started
+        segment = self._open.get(category)
+        if segment is None:
+            segment = await self._start_segment(category, items[0][0].created)
+        await self._sink.append(segment.key, frame)
+        segment.size += len(frame)
+        if segment.size >= self._segment_bytes:
+            await self.publish(category)
+        return segment.key, len(frame), encode_ns
+
+    async def publish_aged(self) -> None:
+        """Publish every segment open longer than ``segment_age``."""
+        now = time.monotonic()
+        for category in [category for category, segment in self._open.items()
+                         if now - segment.opened >= self._segment_age]:
+            await self.publish(category)
+
+    async def publish_all(self) -> None:
+        """Publish every open segment (at close)."""
+        for category in list(self._open):
+            await self.publish(category)
+
+    async def publish(self, category: str) -> None:
+        """Rename ``category``'s open segment to its final name; the next append starts
+        a new one. The segment is forgotten even if the rename fails (it stays ``.open``,
+        which readers read too)."""
+        segment = self._open.pop(category)
+        await self._sink.rename(segment.key, names.published_name(segment.key))
+
+    async def _start_segment(self, category: str, created: float) -> _OpenSegment:
+        """A new, empty segment, created under a name no one holds (two writers given the
+        same ``writer_name`` would otherwise append to one file)."""
+        attempts = 1
+        while True:
+            sequence = await self._sequences.take(category)
+            stem = names.snapshot_stem(names.file_prefix(category), created, sequence, self._tag)
+            key = names.key(category, stem + names.SEGMENT_SUFFIX + names.OPEN_SUFFIX)
+            try:
+                await self._sink.create(key, b"")
+            except FileExistsError:
+                if attempts == NAME_ATTEMPTS:
+                    raise
+                attempts += 1
+                self._sequences.forget(category)
+                continue
+            segment = self._open[category] = _OpenSegment(key, time.monotonic())
+            return segment
