@@ -9,7 +9,7 @@ import orjson
 import pytest
 import torch
 
-from rtsave_async.writer.serialize import PLACEHOLDER_KEY, SnapshotSerializer
+from rtsave_async.formats.serialize import PLACEHOLDER_KEY, SnapshotSerializer
 
 
 def dumped(value: object) -> tuple[object, SnapshotSerializer]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rtsave_async import __version__
-from rtsave_async.categories import CHECKPOINTS
+from rtsave_async.names import CHECKPOINTS
 from rtsave_async.cli.environments import (
     ALGORITHM_ACTION_SPACES,
     GO1_ENV_ID,
