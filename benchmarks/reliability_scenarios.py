@@ -398,7 +398,11 @@ class EndOutcome:
 
     @property
     def submitted(self) -> int:
-        return sum(self.ledger.attempted.values())
+        """The submits that reached the writer: its own count, which the ledger brackets
+        (a signal can land between the ledger counting an attempt and the ``submit()``
+        call, or between ``submit()`` returning and the ledger counting it)."""
+        attempted = sum(self.ledger.attempted.values())
+        return attempted if self.stats is None else self.stats["submitted"]
 
     @property
     def written(self) -> int:

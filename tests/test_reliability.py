@@ -131,10 +131,11 @@ def test_every_graceful_end_of_training_loses_nothing(tmp_path: Path, end: str) 
         stats = outcome.stats
         assert stats["dropped"] == stats["failed"] == stats["pending"] == 0, context
         assert stats["written"] == stats["submitted"] - stats["dropped"] == outcome.submitted > 0, context
+        ledger = outcome.ledger
+        assert sum(ledger.accepted.values()) <= stats["submitted"] <= sum(ledger.attempted.values()), context
         # Every accepted record is a file. A signal can land between submit() returning and the
         # harness's ledger counting it, so a file may belong to a submit counted only as attempted.
         for category, files in outcome.disk.json_files.items():
-            ledger = outcome.ledger
             assert ledger.accepted[category] <= files <= ledger.attempted[category], f"{category}: {context}"
         assert set(outcome.ledger.accepted) <= set(outcome.disk.json_files), context
         assert outcome.lost == 0 and outcome.dropped == 0, context
