@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import torch as th
 
 from resume_harness import finished_episodes_after
 from rtsave_async import list_snapshot_files
+from rtsave_async.checkpoints.format import read_checkpoint_metadata
 from test_checkpoints import assert_same, run_harness
 
 
@@ -21,7 +21,7 @@ def test_episode_records_after_a_resume_in_subprocesses_equal_the_uninterrupted_
         tmp_path: Path, algorithm: str, half: int) -> None:
     for mode, folder in (("full", "full"), ("first", "split"), ("resume", "split")):
         run_harness(mode, algorithm, str(tmp_path / folder), str(half), str(tmp_path / f"{mode}.pt"), "subproc")
-    checkpoints = [json.loads(path.read_bytes())[0] for path in list_snapshot_files(tmp_path / "split", "checkpoints")]
+    checkpoints = [read_checkpoint_metadata(path) for path in list_snapshot_files(tmp_path / "split", "checkpoints")]
     (at_half,) = [checkpoint for checkpoint in checkpoints if checkpoint["timestep"] == half]
     assert any(at_half["callback_state"]["episodes"]["current_steps"])  # an episode was in progress
     full = finished_episodes_after(str(tmp_path / "full"), half)

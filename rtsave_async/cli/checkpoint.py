@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rtsave_async.checkpoints import CheckpointError, CheckpointInfo, load_checkpoint
-from rtsave_async.checkpoints.format import REPLAY_BUFFER_SUFFIX, VEC_NORMALIZE_SUFFIX
+from rtsave_async.names import REPLAY_BUFFER_SUFFIX, VEC_NORMALIZE_SUFFIX
 from rtsave_async.cli.arguments import check_writable
 from rtsave_async.cli.errors import CliError
 from rtsave_async.cli.session import build_vec_env, set_torch_threads, verified_checkpoint
