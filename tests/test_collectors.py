@@ -35,6 +35,15 @@ def step_with(tracker: EpisodeTracker, done_envs: list[int], infos: dict[int, di
     tracker.record_step(dones, [infos.get(env_id, {}) for env_id in range(tracker.num_envs)])
 
 
+def test_a_success_signal_without_a_truth_value_counts_the_episode_without_one() -> None:
+    tracker = EpisodeTracker(num_envs=1)
+    with pytest.warns(UserWarning, match="no truth value"):
+        step_with(tracker, [0], {0: {"is_success": np.array([True, False])}})
+    step_with(tracker, [0], {0: {"is_success": np.array([True, False])}})
+    assert tracker.episode_counts == [2] and tracker.success_rate(0) is None
+    assert tracker.problems.counts == {"success signal not a truth value": 2}
+
+
 def test_episode_tracker_counts_per_env_and_resets_finished_list_per_save() -> None:
     tracker = EpisodeTracker(num_envs=2, success_window=3)
     step_with(tracker, [], {})

@@ -88,12 +88,13 @@ class EpisodeTracker:
     def _record_episode_end(self, env_id: int, info: dict[str, Any], reset_info: dict[str, Any] | None) -> None:
         self.episode_counts[env_id] += 1
         is_success = next((info[key] for key in self.success_keys if info.get(key) is not None), None)
+        if is_success is not None:
+            is_success = self._truth_value(is_success)
         if is_success is None:
             reported = info.get(ENV_SUCCESS_RATE_KEY, (reset_info or {}).get(ENV_SUCCESS_RATE_KEY))
             if isinstance(reported, REAL_NUMBER_TYPES):
                 self._env_success_rates[env_id] = float(reported)
         else:
-            is_success = bool(is_success)
             self._episodes_with_success_info[env_id] += 1
             self.success_counts[env_id] += is_success
             self._recent_successes.append(is_success)
@@ -106,6 +107,16 @@ class EpisodeTracker:
             {"return": episode_return, "length": episode_length, "is_success": is_success}
         )
         self._episode_start_step[env_id] = self._vec_steps
+
+    def _truth_value(self, signal: Any) -> bool | None:
+        """``bool(signal)``, or None (no success signal; counted) for one without a truth value (an array)."""
+        try:
+            return bool(signal)
+        except Exception as exc:
+            self.problems.report("success signal not a truth value",
+                                 f"a success signal {type(signal).__name__} has no truth value ({exc!r:.200}); "
+                                 f"the episode counts without one")
+            return None
 
     def state_dict(self) -> dict[str, Any]:
         """The counters, as plain lists, for a checkpoint (see :meth:`load_state_dict`)."""
