@@ -16,6 +16,7 @@ from rl_zoo3.utils import linear_schedule
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule
 
 import rtsave_async
+from user_envs import UserTrainerEnv
 from rtsave_async.callbacks.realtime import TimestepTrigger
 from rtsave_async.collectors import (
     ComponentAverager,
@@ -164,6 +165,13 @@ def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
     assert summary["action_space"] == describe_space(env.action_space)
     summary["environment_class"] = "changed"
     assert reader.environment_summary()["environment_class"] == "PendulumEnv"
+
+
+def test_curriculum_progress_averages_only_the_envs_that_report_a_number() -> None:
+    env = make_vec_env(UserTrainerEnv, n_envs=3)
+    env.envs[0].unwrapped.curriculum_factor = None  # not started yet
+    env.envs[1].unwrapped.curriculum_factor = 0.5
+    assert EnvStateReader(env).curriculum_progress() == 0.25
 
 
 def test_describe_space_handles_nested_spaces() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from rtsave_async.collectors.values import ValueProblems, describe_space, plain_copy
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, ValueProblems, describe_space, plain_copy
 
 GET_ENVIRONMENT_SUMMARY = "get_environment_summary"
 GET_DETAILED_EPISODE_INFO = "get_detailed_episode_info"
@@ -210,8 +210,8 @@ class EnvStateReader:
         return self._read_all(SUCCESS_COUNT)
 
     def curriculum_progress(self) -> float | None:
-        """Mean ``curriculum_progress`` over the envs, or None if they have none."""
-        values = self._read_all(CURRICULUM_PROGRESS)
+        """Mean ``curriculum_progress`` over the envs that report a number, or None if none does."""
+        values = [value for value in self._read_all(CURRICULUM_PROGRESS) or () if isinstance(value, REAL_NUMBER_TYPES)]
         if not values:
             return None
         return sum(values) / len(values)
