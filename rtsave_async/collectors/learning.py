@@ -131,7 +131,7 @@ class ComponentAverager:
             for name, total in ((name, total / self._counts[name]) for name, total in self._sums.items())
         }
         for name, marked in self._unusable.items():
-            means.setdefault(name if type(name) is str else str(name), marked)
+            means.setdefault(name, marked)
         result = means or self._not_a_mapping
         self._sums, self._counts, self._unusable, self._not_a_mapping = {}, {}, {}, None
         return result
