@@ -75,14 +75,15 @@ class ComponentAverager:
     def __init__(self, field: str = REWARD_COMPONENTS, problems: ValueProblems | None = None) -> None:
         self.field = field
         self.problems = problems if problems is not None else ValueProblems()
-        self._sums: dict[str, Any] = {}
-        self._counts: dict[str, int] = {}
-        self._unusable: dict[str, dict[str, str]] = {}  # name -> placeholder of its last unusable value
+        self._sums: dict[Any, float] = {}
+        self._counts: dict[Any, int] = {}
+        self._vectors: dict[Any, list[Any]] = {}  # name -> [sum array (ours), count]
+        self._unusable: dict[Any, dict[str, str]] = {}  # name -> placeholder of its last unusable value
         self._not_a_mapping: dict[str, str] | None = None
 
     def add(self, components: Mapping[str, Any]) -> None:
         """Add one sample per name (one env's components at one step)."""
-        if not isinstance(components, Mapping):
+        if type(components) is not dict and not isinstance(components, Mapping):  # ABC check only for others
             self._not_a_mapping = self.problems.placeholder(
                 components, f"{self.field} not a mapping", "expected name -> number")
             return
@@ -92,16 +93,31 @@ class ComponentAverager:
                 value = self._usable(name, value)
                 if value is None:
                     continue
-            total = sums.get(name)
-            if total is None:
+                if type(value) is np.ndarray:
+                    self._add_vector(name, value)
+                    continue
+            if name in sums:
+                sums[name] += value
+                counts[name] += 1
+            elif name in self._vectors:
+                self._changed_shape(name, value, self._vectors[name][0])
+            else:
                 sums[name] = value
                 counts[name] = 1
-            elif (type(total) is not np.ndarray and type(value) is not np.ndarray) or np.shape(total) == np.shape(value):
-                sums[name] += value  # numbers, or vectors of one shape (the sum is our own array)
-                counts[name] += 1
-            else:
-                self._unusable[name] = self.problems.placeholder(
-                    value, f"{self.field} changed shape", f"{name!r} was {np.shape(total)}, now {np.shape(value)}")
+
+    def _add_vector(self, name: Any, vector: np.ndarray) -> None:
+        entry = self._vectors.get(name)
+        if entry is not None and entry[0].shape == vector.shape:
+            entry[0] += vector
+            entry[1] += 1
+        elif entry is not None or name in self._sums:
+            self._changed_shape(name, vector, entry[0] if entry is not None else self._sums[name])
+        else:
+            self._vectors[name] = [vector, 1]
+
+    def _changed_shape(self, name: Any, value: Any, total: Any) -> None:
+        self._unusable[name] = self.problems.placeholder(
+            value, f"{self.field} changed shape", f"{name!r} was {np.shape(total)}, now {np.shape(value)}")
 
     def _usable(self, name: Any, value: Any) -> float | np.ndarray | None:
         """``value`` as a float or a float64 array of our own, or None (counted) if it is not numeric."""
@@ -126,14 +142,12 @@ class ComponentAverager:
         Names that only had unusable values map to a placeholder; with no names at all,
         the placeholder of a sample that was not a mapping, if there was one.
         """
-        means: dict[str, Any] = {
-            name: total.tolist() if isinstance(total, np.ndarray) else float(total)
-            for name, total in ((name, total / self._counts[name]) for name, total in self._sums.items())
-        }
+        means: dict[Any, Any] = {name: float(total / self._counts[name]) for name, total in self._sums.items()}
+        means.update({name: (total / count).tolist() for name, (total, count) in self._vectors.items()})
         for name, marked in self._unusable.items():
             means.setdefault(name, marked)
         result = means or self._not_a_mapping
-        self._sums, self._counts, self._unusable, self._not_a_mapping = {}, {}, {}, None
+        self._sums, self._counts, self._vectors, self._unusable, self._not_a_mapping = {}, {}, {}, {}, None
         return result
 
 
