@@ -16,6 +16,7 @@ from rl_zoo3.utils import linear_schedule
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule
 
 import rtsave_async
+from user_envs import UserTrainerEnv
 from rtsave_async.callbacks.realtime import TimestepTrigger
 from rtsave_async.collectors import (
     ComponentAverager,
@@ -33,6 +34,15 @@ def step_with(tracker: EpisodeTracker, done_envs: list[int], infos: dict[int, di
     dones = np.zeros(tracker.num_envs, bool)
     dones[done_envs] = True
     tracker.record_step(dones, [infos.get(env_id, {}) for env_id in range(tracker.num_envs)])
+
+
+def test_a_success_signal_without_a_truth_value_counts_the_episode_without_one() -> None:
+    tracker = EpisodeTracker(num_envs=1)
+    with pytest.warns(UserWarning, match="no truth value"):
+        step_with(tracker, [0], {0: {"is_success": np.array([True, False])}})
+    step_with(tracker, [0], {0: {"is_success": np.array([True, False])}})
+    assert tracker.episode_counts == [2] and tracker.success_rate(0) is None
+    assert tracker.problems.counts == {"success signal not a truth value": 2}
 
 
 def test_episode_tracker_counts_per_env_and_resets_finished_list_per_save() -> None:
@@ -155,6 +165,13 @@ def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
     assert summary["action_space"] == describe_space(env.action_space)
     summary["environment_class"] = "changed"
     assert reader.environment_summary()["environment_class"] == "PendulumEnv"
+
+
+def test_curriculum_progress_averages_only_the_envs_that_report_a_number() -> None:
+    env = make_vec_env(UserTrainerEnv, n_envs=3)
+    env.envs[0].unwrapped.curriculum_factor = None  # not started yet
+    env.envs[1].unwrapped.curriculum_factor = 0.5
+    assert EnvStateReader(env).curriculum_progress() == 0.25
 
 
 def test_describe_space_handles_nested_spaces() -> None:

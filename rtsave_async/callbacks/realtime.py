@@ -31,6 +31,7 @@ from rtsave_async.collectors import (
 from rtsave_async.collectors.env_state import env_attribute_names
 from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_KEYS, DEFAULT_SUCCESS_WINDOW
 from rtsave_async.collectors.hyperparameters import with_git_revision
+from rtsave_async.collectors.values import ValueProblems
 from rtsave_async.validation import check_positive_int
 from rtsave_async.writer import SnapshotWriter
 
@@ -211,6 +212,8 @@ class RealTimeSavingCallback(BaseCallback):
         self._logger_capture: tuple[LoggerValueCapture, Logger] | None = None
         self._last_infos: Sequence[dict[str, Any]] | None = None
         self._warned: set[str] = set()
+        #: Values from the env saved as a placeholder or null instead (``counts``: kind -> how many).
+        self.value_problems = ValueProblems()
 
     # ------------------------------------------------------------------ SB3 hooks
     def _init_callback(self) -> None:
@@ -222,7 +225,8 @@ class RealTimeSavingCallback(BaseCallback):
         self._ensure_writer()
         model = self._attached_model()
         start = self.num_timesteps
-        self._env_state = EnvStateReader(model.get_env() if model is not None else None, self.env_attributes)
+        venv = model.get_env() if model is not None else None
+        self._env_state = EnvStateReader(venv, self.env_attributes, self.value_problems)
         # The VecEnv below every wrapper keeps the infos of its automatic resets (``reset_infos``).
         self._base_venv = self._env_state.venv.unwrapped if self._env_state.venv is not None else None
         if self._restored_state is not None:  # resumed from a checkpoint
@@ -232,8 +236,9 @@ class RealTimeSavingCallback(BaseCallback):
         else:
             previous, envs_were_reset = None, False
         self._restored_state = None
-        self._episodes = EpisodeTracker(self._env_state.num_envs, self.success_window, self.success_keys)
-        self._learning = LearningMetricsTracker(start)
+        self._episodes = EpisodeTracker(
+            self._env_state.num_envs, self.success_window, self.success_keys, self.value_problems)
+        self._learning = LearningMetricsTracker(start, self.value_problems)
         if previous is not None:
             self._continue_counters(previous, envs_were_reset)
         self._save_trigger.restart(start)
@@ -279,6 +284,15 @@ class RealTimeSavingCallback(BaseCallback):
     def _on_step(self) -> bool:
         if not self._running:
             return True
+        try:
+            self._record_step()
+        except Exception as exc:  # a value the collectors did not foresee must not stop training
+            self._report_gathering_error("this step's bookkeeping", exc)
+        if self._save_trigger.is_due(self.num_timesteps):
+            self.save_snapshot()
+        return True
+
+    def _record_step(self) -> None:
         dones, infos = self.locals.get("dones"), self.locals.get("infos")
         if infos is not None:
             if dones is not None:
@@ -287,9 +301,6 @@ class RealTimeSavingCallback(BaseCallback):
             if self.save_learning_metrics:
                 self._learning.record_step(infos)
             self._last_infos = infos
-        if self._save_trigger.is_due(self.num_timesteps):
-            self.save_snapshot()
-        return True
 
     def _on_training_end(self) -> None:
         if not self._running:
@@ -340,7 +351,12 @@ class RealTimeSavingCallback(BaseCallback):
             raise RuntimeError("RealTimeSavingCallback.save_snapshot() needs a running training "
                                "(between training start and training end)")
         timestep = self.num_timesteps
-        for category, records in self._gather_payloads(timestep):
+        try:
+            payloads = self._gather_payloads(timestep)
+        except Exception as exc:  # as in _on_step: counted, and training goes on
+            self._report_gathering_error("this snapshot", exc)
+            payloads = []
+        for category, records in payloads:
             self._submit(category, records)
         self.saved_timesteps.append(timestep)
         if self.verbose >= 2:
@@ -458,6 +474,10 @@ class RealTimeSavingCallback(BaseCallback):
                 f"total_timesteps ({self.total_timesteps}) is not above the starting timestep ({start}); "
                 f"training_progress uses the target of learn() ({self._planned_total_timesteps()})"
             )
+
+    def _report_gathering_error(self, what: str, exc: Exception) -> None:
+        self.value_problems.report(f"gathering raised {type(exc).__name__}",
+                                   f"gathering {what} raised {exc!r:.200}; it is skipped")
 
     def _warn_once(self, message: str) -> None:
         if message not in self._warned:

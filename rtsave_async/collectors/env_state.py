@@ -16,17 +16,22 @@ Richer environments (such as the Go1 env) implement an optional protocol:
 (``VecEnv.has_attr``) and afterwards reads each supported item with one batched
 ``env_method``/``get_attr`` call, so it behaves the same under ``DummyVecEnv``,
 ``SubprocVecEnv`` and VecEnv wrappers such as ``VecNormalize``. Anything an
-environment does not provide reads as ``None``.
+environment does not provide reads as ``None``; so does a protocol method that raises
+(counted, one warning per method). Every value is read with :func:`read_plain`, in
+the env's own process: a ``SubprocVecEnv`` worker sends only plain copies, never a
+value it cannot pickle (which would kill the worker).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+import gymnasium as gym
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from rtsave_async.collectors.values import describe_space, plain_copy
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, ValueProblems, describe_space, plain_copy
 
 GET_ENVIRONMENT_SUMMARY = "get_environment_summary"
 GET_DETAILED_EPISODE_INFO = "get_detailed_episode_info"
@@ -66,6 +71,42 @@ def env_attribute_names(overrides: Mapping[str, str | Sequence[str]] | None) -> 
     return names
 
 
+#: Env attribute under which :class:`WorkerSideRead` is set on the envs of a ``SubprocVecEnv``.
+WORKER_SIDE_READ = "_rtsave_read_plain"
+
+
+def read_plain(env: gym.Env, name: str, call: bool, problems: ValueProblems) -> Any:
+    """Attribute ``name`` of ``env`` (through its wrappers), or the result of calling it
+    with ``call``, as a :func:`plain_copy`; None (counted in ``problems``) if that raises."""
+    try:
+        value = env.get_wrapper_attr(name)
+        if call:
+            value = value()
+    except Exception as exc:
+        problems.report(f"{name} raised", f"{name}{'()' if call else ''} raised {exc!r:.200}; its fields are null")
+        return None
+    return plain_copy(value, problems)
+
+
+class WorkerSideRead:
+    """:func:`read_plain` inside a ``SubprocVecEnv`` worker, returning only picklable values.
+
+    SB3's worker process dies if an env method raises or returns a value it cannot
+    pickle. Set on every env (``set_attr``) and called through ``env_method``, this
+    reads in the worker and sends ``(plain value, problem counts, first messages)``.
+    ``env_method`` hands it no env: it takes the ``env`` of the worker loop that calls it
+    (``stable_baselines3.common.vec_env.subproc_vec_env._worker``).
+    """
+
+    def __call__(self, name: str, call: bool) -> tuple[Any, dict[str, int], dict[str, str]]:
+        problems = ValueProblems(warn=False)
+        env = sys._getframe(1).f_locals.get("env")
+        if not isinstance(env, gym.Env):
+            problems.report("worker env not found", f"could not find the env of the SubprocVecEnv worker to read {name}")
+            return None, problems.counts, problems.first_messages
+        return read_plain(env, name, call, problems), problems.counts, problems.first_messages
+
+
 class EnvStateReader:
     """Batched, probe-once access to the optional env-state protocol of a VecEnv.
 
@@ -76,11 +117,23 @@ class EnvStateReader:
         no model is attached (one env assumed; everything reads as None)
     :param env_attributes: field -> the env's attribute name(s), replacing the defaults
         of :data:`DEFAULT_ENV_ATTRIBUTES` for that field; default None
+    :param problems: where values that could not be read or copied are counted; default a fresh one
     """
 
-    def __init__(self, venv: VecEnv | None, env_attributes: Mapping[str, str | Sequence[str]] | None = None):
+    def __init__(
+        self,
+        venv: VecEnv | None,
+        env_attributes: Mapping[str, str | Sequence[str]] | None = None,
+        problems: ValueProblems | None = None,
+    ):
         self.venv = venv
         self.num_envs: int = venv.num_envs if venv is not None else 1
+        self.problems = problems if problems is not None else ValueProblems()
+        base_venv = venv.unwrapped if venv is not None else None
+        self._local_envs: list[gym.Env] | None = base_venv.envs if isinstance(base_venv, DummyVecEnv) else None
+        self._in_workers = isinstance(base_venv, SubprocVecEnv)
+        if self._in_workers:
+            venv.set_attr(WORKER_SIDE_READ, WorkerSideRead())
         has_attr = venv.has_attr if venv is not None else (lambda name: False)
         self.supported: dict[str, bool] = {name: has_attr(name) for name in PROTOCOL_METHODS}
         #: Field -> the env attribute it is read from, or None if the env has none of its names.
@@ -89,7 +142,7 @@ class EnvStateReader:
             for field, names in env_attribute_names(env_attributes).items()
         }
         self.supported.update({field: name is not None for field, name in self.attribute_names.items()})
-        spec = self._first_env_attribute("spec")
+        spec = venv.get_attr("spec", indices=[0])[0] if venv is not None and venv.has_attr("spec") else None
         #: Episode step limit: the ``TimeLimit`` of the env's spec, else its own attribute, or None.
         self.max_episode_steps: int | None = getattr(spec, "max_episode_steps", None)
         if self.max_episode_steps is None and self.attribute_names[MAX_EPISODE_STEPS] is not None:
@@ -99,10 +152,10 @@ class EnvStateReader:
         self.dt: float | None = self.static_summary["dt"]
 
     def _first_env_attribute(self, name: str) -> Any:
-        """Attribute ``name`` of env 0 (through its wrappers), or None if it has none."""
+        """Attribute ``name`` of env 0 (through its wrappers) as a plain copy, or None if it has none."""
         if self.venv is None or not self.venv.has_attr(name):
             return None
-        return self.venv.get_attr(name, indices=[0])[0]
+        return self._read(name, call=False, indices=[0])[0]
 
     def _probe_static_summary(self, spec: Any) -> dict[str, Any]:
         summary: dict[str, Any] = {"environment_class": self._environment_class(spec)}
@@ -135,15 +188,17 @@ class EnvStateReader:
         """
         summary = dict(self.static_summary)
         if self.supported[GET_ENVIRONMENT_SUMMARY]:
-            summary.update(plain_copy(self.venv.env_method(GET_ENVIRONMENT_SUMMARY, indices=[0])[0]))
+            own = self._read(GET_ENVIRONMENT_SUMMARY, call=True, indices=[0])[0]
+            if isinstance(own, dict):
+                summary.update(own)
         return summary
 
     def detailed_episode_info(self) -> list[dict[str, Any]] | None:
-        """Per-env ``get_detailed_episode_info()`` results (not yet copied), or None."""
+        """Per-env ``get_detailed_episode_info()`` results (plain copies; None where it raised), or None."""
         return self._call_all(GET_DETAILED_EPISODE_INFO)
 
     def performance_metrics(self) -> list[dict[str, Any]] | None:
-        """Per-env ``get_performance_metrics()`` results (not yet copied), or None."""
+        """Per-env ``get_performance_metrics()`` results (plain copies; None where it raised), or None."""
         return self._call_all(GET_PERFORMANCE_METRICS)
 
     def rand_power(self) -> list[float] | None:
@@ -155,20 +210,37 @@ class EnvStateReader:
         return self._read_all(SUCCESS_COUNT)
 
     def curriculum_progress(self) -> float | None:
-        """Mean ``curriculum_progress`` over the envs, or None if they have none."""
-        values = self._read_all(CURRICULUM_PROGRESS)
+        """Mean ``curriculum_progress`` over the envs that report a number, or None if none does."""
+        values = [value for value in self._read_all(CURRICULUM_PROGRESS) or () if isinstance(value, REAL_NUMBER_TYPES)]
         if not values:
             return None
         return sum(values) / len(values)
 
     def _call_all(self, method_name: str) -> list[Any] | None:
-        return self.venv.env_method(method_name) if self.supported[method_name] else None
+        return self._read(method_name, call=True) if self.supported[method_name] else None
 
     def _read_all(self, field: str) -> list[Any] | None:
         attribute_name = self.attribute_names[field]
         if attribute_name is None:
             return None
-        return plain_copy(self.venv.get_attr(attribute_name))
+        return self._read(attribute_name, call=False)
+
+    def _read(self, name: str, call: bool, indices: list[int] | None = None) -> list[Any]:
+        """:func:`read_plain` of attribute/method ``name`` for the envs ``indices`` (default all), one batched call."""
+        if self._local_envs is not None:
+            envs = self._local_envs if indices is None else [self._local_envs[index] for index in indices]
+            return [read_plain(env, name, call, self.problems) for env in envs]
+        if self._in_workers:
+            results = self.venv.env_method(WORKER_SIDE_READ, name, call, indices=indices)
+            for _, counts, first_messages in results:
+                self.problems.merge(counts, first_messages)
+            return [value for value, _, _ in results]
+        try:  # another VecEnv: read through its own interface
+            values = self.venv.env_method(name, indices=indices) if call else self.venv.get_attr(name, indices)
+        except Exception as exc:
+            self.problems.report(f"{name} raised", f"{name} raised {exc!r:.200}; its fields are null")
+            return [None] * (self.num_envs if indices is None else len(indices))
+        return plain_copy(values, self.problems)
 
 
 def build_environment_state_record(timestep: int, reader: EnvStateReader) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rtsave_async.collectors.values import REAL_NUMBER_TYPES, plain_copy
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, ValueProblems, plain_copy
 
 #: Default number of most recent finished episodes in ``recent_success_rate``.
 DEFAULT_SUCCESS_WINDOW = 100
@@ -44,6 +44,8 @@ class EpisodeTracker:
     :param success_window: how many of the most recent finished episodes (all
         environments together) ``recent_success_rate`` averages over; default 100
     :param success_keys: info keys read as the success signal, in order
+    :param problems: where detailed-info values that could not be copied are counted;
+        default a fresh one
     """
 
     def __init__(
@@ -51,8 +53,10 @@ class EpisodeTracker:
         num_envs: int,
         success_window: int = DEFAULT_SUCCESS_WINDOW,
         success_keys: Sequence[str] = DEFAULT_SUCCESS_KEYS,
+        problems: ValueProblems | None = None,
     ):
         self.num_envs = num_envs
+        self.problems = problems if problems is not None else ValueProblems()
         self.success_keys = tuple(success_keys)
         self._env_success_rates: list[float | None] = [None] * num_envs
         self.episode_counts = [0] * num_envs
@@ -84,12 +88,13 @@ class EpisodeTracker:
     def _record_episode_end(self, env_id: int, info: dict[str, Any], reset_info: dict[str, Any] | None) -> None:
         self.episode_counts[env_id] += 1
         is_success = next((info[key] for key in self.success_keys if info.get(key) is not None), None)
+        if is_success is not None:
+            is_success = self._truth_value(is_success)
         if is_success is None:
             reported = info.get(ENV_SUCCESS_RATE_KEY, (reset_info or {}).get(ENV_SUCCESS_RATE_KEY))
             if isinstance(reported, REAL_NUMBER_TYPES):
                 self._env_success_rates[env_id] = float(reported)
         else:
-            is_success = bool(is_success)
             self._episodes_with_success_info[env_id] += 1
             self.success_counts[env_id] += is_success
             self._recent_successes.append(is_success)
@@ -102,6 +107,16 @@ class EpisodeTracker:
             {"return": episode_return, "length": episode_length, "is_success": is_success}
         )
         self._episode_start_step[env_id] = self._vec_steps
+
+    def _truth_value(self, signal: Any) -> bool | None:
+        """``bool(signal)``, or None (no success signal; counted) for one without a truth value (an array)."""
+        try:
+            return bool(signal)
+        except Exception as exc:
+            self.problems.report("success signal not a truth value",
+                                 f"a success signal {type(signal).__name__} has no truth value ({exc!r:.200}); "
+                                 f"the episode counts without one")
+            return None
 
     def state_dict(self) -> dict[str, Any]:
         """The counters, as plain lists, for a checkpoint (see :meth:`load_state_dict`)."""
@@ -196,7 +211,7 @@ class EpisodeTracker:
                     "success_count": success_count,
                     "success_rate": self.success_rate(env_id),
                     "detailed_info": _detailed_info(
-                        current_step, detailed, performance, max_episode_steps, dt, step_info
+                        current_step, detailed, performance, max_episode_steps, dt, step_info, self.problems
                     ),
                     "finished_episodes": self._finished_since_save[env_id],
                 }
@@ -212,17 +227,19 @@ def _detailed_info(
     max_episode_steps: int | None,
     dt: float | None,
     step_info: dict[str, Any] | None = None,
+    problems: ValueProblems | None = None,
 ) -> dict[str, Any]:
     """Copies of the env's own detailed state where it gives one, the tracker's estimate otherwise.
 
-    Keys of ``detailed`` other than the three known ones are kept as they are.
+    Keys of ``detailed`` other than the three known ones are kept as they are; values
+    that cannot be copied become placeholders (see :func:`plain_copy`).
     """
-    detailed = plain_copy(detailed) if isinstance(detailed, Mapping) else {}
+    detailed = plain_copy(detailed, problems) if isinstance(detailed, Mapping) else {}
     episode_info = detailed.pop("episode_info", None)
     robot_state = detailed.pop("robot_state", None)
     foot_contacts = detailed.pop("foot_contacts", None)
     if foot_contacts is None and CONTACT_INFO_KEY not in detailed and step_info is not None:
-        foot_contacts = plain_copy(step_info.get(CONTACT_INFO_KEY))
+        foot_contacts = plain_copy(step_info.get(CONTACT_INFO_KEY), problems)
     if not isinstance(episode_info, dict):
         episode_info = {}
     if episode_info.get("current_step") is None:
@@ -236,7 +253,7 @@ def _detailed_info(
             "stability_score": None,
         }
     else:
-        performance = plain_copy(performance)
+        performance = plain_copy(performance, problems)
     return {
         "episode_info": episode_info,
         "robot_state": robot_state,

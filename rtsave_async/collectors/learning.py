@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 from stable_baselines3.common.logger import KVWriter, Logger
 
-from rtsave_async.collectors.values import REAL_NUMBER_TYPES
+from rtsave_async.collectors.values import REAL_NUMBER_TYPES, ValueProblems
 
 REWARD_COMPONENTS = "reward_components"
 COST_COMPONENTS = "cost_components"
@@ -53,30 +53,109 @@ def resident_memory_mb() -> float:
 
 
 class ComponentAverager:
-    """Running mean per name of ``{name: float}`` dicts, reset by :meth:`take_means`."""
+    """Running mean per name of one info's reward or cost terms, reset by :meth:`take_means`.
 
-    def __init__(self) -> None:
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
+    What a term may be, and what its mean is:
 
-    def add(self, components: Mapping[str, float]) -> None:
+    * a real number (Python or numpy; a one-element array or tensor counts as one): averaged as a float;
+    * a numeric vector (numpy array, torch tensor, list or tuple of numbers with more
+      than one element, e.g. one value per foot): averaged element-wise and written as a
+      list of the same shape, as long as the shape stays the same (a sample of another
+      shape is skipped and counted);
+    * anything else (None, a string, a meta tensor): skipped and counted in ``problems``;
+      a name that never had a usable value is written as a placeholder giving the reason.
+
+    Terms that are not a mapping of name -> value (a bare list or array) are skipped and
+    counted; with no usable name at all the means are that placeholder.
+
+    :param field: the info key the terms come from (``reward_components``), for messages
+    :param problems: where skipped values are counted; default a fresh one
+    """
+
+    def __init__(self, field: str = REWARD_COMPONENTS, problems: ValueProblems | None = None) -> None:
+        self.field = field
+        self.problems = problems if problems is not None else ValueProblems()
+        self._sums: dict[Any, float] = {}
+        self._counts: dict[Any, int] = {}
+        self._vectors: dict[Any, list[Any]] = {}  # name -> [sum array (ours), count]
+        self._unusable: dict[Any, dict[str, str]] = {}  # name -> placeholder of its last unusable value
+        self._not_a_mapping: dict[str, str] | None = None
+
+    def add(self, components: Mapping[str, Any]) -> None:
         """Add one sample per name (one env's components at one step)."""
+        if type(components) is not dict and not isinstance(components, Mapping):  # ABC check only for others
+            self._not_a_mapping = self.problems.placeholder(
+                components, f"{self.field} not a mapping", "expected name -> number")
+            return
         sums, counts = self._sums, self._counts
         for name, value in components.items():
+            if type(value) is not float and type(value) is not int:
+                value = self._usable(name, value)
+                if value is None:
+                    continue
+                if type(value) is np.ndarray:
+                    self._add_vector(name, value)
+                    continue
             if name in sums:
                 sums[name] += value
                 counts[name] += 1
+            elif name in self._vectors:
+                self._changed_shape(name, value, self._vectors[name][0])
             else:
                 sums[name] = value
                 counts[name] = 1
 
-    def take_means(self) -> dict[str, float] | None:
-        """Mean of each name since the last call (None if nothing was added), then reset."""
-        if not self._sums:
+    def _add_vector(self, name: Any, vector: np.ndarray) -> None:
+        entry = self._vectors.get(name)
+        if entry is not None and entry[0].shape == vector.shape:
+            entry[0] += vector
+            entry[1] += 1
+        elif entry is not None or name in self._sums:
+            self._changed_shape(name, vector, entry[0] if entry is not None else self._sums[name])
+        else:
+            self._vectors[name] = [vector, 1]
+
+    def _changed_shape(self, name: Any, value: Any, total: Any) -> None:
+        self._unusable[name] = self.problems.placeholder(
+            value, f"{self.field} changed shape", f"{name!r} was {np.shape(total)}, now {np.shape(value)}")
+
+    def _usable(self, name: Any, value: Any) -> float | np.ndarray | None:
+        """``value`` as a float or a float64 array of our own, or None (counted) if it is not numeric."""
+        if isinstance(value, REAL_NUMBER_TYPES):
+            return float(value)
+        try:
+            if hasattr(value, "detach"):  # a torch tensor, possibly on a GPU
+                value = value.detach().cpu().numpy()
+            array = np.array(value, dtype=np.float64) if _is_numeric(value) else None
+        except Exception as exc:  # a meta tensor, ragged lists
+            array, reason = None, repr(exc)[:200]
+        else:
+            reason = "not a number or a numeric array"
+        if array is None:
+            self._unusable[name] = self.problems.placeholder(value, f"{self.field} not numeric", f"{name!r}: {reason}")
             return None
-        means = {name: float(total / self._counts[name]) for name, total in self._sums.items()}
-        self._sums, self._counts = {}, {}
-        return means
+        return float(array.reshape(())) if array.size == 1 else array
+
+    def take_means(self) -> dict[str, Any] | None:
+        """Mean of each name since the last call (None if nothing was added), then reset.
+
+        Names that only had unusable values map to a placeholder; with no names at all,
+        the placeholder of a sample that was not a mapping, if there was one.
+        """
+        means: dict[Any, Any] = {name: float(total / self._counts[name]) for name, total in self._sums.items()}
+        means.update({name: (total / count).tolist() for name, (total, count) in self._vectors.items()})
+        for name, marked in self._unusable.items():
+            means.setdefault(name, marked)
+        result = means or self._not_a_mapping
+        self._sums, self._counts, self._vectors, self._unusable, self._not_a_mapping = {}, {}, {}, {}, None
+        return result
+
+
+def _is_numeric(value: Any) -> bool:
+    """True for numpy arrays of booleans or real numbers and for lists/tuples of real numbers."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    return isinstance(value, (list, tuple)) and all(isinstance(item, REAL_NUMBER_TYPES) for item in value)
 
 
 class LearningMetricsTracker:
@@ -84,11 +163,13 @@ class LearningMetricsTracker:
 
     :param start_timestep: ``model.num_timesteps`` when training (re)started; the
         first ``fps`` is measured from here
+    :param problems: where unusable reward/cost terms are counted; default a fresh one
     """
 
-    def __init__(self, start_timestep: int = 0):
-        self.reward_components = ComponentAverager()
-        self.cost_components = ComponentAverager()
+    def __init__(self, start_timestep: int = 0, problems: ValueProblems | None = None):
+        problems = problems if problems is not None else ValueProblems()
+        self.reward_components = ComponentAverager(REWARD_COMPONENTS, problems)
+        self.cost_components = ComponentAverager(COST_COMPONENTS, problems)
         self.logger_values: dict[str, float | int] = {}
         self._last_timestep = start_timestep
         self._last_time = time.perf_counter()
@@ -109,9 +190,9 @@ class LearningMetricsTracker:
                 if not info:  # most steps of most envs: nothing to look through
                     continue
                 rewards, costs = _flat_terms(info)
-            if rewards:
+            if rewards is not None:  # not ``if rewards``: an array has no truth value
                 self.reward_components.add(rewards)
-            if costs:
+            if costs is not None:
                 self.cost_components.add(costs)
 
     def remember_logger_values(self, name_to_value: Mapping[str, Any]) -> None:

@@ -84,10 +84,7 @@ class SnapshotSerializer:
 
     def _placeholder(self, obj: Any, reason: str | None = None) -> dict[str, str]:
         self._pending_placeholders += 1
-        marked = {PLACEHOLDER_KEY: type(obj).__name__, "repr": _safe_repr(obj)}
-        if reason:
-            marked["reason"] = reason
-        return marked
+        return placeholder(obj, reason)
 
     def _default(self, obj: Any) -> Any:
         """Faithful JSON form for types orjson does not take, else a placeholder."""
@@ -166,6 +163,16 @@ class SnapshotSerializer:
         """A string UTF-8 cannot hold (lone surrogates) as a marked placeholder; as a
         dict key it is written as its repr instead (see :func:`_key_text`)."""
         return self._placeholder(text.encode("utf-8", "replace").decode("utf-8"), "not valid UTF-8")
+
+
+def placeholder(obj: Any, reason: str | None = None) -> dict[str, str]:
+    """The marked stand-in for a value that cannot be written:
+    ``{"$unserializable": <type name>, "repr": <repr, at most 200 characters>, "reason": ...}``
+    (``reason`` only when given). Never raises, whatever ``obj``'s ``__repr__`` does."""
+    marked = {PLACEHOLDER_KEY: type(obj).__name__, "repr": _safe_repr(obj)}
+    if reason:
+        marked["reason"] = reason
+    return marked
 
 
 def count_nonfinite(obj: Any) -> int:
