@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import importlib
+import functools
 import io
 import json
 import os
@@ -56,6 +56,7 @@ from benchmarks.reporting import add_run_options, cpu_model, file_system_of, pub
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from rtsave_async.callbacks import RealTimeSavingCallback
+from rtsave_async.cli.environments import make_env
 from rtsave_async.names import file_prefix, parse_name
 
 SECTION_HEADING = "## Training overhead (bench_training)"
@@ -194,10 +195,9 @@ def make_model(env_id: str, n_envs: int, n_steps: int, seed: int, vec: str = "du
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    if env_id.startswith("rtsave/"):
-        importlib.import_module("rtsave_async.envs")  # registers the rtsave/* ids (also in subprocess workers)
     vec_env_cls = SubprocVecEnv if vec == "subproc" else DummyVecEnv
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=vec_env_cls)
+    # make_env registers the rtsave/* ids first, also inside SubprocVecEnv's fresh worker processes.
+    env = make_vec_env(functools.partial(make_env, env_id), n_envs=n_envs, seed=seed, vec_env_cls=vec_env_cls)
     return PPO("MlpPolicy", env, n_steps=n_steps, seed=seed, verbose=0)
 
 
