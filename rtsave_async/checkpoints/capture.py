@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
+    GET_ENV_STATE,
     MONITOR_ATTRIBUTES,
     VEC_NORMALIZE_SETTINGS,
     ModelCopy,
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
 _TRANSITION_ARRAYS = ("actions", "rewards", "dones", "timeouts")
 _HER_EPISODE_ARRAYS = ("ep_start", "ep_length")
 _FROM_THE_ENVS = ("env_states", "monitor_states", "episode_info_buffers")  # the state's parts the envs provide
-
-GET_ENV_STATE = "get_env_state"
-SET_ENV_STATE = "set_env_state"
 
 
 @dataclass
