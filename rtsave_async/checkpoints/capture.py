@@ -203,14 +203,14 @@ def capture_checkpoint(
     if buffer_copy is not None:
         attachments[REPLAY_BUFFER_SUFFIX] = lambda: encode_replay_buffer(buffer_copy)
     exact = state["env_states"] is not None
-    env_id, env_kwargs = env_identity(venv)
+    env_name, env_kwargs = env_identity(venv)
     metadata = {
         "timestep": timestep,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "algorithm": type(model).__name__,
         "policy_class": type(model.policy).__name__,
         "num_envs": model.n_envs,
-        "env_id": env_id,
+        "env_name": env_name,  # the Gymnasium id (episode records' env_id is an env index)
         "env_kwargs": env_kwargs,
         "device": str(get_device(model.device)),
         "contents": {
