@@ -56,11 +56,11 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
-from rtsave_async.callbacks.checkpointing import CheckpointSaver, script_resume_command
+from rtsave_async.checkpoints.capture import capture_checkpoint
 from rtsave_async.checkpoints.format import read_checkpoint_metadata
-from rtsave_async.names import REPLAY_BUFFER_SUFFIX
+from rtsave_async.checkpoints.saver import CheckpointSaver, script_resume_command
 from rtsave_async.collectors import EpisodeTracker
-from rtsave_async.collectors.checkpoint import capture_checkpoint
+from rtsave_async.names import REPLAY_BUFFER_SUFFIX
 from rtsave_async.writer import SnapshotWriter
 
 SECTION_HEADING = "## Checkpoint stall and size (bench_checkpoint)"

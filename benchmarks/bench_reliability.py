@@ -2,7 +2,7 @@
 
 Run ``python -m benchmarks.bench_reliability`` (about 25 minutes on 2 cores) or add
 ``--quick`` for the CI counts. The scenarios are those of
-``benchmarks/reliability_scenarios.py``; this script only runs them and tabulates what
+``tests/support/reliability_scenarios.py``; this script only runs them and tabulates what
 they measured: snapshots submitted, written, dropped, failed (counted), lost and torn
 files per scenario, and the distribution of what a SIGKILL loses. The Markdown section
 is printed and appended to ``benchmarks/RESULTS.md`` (``--no-append`` to only print).
@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 
-from benchmarks import reliability_scenarios as scenarios
-from benchmarks.reliability_scenarios import Tally, torn_count, trials
 from benchmarks.reporting import add_run_options, cpu_model, publish
+from tests.support import reliability_scenarios as scenarios
+from tests.support.reliability_scenarios import Tally, torn_count, trials
 
 SECTION_HEADING = "## Reliability (bench_reliability)"
 

@@ -17,7 +17,7 @@ from resume_harness import ResumableBitFlippingEnv
 from rtsave_async import RealTimeSavingCallback, list_snapshot_files
 from rtsave_async.checkpoints import load_checkpoint
 from rtsave_async.checkpoints.format import decode_replay_buffer, encode_replay_buffer, restore_replay_buffer
-from rtsave_async.collectors.checkpoint import copy_replay_buffer
+from rtsave_async.checkpoints.capture import copy_replay_buffer
 from test_checkpoints import assert_same
 
 N_BITS = 4

@@ -20,7 +20,7 @@ from resume_harness import finished_episodes_after
 from rtsave_async import RealTimeSavingCallback, list_snapshot_files
 from rtsave_async.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, prune_checkpoints
 from rtsave_async.checkpoints.format import decode_replay_buffer
-from rtsave_async.collectors.checkpoint import copy_replay_buffer
+from rtsave_async.checkpoints.capture import copy_replay_buffer
 from rtsave_async.sinks import LocalSink
 
 HARNESS = "import sys; sys.path.insert(0, {tests!r}); import resume_harness; resume_harness.main()".format(
@@ -202,7 +202,7 @@ def test_an_evicted_or_refused_checkpoint_does_not_stop_later_ones(tmp_path: Pat
     from support.sinks import GatedSink
 
     from rtsave_async import SnapshotWriter
-    from rtsave_async.callbacks.checkpointing import CheckpointSaver
+    from rtsave_async.checkpoints import CheckpointSaver
 
     model = PPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1, seed=0), n_steps=64, batch_size=64, device="cpu")
     saver = CheckpointSaver()

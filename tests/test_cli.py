@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -14,6 +15,7 @@ import pytest
 from cli_support import FAST_PPO, FAST_SAC, child_env, line_starting, newest_checkpoint_record, rtsave
 from rtsave_async import list_snapshot_files, load_records
 from rtsave_async.cli.arguments import build_parser
+from rtsave_async.cli.environments import environment_options
 
 
 def assert_no_nulls(value, where: str) -> None:
@@ -235,3 +237,9 @@ def test_saving_failures_during_training_exit_non_zero(tmp_path: Path, mount_tmp
     assert result.returncode == 1
     error = line_starting(result.stderr, "rtsave: error: ")
     assert re.search(r"\d+ snapshot file\(s\) not saved \(\d+ failed, 0 dropped\); first error: .*No space", error)
+
+
+@pytest.mark.parametrize("key", ["env_name", "env_id"])  # env_id: checkpoints written before env_name
+def test_environment_options_come_from_the_checkpoints_env_name(key: str) -> None:
+    args = argparse.Namespace(env=None, ctrl_type=None, biped=None, rand_power=None)
+    assert environment_options(args, {key: "Pendulum-v1", "env_kwargs": {"g": 9.0}}) == ("Pendulum-v1", {"g": 9.0})

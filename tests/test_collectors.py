@@ -161,7 +161,7 @@ def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
     assert reader.detailed_episode_info() is None and reader.rand_power() is None
     assert reader.curriculum_progress() is None
     summary = reader.environment_summary()
-    assert summary["environment_class"] == "PendulumEnv" and summary["env_id"] == "Pendulum-v1"
+    assert summary["environment_class"] == "PendulumEnv" and summary["env_name"] == "Pendulum-v1"
     assert summary["action_space"] == describe_space(env.action_space)
     summary["environment_class"] = "changed"
     assert reader.environment_summary()["environment_class"] == "PendulumEnv"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from cli_support import child_env, rtsave
 from rtsave_async import RealTimeSavingCallback, list_snapshot_files
 from rtsave_async.checkpoints import load_checkpoint
+from rtsave_async.checkpoints.format import read_checkpoint_metadata
 
 ENV_ID = "Pendulum-v1"
 
@@ -69,3 +71,15 @@ def test_export_zoo_layout_needs_an_env_id(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == ("rtsave: error: --layout zoo needs the env id, and this checkpoint records "
                                      "none; use --layout sb3")
+
+
+def test_checkpoints_record_env_name_and_older_ones_with_env_id_still_export(tmp_path: Path) -> None:
+    checkpoint = sac_checkpoint(tmp_path / "run")
+    metadata = read_checkpoint_metadata(checkpoint)
+    assert metadata["env_name"] == ENV_ID and "env_id" not in metadata  # env_id means an env index elsewhere
+    metadata["env_id"] = metadata.pop("env_name")  # as checkpoints written before env_name recorded it
+    checkpoint.write_text(json.dumps(metadata))
+    result = rtsave("checkpoint", "export", str(checkpoint), "zoo", "--layout", "zoo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "zoo" / f"{ENV_ID}.zip").is_file() and (tmp_path / "zoo" / ENV_ID / "vecnormalize.pkl").is_file()
+    assert f"--env {ENV_ID} -i" in result.stdout

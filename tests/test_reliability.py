@@ -1,6 +1,6 @@
 """Reliability torture suite: nothing lost, nothing torn (issue 6).
 
-The scenarios live in ``benchmarks/reliability_scenarios.py`` (shared with
+The scenarios live in ``tests/support/reliability_scenarios.py`` (shared with
 ``python -m benchmarks.bench_reliability``); these tests assert on what they measure.
 CI runs the small counts; ``RTSAVE_LONG=1`` runs the large ones (see ``trials``).
 Bugs still open are kept as ``xfail(strict=True)`` tests whose reason says what is wrong.
@@ -22,7 +22,10 @@ from hypothesis import strategies as st
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
-from benchmarks.reliability_scenarios import (
+from conftest import python_child
+from rtsave_async import RealTimeSavingCallback, SnapshotWriter, list_snapshot_files
+from rtsave_async.writer import STATS_FILE_NAME
+from tests.support.reliability_scenarios import (
     DISK_TROUBLES,
     FUZZ_EXAMPLES,
     GRACEFUL_ENDS,
@@ -57,9 +60,6 @@ from benchmarks.reliability_scenarios import (
     run_stalled_disk_exit,
     trials,
 )
-from conftest import python_child
-from rtsave_async import RealTimeSavingCallback, SnapshotWriter, list_snapshot_files
-from rtsave_async.writer import STATS_FILE_NAME
 
 MiB = 2**20
 LOAD_RSS_GROWTH_LIMIT = 64 * MiB  # the queue holds 16 snapshots of ~1 KB: anything near this is a leak

@@ -19,7 +19,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rtsave_async import names
-from rtsave_async.callbacks.checkpointing import CheckpointSaver
+from rtsave_async.checkpoints.saver import CheckpointSaver
 from rtsave_async.collectors import (
     EnvStateReader,
     EpisodeTracker,
@@ -117,7 +117,7 @@ class RealTimeSavingCallback(BaseCallback):
     :param save_hyperparameters: write one ``hyperparameters`` record at training
         start; default True
     :param save_checkpoints: write resumable checkpoints under ``checkpoints/``
-        (see :class:`~rtsave_async.callbacks.checkpointing.CheckpointSaver`); default True
+        (see :class:`~rtsave_async.checkpoints.saver.CheckpointSaver`); default True
     :param checkpoint_frequency: checkpoint period in environment timesteps; a
         checkpoint is taken at the first rollout start at or after each multiple,
         where the model state is consistent, and one more when training ends;
@@ -138,7 +138,7 @@ class RealTimeSavingCallback(BaseCallback):
     :param save_on_training_end: also save at the last timestep when training ends
         (unless a save just happened there); default True
     :param checkpoint_options: keyword arguments for the
-        :class:`~rtsave_async.callbacks.checkpointing.CheckpointSaver` (``keep_last``,
+        :class:`~rtsave_async.checkpoints.saver.CheckpointSaver` (``keep_last``,
         ``keep_every``, ``if_busy``, ``save_replay_buffer``, ``resume_command``);
         default None = keep every checkpoint, skip one that is due while the
         previous one is still being written

@@ -16,7 +16,7 @@ Only the SB3 zip may need pickle to load (SB3 stores some entries that way); our
 files are JSON and numpy arrays (:mod:`rtsave_async.checkpoints.state_format`).
 Checkpoints of older versions had ``.state.pkl``/``.vecnormalize.pkl`` pickles instead.
 The encoders run on the writer thread and read only the copies the training thread
-made (:mod:`rtsave_async.collectors.checkpoint`).
+made (:mod:`rtsave_async.checkpoints.capture`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from stable_baselines3.common.save_util import save_to_zip_file
 from rtsave_async.checkpoints.state_format import is_packed, pack, unpack
 
 _INFOS = "infos"  # the .npz entries of a HerReplayBuffer's stored infos
+#: The methods of the exact-resume protocol an env may implement (called through the VecEnv).
+GET_ENV_STATE = "get_env_state"
+SET_ENV_STATE = "set_env_state"
 #: The SB3 ``Monitor`` attributes kept in the state file (besides ``t_start``, kept as ``elapsed``).
 MONITOR_ATTRIBUTES = ("rewards", "needs_reset", "current_reset_info", "total_steps", "episode_returns",
                       "episode_lengths", "episode_times")

@@ -33,6 +33,7 @@ from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
     MONITOR_ATTRIBUTES,
+    SET_ENV_STATE,
     VEC_NORMALIZE_SETTINGS,
     ReplayBufferCopy,
     decode_replay_buffer,
@@ -40,7 +41,6 @@ from rtsave_async.checkpoints.format import (
     restore_replay_buffer,
 )
 from rtsave_async.checkpoints.state_format import decode_npz
-from rtsave_async.collectors.checkpoint import SET_ENV_STATE
 from rtsave_async.names import (
     JSON_SUFFIX,
     MODEL_SUFFIX,

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from rtsave_async.checkpoints import CheckpointError, CheckpointInfo, load_checkpoint
-from rtsave_async.names import REPLAY_BUFFER_SUFFIX, VEC_NORMALIZE_SUFFIX
 from rtsave_async.cli.arguments import check_writable
+from rtsave_async.cli.environments import recorded_env_name
 from rtsave_async.cli.errors import CliError
 from rtsave_async.cli.session import build_vec_env, set_torch_threads, verified_checkpoint
+from rtsave_async.names import REPLAY_BUFFER_SUFFIX, VEC_NORMALIZE_SUFFIX
 
 
 @dataclass
@@ -38,7 +39,7 @@ def layout_for(name: str, out_dir: Path, env_id: str | None) -> ExportLayout:
 def export(args: argparse.Namespace) -> int:
     set_torch_threads(args.torch_threads)
     info = verified_checkpoint(args.checkpoint)
-    layout = layout_for(args.layout, Path(args.out_dir), (info.metadata or {}).get("env_id"))
+    layout = layout_for(args.layout, Path(args.out_dir), recorded_env_name(info.metadata or {}))
     for folder in {layout.model.parent, layout.vec_normalize.parent}:
         check_writable(folder, "OUT_DIR")
     written = [copy_file(info.model_path, layout.model)]  # the zip is already what model.save writes
@@ -55,7 +56,7 @@ def export(args: argparse.Namespace) -> int:
     if args.layout == "zoo":
         algo = str((info.metadata or {}).get("algorithm", "ALGO")).lower()
         print(f"rtsave: continue with rl_zoo3: python -m rl_zoo3.train --algo {algo} --env "
-              f"{info.metadata['env_id']} -i {layout.model}")
+              f"{recorded_env_name(info.metadata)} -i {layout.model}")
     return 0
 
 
@@ -70,7 +71,8 @@ def load_for_export(info: CheckpointInfo, allow_pickle: bool, with_env: bool) ->
     metadata = info.metadata or {}
     env = None
     if with_env:
-        env = build_vec_env(metadata["env_id"], dict(metadata.get("env_kwargs") or {}), metadata["num_envs"], seed=0)
+        env = build_vec_env(recorded_env_name(metadata), dict(metadata.get("env_kwargs") or {}), metadata["num_envs"],
+                            seed=0)
     try:
         return load_checkpoint(info, env, restore_rng=False, device="cpu", allow_pickle=allow_pickle).model
     except CheckpointError as exc:

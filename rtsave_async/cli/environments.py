@@ -31,10 +31,16 @@ def make_env(env_id: str, **env_kwargs: Any) -> gym.Env:
     return gym.make(env_id, **env_kwargs)
 
 
+def recorded_env_name(metadata: dict[str, Any]) -> str | None:
+    """The Gymnasium id a checkpoint's metadata records (``env_id`` in checkpoints written before ``env_name``)."""
+    return metadata.get("env_name") or metadata.get("env_id")
+
+
 def environment_options(args: argparse.Namespace, recorded: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The env id and kwargs: flags first, then what the checkpoint recorded, then defaults."""
-    env_id = args.env or recorded.get("env_id") or GO1_ENV_ID
-    kwargs = dict(recorded.get("env_kwargs") or {}) if env_id == recorded.get("env_id") else {}
+    recorded_id = recorded_env_name(recorded)
+    env_id = args.env or recorded_id or GO1_ENV_ID
+    kwargs = dict(recorded.get("env_kwargs") or {}) if env_id == recorded_id else {}
     for option in GO1_ONLY_OPTIONS:
         value = getattr(args, option)
         if value is None:

@@ -161,7 +161,7 @@ class EnvStateReader:
         summary: dict[str, Any] = {"environment_class": self._environment_class(spec)}
         for name in SUMMARY_ATTRIBUTES:
             summary[name] = plain_copy(self._first_env_attribute(name))
-        summary["env_id"] = getattr(spec, "id", None)
+        summary["env_name"] = getattr(spec, "id", None)
         summary["max_episode_steps"] = self.max_episode_steps
         venv = self.venv
         summary["observation_space"] = describe_space(venv.observation_space) if venv is not None else None

@@ -16,8 +16,8 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtsave_async.checkpoints.capture import ResumeCommand, capture_checkpoint
 from rtsave_async.checkpoints.retention import prune_checkpoints
-from rtsave_async.collectors.checkpoint import ResumeCommand, capture_checkpoint
 from rtsave_async.names import CHECKPOINTS
 from rtsave_async.validation import check_positive_int
 

@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her import HerReplayBuffer
 
 from rtsave_async.checkpoints.format import (
+    GET_ENV_STATE,
     MONITOR_ATTRIBUTES,
     VEC_NORMALIZE_SETTINGS,
     ModelCopy,
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
 _TRANSITION_ARRAYS = ("actions", "rewards", "dones", "timeouts")
 _HER_EPISODE_ARRAYS = ("ep_start", "ep_length")
 _FROM_THE_ENVS = ("env_states", "monitor_states", "episode_info_buffers")  # the state's parts the envs provide
-
-GET_ENV_STATE = "get_env_state"
-SET_ENV_STATE = "set_env_state"
 
 
 @dataclass
@@ -205,14 +203,14 @@ def capture_checkpoint(
     if buffer_copy is not None:
         attachments[REPLAY_BUFFER_SUFFIX] = lambda: encode_replay_buffer(buffer_copy)
     exact = state["env_states"] is not None
-    env_id, env_kwargs = env_identity(venv)
+    env_name, env_kwargs = env_identity(venv)
     metadata = {
         "timestep": timestep,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "algorithm": type(model).__name__,
         "policy_class": type(model.policy).__name__,
         "num_envs": model.n_envs,
-        "env_id": env_id,
+        "env_name": env_name,  # the Gymnasium id (episode records' env_id is an env index)
         "env_kwargs": env_kwargs,
         "device": str(get_device(model.device)),
         "contents": {

@@ -45,17 +45,6 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-from benchmarks.reliability_children import (
-    CHECKPOINT_FREQUENCY,
-    PPO_OPTIONS,
-    SAVE_FREQUENCY,
-    STREAM_CATEGORY,
-    TRAIN_ENVS,
-    Ledger,
-    check_save_dir_once,
-    read_ledger,
-    stream_record,
-)
 from rtsave_async import RealTimeSavingCallback, cli, list_snapshot_files, load_records
 from rtsave_async.formats.metadata import METADATA_KEY
 from rtsave_async.names import (
@@ -73,9 +62,20 @@ from rtsave_async.checkpoints import load_checkpoint
 from rtsave_async.writer import STATS_FILE_NAME, SnapshotWriter
 from rtsave_async.formats.serialize import _MAX_DEPTH, BYTES_KEY, PLACEHOLDER_KEY
 from tests.support.disk import fill_filesystem
+from tests.support.reliability_children import (
+    CHECKPOINT_FREQUENCY,
+    PPO_OPTIONS,
+    SAVE_FREQUENCY,
+    STREAM_CATEGORY,
+    TRAIN_ENVS,
+    Ledger,
+    check_save_dir_once,
+    read_ledger,
+    stream_record,
+)
 from tests.support.segments import decode_segment
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LONG_RUN_VARIABLE = "RTSAVE_LONG"
 WRITER_LOGGER = "rtsave_async"
 BATCH_SIZE = inspect.signature(SnapshotWriter).parameters["batch_size"].default
@@ -101,11 +101,11 @@ def trials(ci: int, long: int) -> int:
 
 # ---------------------------------------------------------------- child processes
 def start_child(args: list[str], log_dir: Path) -> subprocess.Popen:
-    """``python -m benchmarks.reliability_children args...``; output goes to ``log_dir``."""
+    """``python -m tests.support.reliability_children args...``; output goes to ``log_dir``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), PYTHONUNBUFFERED="1")
     with open(log_dir / "child.out", "w") as stdout, open(log_dir / "child.err", "w") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "benchmarks.reliability_children", *map(str, args)],
+        return subprocess.Popen([sys.executable, "-m", "tests.support.reliability_children", *map(str, args)],
                                 stdout=stdout, stderr=stderr, env=env, cwd=PROJECT_ROOT)
 
 

@@ -1,6 +1,6 @@
-"""Child processes of the reliability scenarios (``benchmarks/reliability_scenarios.py``).
+"""Child processes of the reliability scenarios (``tests/support/reliability_scenarios.py``).
 
-Run as ``python -m benchmarks.reliability_children KIND ...``:
+Run as ``python -m tests.support.reliability_children KIND ...``:
 
 - ``stream``: submits numbered records flat out (or paced) until killed.
 - ``train``: PPO on Pendulum-v1 with :class:`RealTimeSavingCallback`, ending as ``--mode`` says.
