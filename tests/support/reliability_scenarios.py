@@ -79,6 +79,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LONG_RUN_VARIABLE = "RTSAVE_LONG"
 WRITER_LOGGER = "rtsave_async"
 BATCH_SIZE = inspect.signature(SnapshotWriter).parameters["batch_size"].default
+MAX_IN_FLIGHT = inspect.signature(SnapshotWriter).parameters["max_in_flight"].default
 CHILD_START_TIMEOUT = 180.0  # seconds for a child to import torch/SB3 and start submitting
 
 # (CI count, long count) of each scenario; pick with trials(*COUNTS).
@@ -314,8 +315,9 @@ class KillTrial:
 
     @property
     def loss_bound(self) -> int:
-        """The most that can be queued or in the writer's hands: the queue, one batch, one submit in flight."""
-        return self.queue_size + BATCH_SIZE + len(self.counted_categories)
+        """The most that can be queued or in the writer's hands: the queue, the batch being
+        dispatched, the stores of the previous batch still in flight, one submit per category."""
+        return self.queue_size + BATCH_SIZE + MAX_IN_FLIGHT + len(self.counted_categories)
 
 
 def run_sigkill_trial(kind: str, trial_dir: Path, rng: random.Random, format_name: str = "json") -> KillTrial:
