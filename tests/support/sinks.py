@@ -161,3 +161,15 @@ class StaleListingSink(DelegatingSink):
             self._listed.add(prefix)
             return []
         return await self.inner.list(prefix)
+
+
+class DyingSink(DelegatingSink):
+    """Its listings of a category raise ``SystemExit``: something the writer thread does
+    not survive (a sink is not a hook or an encoder), to show that the writer says so."""
+
+    category = "custom"
+
+    async def list(self, prefix: str) -> list[str]:
+        if prefix == self.category:
+            raise SystemExit("the sink gave up")
+        return await self.inner.list(prefix)

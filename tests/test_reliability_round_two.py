@@ -1,0 +1,66 @@
+"""Reliability, round two (issue 12): what a hostile week of real use broke.
+
+Each test is a scenario that failed before its fix: the writer thread surviving what
+hooks and encoders raise, bounded retries, checkpoints that never list a missing file,
+publishing that cannot overwrite, prompt exits with the stats file written, deletes that
+never leave the save_dir, and two live writers sharing one folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from rtsave_async.sinks import LocalSink
+from rtsave_async.writer.snapshot_writer import SnapshotWriter
+from support.sinks import DyingSink
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, GeneratorExit])
+@pytest.mark.parametrize("where", ["hook", "awaited hook", "encoder", "records"])
+def test_the_writer_thread_survives_whatever_a_hook_or_encoder_raises(tmp_path: Path, raised: type, where: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    def hook(url: str | None) -> None:
+        raise raised("from the hook")
+
+    async def failing_follow_up() -> None:
+        raise raised("from the awaited hook")
+
+    def encoder() -> bytes:
+        raise raised("from the encoder")
+
+    def records(files: dict) -> dict:
+        raise raised("from the records")
+
+    submit = {
+        "hook": {"records": {"a": 1}, "on_written": hook},
+        "awaited hook": {"records": {"a": 1}, "on_written": lambda url: failing_follow_up()},
+        "encoder": {"records": {"a": 1}, "attachments": {".bin": encoder}},
+        "records": {"records": records, "attachments": {".bin": lambda: b"x"}},
+    }[where]
+    with SnapshotWriter(tmp_path, drain_interval=0) as writer:
+        writer.submit("custom", **submit)
+        writer.flush(5)
+        for index in range(5):
+            assert writer.submit("custom", {"after": index})
+        writer.flush(5)
+        stats = writer.stats()
+    assert stats["written"] == 6 - (where in ("encoder", "records"))
+    assert stats["pending"] == 0
+    assert raised.__name__ in " ".join(stats["errors"])
+
+
+def test_a_dead_writer_thread_is_reported_at_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    writer = SnapshotWriter(tmp_path, drain_interval=0, sink=DyingSink(LocalSink(tmp_path)))
+    writer.submit("custom", {"a": 1})
+    writer._thread.join(5)
+    with caplog.at_level(logging.ERROR, logger="rtsave_async"):
+        assert not writer.submit("custom", {"a": 2})
+        assert not writer.flush()  # no timeout: must not wait forever
+    stats = writer.close()
+    assert stats["writer_died"] is True
+    assert stats["failed"] >= 1 and stats["submitted"] == 2
+    assert any("writer thread" in message for message in stats["errors"])
+    assert "writer thread" in caplog.text
