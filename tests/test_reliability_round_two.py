@@ -64,3 +64,23 @@ def test_a_dead_writer_thread_is_reported_at_once(tmp_path: Path, caplog: pytest
     assert stats["failed"] >= 1 and stats["submitted"] == 2
     assert any("writer thread" in message for message in stats["errors"])
     assert "writer thread" in caplog.text
+
+
+@pytest.mark.parametrize("format_name", ["json", "jsonl.zst"])
+def test_a_dangling_symlink_as_a_category_folder_is_one_counted_failure(tmp_path: Path, format_name: str,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    (save_dir / "episodes").symlink_to(tmp_path / "gone")
+    with caplog.at_level(logging.ERROR, logger="rtsave_async"):
+        with SnapshotWriter(save_dir, drain_interval=0, format=format_name) as writer:
+            for index in range(3):
+                writer.submit("episodes", {"episode": index})
+                writer.submit("custom", {"index": index})
+            assert not writer.flush(10)
+            stats = writer.stats()
+    assert stats["failed_by_category"] == {"episodes": 3}
+    assert stats["written_by_category"] == {"custom": 3}
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1 and "dangling symlink" in errors[0] and str(save_dir / "episodes") in errors[0]
+    assert not (tmp_path / "gone").exists()

@@ -194,7 +194,11 @@ class LocalSink(Sink):
         directory = self._folders.get(folder)
         if directory is None:
             directory = self.url(folder)
-            os.makedirs(directory, exist_ok=True)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except FileExistsError as exc:  # a file or a dangling symlink holds the name: not a name collision
+                raise NotADirectoryError(errno.ENOTDIR, "cannot create the folder: the name is taken by a file "
+                                         "or a dangling symlink", exc.filename or directory) from exc
             self._folders[folder] = directory
         return directory
 
