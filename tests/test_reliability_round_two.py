@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import orjson
 import pytest
 
 from rtsave_async.sinks import LocalSink
 from rtsave_async.writer.snapshot_writer import SnapshotWriter
-from support.sinks import DyingSink
+from support.sinks import DyingSink, VanishingRootSink
 
 
 @pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, GeneratorExit])
@@ -84,3 +85,23 @@ def test_a_dangling_symlink_as_a_category_folder_is_one_counted_failure(tmp_path
     errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 1 and "dangling symlink" in errors[0] and str(save_dir / "episodes") in errors[0]
     assert not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("removed_before", [".state.npz", ".json"])
+def test_a_save_dir_removed_mid_checkpoint_fails_it_instead_of_listing_missing_files(tmp_path: Path,
+                                                                                    removed_before: str) -> None:
+    sink = VanishingRootSink(LocalSink(tmp_path), removed_before)
+    with SnapshotWriter(tmp_path, drain_interval=0, sink=sink) as writer:
+        writer.submit("checkpoints", lambda files: {"files": files},
+                      attachments={".zip": lambda: b"model" * 100, ".state.npz": lambda: b"state"})
+        assert not writer.flush(10)
+        writer.submit("checkpoints", lambda files: {"files": files}, attachments={".zip": lambda: b"model"})
+        writer.flush(10)
+        stats = writer.stats()
+    assert sink.removed
+    assert stats["failed_by_category"] == {"checkpoints": 1}
+    assert stats["written_by_category"] == {"checkpoints": 1}
+    assert "missing" in " ".join(stats["errors"])
+    for listing in (tmp_path / "checkpoints").glob("*.json"):  # what is listed is there, whole
+        for attachment in orjson.loads(listing.read_bytes())["files"].values():
+            assert Path(attachment["path"]).stat().st_size == attachment["bytes"]

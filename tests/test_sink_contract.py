@@ -134,3 +134,13 @@ def test_local_append_after_a_removed_folder_creates_it_again(tmp_path: Path) ->
         return await sink.read("episodes/t.open")
 
     assert run(scenario()) == b"b"
+
+
+def test_size_counts_the_stored_bytes_and_refuses_a_missing_key(sink: Sink) -> None:
+    async def scenario() -> int:
+        await sink.create("custom/a.json", b"12345")
+        with pytest.raises(FileNotFoundError):
+            await sink.size("custom/missing.json")
+        return await sink.size("custom/a.json")
+
+    assert run(scenario()) == 5

@@ -90,6 +90,9 @@ class LocalSink(Sink):
     async def read(self, key: str) -> bytes:
         return await self._io(Path(self.url(key)).read_bytes)
 
+    async def size(self, key: str) -> int:
+        return (await self._io(os.stat, self.url(key))).st_size
+
     async def delete(self, key: str) -> None:
         self._close_append(key)
         await self._io(_remove_quietly, self.url(key))
