@@ -16,6 +16,7 @@ import pytest
 
 from rtsave_async.sinks import LocalSink
 from rtsave_async.writer.snapshot_writer import SnapshotWriter
+from conftest import python_child
 from support.sinks import DyingSink, VanishingRootSink
 
 
@@ -105,3 +106,44 @@ def test_a_save_dir_removed_mid_checkpoint_fails_it_instead_of_listing_missing_f
     for listing in (tmp_path / "checkpoints").glob("*.json"):  # what is listed is there, whole
         for attachment in orjson.loads(listing.read_bytes())["files"].values():
             assert Path(attachment["path"]).stat().st_size == attachment["bytes"]
+
+
+RACE_KEYS = 4000
+_RACER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[5])
+from rtsave_async.sinks import LocalSink
+from support.sinks import NoHardLinkLocalSink
+
+async def race(root, name, keys, sink_class):
+    sink = {"LocalSink": LocalSink, "NoHardLinkLocalSink": NoHardLinkLocalSink}[sink_class](root)
+    while open(root + "/start").read() != "go":
+        await asyncio.sleep(0.001)
+    won = []
+    for index in range(keys):
+        try:
+            await sink.create(f"episodes/{index:05d}.json", name.encode())
+            won.append(index)
+        except FileExistsError:
+            pass
+    print(" ".join(map(str, won)))
+
+asyncio.run(race(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+"""
+
+
+@pytest.mark.parametrize("sink_class", ["LocalSink", "NoHardLinkLocalSink"])
+def test_two_writers_racing_for_the_same_names_never_overwrite(tmp_path: Path, sink_class: str) -> None:
+    (tmp_path / "start").write_text("wait")
+    racers = {name: python_child(_RACER, str(tmp_path), name, str(RACE_KEYS), sink_class, str(Path(__file__).parent))
+              for name in ("first", "second")}
+    (tmp_path / "start").write_text("go")
+    won = {}
+    for name, racer in racers.items():
+        out, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err
+        won[name] = {int(index) for index in out.split()}
+    assert not won["first"] & won["second"]  # each name published once: no success was overwritten
+    assert won["first"] | won["second"] == set(range(RACE_KEYS))
+    for name, indices in won.items():
+        assert all((tmp_path / "episodes" / f"{index:05d}.json").read_text() == name for index in indices)

@@ -1,4 +1,4 @@
-"""The Sink contract: the same cases over every backend (LocalSink, MemorySink)."""
+"""The Sink contract: the same cases over every backend (LocalSink, also without hard links, MemorySink)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from rtsave_async.sinks import LocalSink, MemorySink, Sink
+from support.sinks import NoHardLinkLocalSink
 
 BACKENDS: dict[str, Callable[[Path], Sink]] = {
     "local": lambda root: LocalSink(root / "run"),
     "local-aiofiles": lambda root: LocalSink(root / "run", io="aiofiles"),
     "local-durable": lambda root: LocalSink(root / "run", durable=True),
+    "local-no-hard-links": lambda root: NoHardLinkLocalSink(root / "run"),
     "memory": lambda root: MemorySink(),
 }
 

@@ -192,3 +192,17 @@ class VanishingRootSink(DelegatingSink):
         if _is_data(key) and key.endswith(self.suffix) and not self.removed:
             self.removed = True
             shutil.rmtree(self.inner.root)
+
+
+class NoHardLinkLocalSink(LocalSink):
+    """A :class:`LocalSink` on a file system without ``renameat2(RENAME_NOREPLACE)`` or
+    hard links (vfat, some network and FUSE file systems): both answer ENOTSUP, as such a
+    file system does, so every publish takes the last fallback."""
+
+    @staticmethod
+    def _rename_no_replace(source: str, target: str) -> None:
+        raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP), target)
+
+    @staticmethod
+    def _hard_link(source: str, target: str) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM), target)
