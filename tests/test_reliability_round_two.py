@@ -9,12 +9,15 @@ never leave the save_dir, and two live writers sharing one folder.
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
 from rtsave_async.sinks import LocalSink
+from rtsave_async.writer import STATS_FILE_NAME
 from rtsave_async.writer.snapshot_writer import SnapshotWriter
 from conftest import python_child
 from support.sinks import DyingSink, VanishingRootSink
@@ -147,3 +150,43 @@ def test_two_writers_racing_for_the_same_names_never_overwrite(tmp_path: Path, s
     assert won["first"] | won["second"] == set(range(RACE_KEYS))
     for name, indices in won.items():
         assert all((tmp_path / "episodes" / f"{index:05d}.json").read_text() == name for index in indices)
+
+
+# A child that queues snapshots behind a slow store (about 3 s of draining, far less than
+# its exit_timeout), says so, then ends as ``end`` says while the parent sends signals.
+_SIGNALLED_CHILD = """
+    import sys, time
+    from rtsave_async import SnapshotWriter
+    from rtsave_async.sinks import LocalSink
+    from tests.support.sinks import SlowSink
+
+    save_dir, end = sys.argv[1], sys.argv[2]
+    writer = SnapshotWriter(save_dir, exit_timeout=15, max_in_flight=1,
+                            sink=SlowSink(LocalSink(save_dir), 0.02, blocking=False))
+    for index in range(150):
+        writer.submit("custom", {"index": index})
+    print("queued", flush=True)
+    if end == "close":
+        writer.close()
+    elif end == "wait":
+        time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("end, signals", [
+    ("close", [signal.SIGTERM]),  # lands inside close()'s flush
+    ("wait", [signal.SIGTERM, signal.SIGTERM]),  # the second inside the first one's drain
+    ("exit", [signal.SIGINT]),  # Ctrl-C during the exit hook's drain
+])
+def test_a_signal_inside_the_exit_drain_still_ends_with_the_stats_written(tmp_path: Path, end: str,
+                                                                         signals: list[int]) -> None:
+    child = python_child(_SIGNALLED_CHILD, str(tmp_path), end)
+    assert child.stdout.readline().strip() == "queued"
+    for signum in signals:
+        time.sleep(0.3)  # let the drain begin: the signal must land inside it
+        child.send_signal(signum)
+    out, err = child.communicate(timeout=60)
+    stats = orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())
+    assert stats["written"] == stats["submitted"] == 150, err
+    if signals[0] == signal.SIGTERM:
+        assert child.returncode == -signal.SIGTERM

@@ -262,8 +262,10 @@ class SnapshotWriter:
         if not self._closed:
             self._closed = True
             self.flush(timeout)
-            self._stopping = True
-            self._wake_writer()
+        # Also when an earlier close was cut short (a signal inside its flush): the thread
+        # still ends as soon as the queue is drained, and writes the stats on its way out.
+        self._stopping = True
+        self._wake_writer()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             logger.warning("rtsave_async: %s still writing %d snapshot(s) after %s s; waiting again at exit",
