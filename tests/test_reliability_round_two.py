@@ -8,6 +8,7 @@ never leave the save_dir, and two live writers sharing one folder.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from rtsave_async.checkpoints.retention import prune_checkpoints
 from rtsave_async.sinks import LocalSink
 from rtsave_async.writer import STATS_FILE_NAME
 from rtsave_async.writer.snapshot_writer import SnapshotWriter
@@ -115,6 +117,7 @@ RACE_KEYS = 4000
 _RACER = """
 import asyncio, sys
 sys.path.insert(0, sys.argv[5])
+from rtsave_async.checkpoints.retention import prune_checkpoints
 from rtsave_async.sinks import LocalSink
 from support.sinks import NoHardLinkLocalSink
 
@@ -157,7 +160,8 @@ def test_two_writers_racing_for_the_same_names_never_overwrite(tmp_path: Path, s
 _SIGNALLED_CHILD = """
     import sys, time
     from rtsave_async import SnapshotWriter
-    from rtsave_async.sinks import LocalSink
+    from rtsave_async.checkpoints.retention import prune_checkpoints
+from rtsave_async.sinks import LocalSink
     from tests.support.sinks import SlowSink
 
     save_dir, end = sys.argv[1], sys.argv[2]
@@ -190,3 +194,23 @@ def test_a_signal_inside_the_exit_drain_still_ends_with_the_stats_written(tmp_pa
     assert stats["written"] == stats["submitted"] == 150, err
     if signals[0] == signal.SIGTERM:
         assert child.returncode == -signal.SIGTERM
+
+
+def test_retention_and_temp_cleanup_never_delete_through_a_symlink_leaving_the_save_dir(tmp_path: Path) -> None:
+    outside, save_dir = tmp_path / "someone_elses", tmp_path / "run"
+    outside.mkdir()
+    save_dir.mkdir()
+    (save_dir / "checkpoints").symlink_to(outside)
+    kept = [f"checkpoint_20260101_000000_0000000{seq}_abcdef{suffix}" for seq in (1, 2) for suffix in (".json", ".zip")]
+    kept.append(".checkpoint_x.zip.999999999.0.tmp")  # a "dead" temp name
+    for name in kept:
+        (outside / name).write_bytes(b"not yours")
+
+    async def prune() -> None:
+        sink = LocalSink(save_dir)
+        await sink.start()
+        await prune_checkpoints(sink, keep_last=1)
+
+    with pytest.raises(PermissionError, match="symlinked folder"):
+        asyncio.run(prune())
+    assert sorted(path.name for path in outside.iterdir()) == sorted(kept)

@@ -104,8 +104,14 @@ class LocalSink(Sink):
         return (await self._io(os.stat, self.url(key))).st_size
 
     async def delete(self, key: str) -> None:
+        """Remove ``key``; PermissionError if its folder is a symlink leading out of the root
+        (retention must never delete someone else's files through it)."""
         self._close_append(key)
-        await self._io(_remove_quietly, self.url(key))
+        path = self.url(key)
+        if not self._inside_root(os.path.dirname(path)):
+            raise PermissionError(errno.EPERM, "not deleting through a symlinked folder that leaves the save_dir",
+                                  path)
+        await self._io(_remove_quietly, path)
 
     def url(self, key: str) -> str:
         return os.path.join(self.root, key) if key else str(self.root)
@@ -202,6 +208,10 @@ class LocalSink(Sink):
                 if pid is not None and not _process_alive(pid):
                     removed += _remove_quietly(path)
         return removed
+
+    def _inside_root(self, directory: str) -> bool:
+        real_root, real_directory = os.path.realpath(self.root), os.path.realpath(directory)
+        return real_directory == real_root or real_directory.startswith(real_root.rstrip(os.sep) + os.sep)
 
     def _folder(self, folder: str) -> str:
         directory = self._folders.get(folder)
