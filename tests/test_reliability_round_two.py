@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -18,11 +19,12 @@ import orjson
 import pytest
 
 from rtsave_async.checkpoints.retention import prune_checkpoints
+from rtsave_async.names import writer_tag
 from rtsave_async.sinks import LocalSink
 from rtsave_async.writer import STATS_FILE_NAME
 from rtsave_async.writer.snapshot_writer import SnapshotWriter
 from conftest import python_child
-from support.sinks import DyingSink, VanishingRootSink
+from support.sinks import DyingSink, GatedSink, VanishingRootSink
 
 
 @pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, GeneratorExit])
@@ -118,6 +120,7 @@ _RACER = """
 import asyncio, sys
 sys.path.insert(0, sys.argv[5])
 from rtsave_async.checkpoints.retention import prune_checkpoints
+from rtsave_async.names import writer_tag
 from rtsave_async.sinks import LocalSink
 from support.sinks import NoHardLinkLocalSink
 
@@ -161,6 +164,7 @@ _SIGNALLED_CHILD = """
     import sys, time
     from rtsave_async import SnapshotWriter
     from rtsave_async.checkpoints.retention import prune_checkpoints
+from rtsave_async.names import writer_tag
 from rtsave_async.sinks import LocalSink
     from tests.support.sinks import SlowSink
 
@@ -214,3 +218,45 @@ def test_retention_and_temp_cleanup_never_delete_through_a_symlink_leaving_the_s
     with pytest.raises(PermissionError, match="symlinked folder"):
         asyncio.run(prune())
     assert sorted(path.name for path in outside.iterdir()) == sorted(kept)
+
+
+def _checkpoint(writer: SnapshotWriter, keep_last: int = 1) -> bool:
+    """Submit a small checkpoint whose retention runs as CheckpointSaver's does."""
+    return writer.submit("checkpoints", lambda files: {"files": files},
+                         attachments={".zip": lambda: b"model" * 50, ".state.npz": lambda: b"state"},
+                         on_written=lambda url: prune_checkpoints(writer.sink, keep_last, writer_id=writer.writer_id))
+
+
+def test_two_live_writers_in_one_folder_never_delete_each_others_checkpoints(tmp_path: Path) -> None:
+    paused_sink = GatedSink(LocalSink(tmp_path), only=".json", blocking=False)
+    paused = SnapshotWriter(tmp_path, drain_interval=0, sink=paused_sink)  # like a SAC process under SIGSTOP
+    _checkpoint(paused)
+    assert paused_sink.entered.wait(10)  # its attachments are stored, its JSON is on its way
+    with SnapshotWriter(tmp_path, drain_interval=0) as other:
+        for _ in range(3):
+            _checkpoint(other)
+            assert other.flush(10)
+        paused_sink.open()
+        stats = paused.close()
+        listings = sorted((tmp_path / "checkpoints").glob("*.json"))
+    assert stats["written"] == 1 and stats["failed"] == 0, stats["errors"]
+    assert len(listings) == 2  # each live writer's newest
+    for listing in listings:
+        for attachment in orjson.loads(listing.read_bytes())["files"].values():
+            assert Path(attachment["path"]).stat().st_size == attachment["bytes"]
+    names = [path.name for path in (tmp_path / "checkpoints").iterdir()]
+    assert len(names) == len(set(names)) == 6
+    total = orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())
+    assert sorted(total["writers"]) == sorted([paused.writer_id, other.writer_id]) and total["written"] == 4
+
+
+def test_retention_still_removes_what_a_finished_writer_left(tmp_path: Path) -> None:
+    with SnapshotWriter(tmp_path, drain_interval=0) as finished:
+        for _ in range(2):
+            finished.submit("checkpoints", {"old": True}, attachments={".zip": lambda: b"old model"})
+    (tmp_path / "checkpoints" / ".orphan").touch()
+    with SnapshotWriter(tmp_path, drain_interval=0) as resumed:
+        _checkpoint(resumed)
+    tags = {name.split("_")[-1].split(".")[0] for name in os.listdir(tmp_path / "checkpoints")
+            if not name.startswith(".")}
+    assert tags == {writer_tag(resumed.writer_id)}

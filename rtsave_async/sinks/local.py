@@ -205,7 +205,7 @@ class LocalSink(Sink):
         for folder in folders:
             for path in folder.iterdir():
                 pid = temp_owner_pid(path.name)
-                if pid is not None and not _process_alive(pid):
+                if pid is not None and not process_alive(pid):
                     removed += _remove_quietly(path)
         return removed
 
@@ -296,7 +296,8 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (True when it exists but is not ours)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
