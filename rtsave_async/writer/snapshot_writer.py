@@ -339,6 +339,8 @@ class SnapshotWriter:
         try:
             return snapshot.on_written(url)
         except BaseException as exc:  # a caller's hook (even sys.exit in it) must not stop the writer or training
+            if not isinstance(exc, Exception) and threading.current_thread() is not self._thread:
+                raise  # e.g. Ctrl-C while an eviction calls the hook on the training thread: the user's to handle
             self._report_error(exc, f"the on_written hook of a {snapshot.category} snapshot failed: {exc!r}")
             return None
 
