@@ -163,9 +163,7 @@ def test_two_writers_racing_for_the_same_names_never_overwrite(tmp_path: Path, s
 _SIGNALLED_CHILD = """
     import sys, time
     from rtsave_async import SnapshotWriter
-    from rtsave_async.checkpoints.retention import prune_checkpoints
-from rtsave_async.names import writer_tag
-from rtsave_async.sinks import LocalSink
+    from rtsave_async.sinks import LocalSink
     from tests.support.sinks import SlowSink
 
     save_dir, end = sys.argv[1], sys.argv[2]
