@@ -9,7 +9,8 @@ Checkpoints are ordered by sequence number (then stamp and writer tag).
 
 Given the writer's id, retention looks only at what that writer owns (its tag in the
 file names) and at what writers that provably write no more left (see
-:func:`~rtsave_async.writer.manifest.dead_writer_tags`): another live writer in the same
+:func:`~rtsave_async.writer.manifest.dead_writer_tags`; names without a tag predate
+writer tags and count as a finished writer's): another live writer in the same
 folder may have just stored attachments whose JSON is on its way.
 """
 
@@ -36,7 +37,8 @@ async def prune_checkpoints(sink: Sink, keep_last: int | None, keep_every: int |
     prefix = names.file_prefix(names.CHECKPOINTS)
     by_checkpoint: dict[tuple[int, str, str], list[str]] = {}  # (seq, stamp, tag) -> keys
     complete: set[tuple[int, str, str]] = set()
-    owned = None if writer_id is None else {names.writer_tag(writer_id), *await dead_writer_tags(sink, writer_id)}
+    owned = (None if writer_id is None
+             else {names.writer_tag(writer_id), None, *await dead_writer_tags(sink, writer_id)})
     for key in await sink.list(names.CHECKPOINTS):
         parsed = names.parse_name(names.split_key(key)[1])
         if parsed is None or parsed.prefix != prefix or owned is not None and parsed.tag not in owned:
