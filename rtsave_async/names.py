@@ -73,6 +73,7 @@ RUN_MANIFEST_KEY = "run.json"
 STATS_KEY = "writer_stats.json"
 WRITERS_FOLDER = "writers"
 RUN_LOCK_NAME = ".run.lock"
+PUBLISH_LOCK_NAME = ".publish.lock"  # held by LocalSink publishing where the file system has no hard links
 
 JSON_SUFFIX = ".json"
 SEGMENT_SUFFIX = ".jsonl.zst"

@@ -1,4 +1,4 @@
-"""The Sink contract: the same cases over every backend (LocalSink, MemorySink)."""
+"""The Sink contract: the same cases over every backend (LocalSink, also without hard links, MemorySink)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from rtsave_async.sinks import LocalSink, MemorySink, Sink
+from support.sinks import NoHardLinkLocalSink
 
 BACKENDS: dict[str, Callable[[Path], Sink]] = {
     "local": lambda root: LocalSink(root / "run"),
     "local-aiofiles": lambda root: LocalSink(root / "run", io="aiofiles"),
     "local-durable": lambda root: LocalSink(root / "run", durable=True),
+    "local-no-hard-links": lambda root: NoHardLinkLocalSink(root / "run"),
     "memory": lambda root: MemorySink(),
 }
 
@@ -134,3 +136,13 @@ def test_local_append_after_a_removed_folder_creates_it_again(tmp_path: Path) ->
         return await sink.read("episodes/t.open")
 
     assert run(scenario()) == b"b"
+
+
+def test_size_counts_the_stored_bytes_and_refuses_a_missing_key(sink: Sink) -> None:
+    async def scenario() -> int:
+        await sink.create("custom/a.json", b"12345")
+        with pytest.raises(FileNotFoundError):
+            await sink.size("custom/missing.json")
+        return await sink.size("custom/a.json")
+
+    assert run(scenario()) == 5

@@ -96,7 +96,7 @@ class CheckpointSaver:
         accepted = False
         try:
             accepted = writer.submit(CHECKPOINTS, capture.build_records, attachments=capture.attachments,
-                                     on_written=lambda url: self._on_written(writer.sink, url))
+                                     on_written=lambda url: self._on_written(writer.sink, writer.writer_id, url))
         finally:
             if not accepted:  # refused, or submit raised: on_written never comes
                 self._idle.set()
@@ -109,18 +109,18 @@ class CheckpointSaver:
         """Wait until no checkpoint is in flight; True if none is."""
         return self._idle.wait(timeout)
 
-    def _on_written(self, sink: Sink, url: str | None) -> Awaitable[None] | None:
+    def _on_written(self, sink: Sink, writer_id: str, url: str | None) -> Awaitable[None] | None:
         """On the writer thread: retention after a complete checkpoint, then ready again."""
         if url is None:
             self.failed += 1
             self._idle.set()
             return None
         self.written.append(Path(url))
-        return self._prune_then_idle(sink)
+        return self._prune_then_idle(sink, writer_id)
 
-    async def _prune_then_idle(self, sink: Sink) -> None:
+    async def _prune_then_idle(self, sink: Sink, writer_id: str) -> None:
         try:
-            await prune_checkpoints(sink, self.keep_last, self.keep_every)
+            await prune_checkpoints(sink, self.keep_last, self.keep_every, writer_id)
         finally:
             self._idle.set()
 

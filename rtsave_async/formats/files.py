@@ -8,6 +8,7 @@ complete files. Both formats store checkpoints this way.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import time
 from collections.abc import Mapping
@@ -79,12 +80,16 @@ class FileStore:
                 for suffix, blob in blobs.items():
                     await self._sink.create(names.key(category, stem + suffix), blob)
                     stored.append(names.key(category, stem + suffix))
+                await self._check_stored(stored, blobs)
                 serialize_started = time.perf_counter_ns()
                 records = with_metadata(self._records_with_files(snapshot.payload, category, stem, blobs), metadata)
                 data = self._serializer.dumps(records)
                 encode_ns += time.perf_counter_ns() - serialize_started
                 json_key = names.key(category, stem + names.JSON_SUFFIX)
                 await self._sink.create(json_key, data)
+                if stored:  # removed while the JSON was being stored: take the JSON back
+                    stored.insert(0, json_key)
+                    await self._check_stored(stored[1:], blobs)
             except FileExistsError:
                 await self._delete(stored)
                 if attempts == NAME_ATTEMPTS:
@@ -97,6 +102,19 @@ class FileStore:
                 await self._delete(stored)  # no JSON points at them: never leave them behind
                 raise
             return json_key, len(data) + sum(map(len, blobs.values())), encode_ns
+
+    async def _check_stored(self, keys: list[str], blobs: Mapping[str, bytes]) -> None:
+        """Around the JSON that lists them: every attachment is still there, whole (a
+        save_dir removed meanwhile would otherwise leave a JSON listing missing files)."""
+        for key, blob in zip(keys, blobs.values()):
+            try:
+                size = await self._sink.size(key)
+            except FileNotFoundError:
+                size = None
+            if size != len(blob):
+                found = "missing" if size is None else f"{size} bytes instead of {len(blob)}"
+                raise OSError(errno.ENOENT, f"an attachment stored before its JSON is {found}; "
+                              "the save is not published", self._sink.url(key))
 
     async def _delete(self, keys: list[str]) -> None:
         for key in keys:

@@ -56,6 +56,11 @@ class Sink(abc.ABC):
     async def read(self, key: str) -> bytes:
         """The content of ``key``; ``FileNotFoundError`` if there is none."""
 
+    async def size(self, key: str) -> int:
+        """How many bytes ``key`` holds; ``FileNotFoundError`` if there is none.
+        Default: the length of :meth:`read` (a backend with a cheaper way overrides it)."""
+        return len(await self.read(key))
+
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
         """Remove ``key``; a key that is already gone is no error."""

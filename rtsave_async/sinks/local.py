@@ -1,8 +1,10 @@
 """Local-disk sink: atomic, never-overwriting files and one-piece appends under a root.
 
 A file is written to a hidden temp name in its final folder, optionally fsynced, then
-published with ``os.link`` (which fails if the final name exists) and the temp name
-removed. A reader therefore never sees a torn file under a final name, and a crash
+published by a rename that cannot overwrite: ``renameat2(RENAME_NOREPLACE)`` where the
+kernel and file system have it, else ``os.link`` (which fails if the final name
+exists) and removing the temp name, else (no hard links either: vfat, some network and
+FUSE file systems) a check-and-rename under an ``fcntl`` lock every writer takes. A reader therefore never sees a torn file under a final name, and a crash
 leaves at most a temp file, removed by :meth:`LocalSink.start` at the next start.
 Appends go through one ``O_APPEND`` descriptor per key with one ``os.write`` each, so
 a killed process leaves at most the last append torn; a failed append is cut off again.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
@@ -21,11 +24,17 @@ from typing import Any, TypeVar
 
 import aiofiles.os
 
-from rtsave_async.names import RUN_LOCK_NAME, is_temp_name, split_key, temp_name, temp_owner_pid
+from rtsave_async.names import PUBLISH_LOCK_NAME, RUN_LOCK_NAME, is_temp_name, split_key, temp_name, temp_owner_pid
 from rtsave_async.sinks.base import Sink
 
 IO_BACKENDS = ("direct", "aiofiles")
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+_NO_RENAME_NOREPLACE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM}
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc >= 2.28
+if _renameat2 is not None:
+    _renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
 _Result = TypeVar("_Result")
 
 
@@ -51,6 +60,7 @@ class LocalSink(Sink):
         self.io = io
         self._folders: dict[str, str] = {}  # folder key -> its path, once created
         self._append_fds: dict[str, int] = {}
+        self._renames_without_replace = _renameat2 is not None
         self._hard_links = True
         self._exclusive = asyncio.Lock()  # tasks of one loop; the fcntl lock keeps other writers out
 
@@ -90,9 +100,18 @@ class LocalSink(Sink):
     async def read(self, key: str) -> bytes:
         return await self._io(Path(self.url(key)).read_bytes)
 
+    async def size(self, key: str) -> int:
+        return (await self._io(os.stat, self.url(key))).st_size
+
     async def delete(self, key: str) -> None:
+        """Remove ``key``; PermissionError if its folder is a symlink leading out of the root
+        (retention must never delete someone else's files through it)."""
         self._close_append(key)
-        await self._io(_remove_quietly, self.url(key))
+        path = self.url(key)
+        if not self._inside_root(os.path.dirname(path)):
+            raise PermissionError(errno.EPERM, "not deleting through a symlinked folder that leaves the save_dir",
+                                  path)
+        await self._io(_remove_quietly, path)
 
     def url(self, key: str) -> str:
         return os.path.join(self.root, key) if key else str(self.root)
@@ -186,15 +205,23 @@ class LocalSink(Sink):
         for folder in folders:
             for path in folder.iterdir():
                 pid = temp_owner_pid(path.name)
-                if pid is not None and not _process_alive(pid):
+                if pid is not None and not process_alive(pid):
                     removed += _remove_quietly(path)
         return removed
+
+    def _inside_root(self, directory: str) -> bool:
+        real_root, real_directory = os.path.realpath(self.root), os.path.realpath(directory)
+        return real_directory == real_root or real_directory.startswith(real_root.rstrip(os.sep) + os.sep)
 
     def _folder(self, folder: str) -> str:
         directory = self._folders.get(folder)
         if directory is None:
             directory = self.url(folder)
-            os.makedirs(directory, exist_ok=True)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except FileExistsError as exc:  # a file or a dangling symlink holds the name: not a name collision
+                raise NotADirectoryError(errno.ENOTDIR, "cannot create the folder: the name is taken by a file "
+                                         "or a dangling symlink", exc.filename or directory) from exc
             self._folders[folder] = directory
         return directory
 
@@ -213,20 +240,52 @@ class LocalSink(Sink):
         os.close(fd)
 
     def _publish(self, temp_path: str, final_path: str) -> None:
-        """Move ``temp_path`` to ``final_path``; FileExistsError rather than overwrite."""
+        """Move ``temp_path`` to ``final_path``; FileExistsError rather than overwrite,
+        by the first primitive this file system has (the choice is remembered)."""
+        if self._renames_without_replace:
+            try:
+                self._rename_no_replace(temp_path, final_path)
+                return
+            except OSError as exc:
+                if exc.errno not in _NO_RENAME_NOREPLACE:
+                    raise
+                self._renames_without_replace = False
         if self._hard_links:
             try:
-                os.link(temp_path, final_path)
+                self._hard_link(temp_path, final_path)
             except OSError as exc:
                 if exc.errno not in _NO_HARD_LINKS:
                     raise
-                self._hard_links = False  # e.g. a filesystem without hard links
+                self._hard_links = False
             else:
                 os.unlink(temp_path)
                 return
-        if os.path.exists(final_path):
-            raise FileExistsError(errno.EEXIST, "file exists", final_path)
-        os.replace(temp_path, final_path)
+        self._locked_rename(temp_path, final_path)
+
+    @staticmethod
+    def _rename_no_replace(source: str, target: str) -> None:
+        """``renameat2(..., RENAME_NOREPLACE)``: one system call that fails if ``target`` exists."""
+        if _renameat2 is None:
+            raise OSError(errno.ENOSYS, "renameat2 is not available", target)
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), target)
+
+    @staticmethod
+    def _hard_link(source: str, target: str) -> None:
+        os.link(source, target)
+
+    def _locked_rename(self, temp_path: str, final_path: str) -> None:
+        """Check and rename under an exclusive ``fcntl`` lock on ``<root>/.publish.lock``
+        that every writer publishing this way takes, so no other can slip in between."""
+        fd = os.open(os.path.join(self.root, PUBLISH_LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.lexists(final_path):
+                raise FileExistsError(errno.EEXIST, "file exists", final_path)
+            os.replace(temp_path, final_path)
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def _fsync_directory(directory: str) -> None:
@@ -237,7 +296,8 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (True when it exists but is not ours)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

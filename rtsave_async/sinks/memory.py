@@ -47,6 +47,9 @@ class MemorySink(Sink):
     async def read(self, key: str) -> bytes:
         return self.objects[self._existing(key)]
 
+    async def size(self, key: str) -> int:
+        return len(self.objects[self._existing(key)])
+
     async def delete(self, key: str) -> None:
         self.objects.pop(key, None)
 

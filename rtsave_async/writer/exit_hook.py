@@ -7,6 +7,10 @@
   SIGHUP closes the writers and then terminates the process by the same signal, so its
   exit status is unchanged.
 - The waits end within the longest ``exit_timeout`` of the writers, all together.
+- A signal that arrives while the writers are being closed (inside ``close()``, a second
+  SIGTERM, Ctrl-C during the exit drain) does not cut the close short: the writers are
+  closed promptly (their stats written) and then the signal takes its course; one that
+  arrives during the exit drain ends nothing more (the process is exiting already).
 - A child created by ``fork`` (e.g. ``SubprocVecEnv`` workers) disowns the parent's
   writers: it neither writes nor flushes their snapshots.
 
@@ -44,6 +48,7 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 _writers: weakref.WeakSet[Drainable] = weakref.WeakSet()
 _previous_handlers: dict[int, Any] = {}
+_exiting = False  # the atexit drain is under way
 
 
 def register(writer: Drainable) -> None:
@@ -80,9 +85,17 @@ def _close_all() -> None:
     _for_all_writers(lambda writer, seconds: writer.close(seconds))
 
 
+def _exit_drain() -> None:
+    global _exiting
+    _exiting = True
+    _close_all()
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     previous = _previous_handlers.get(signum, signal.SIG_DFL)
-    if callable(previous) or previous == signal.SIG_IGN:
+    if _exiting:  # e.g. Ctrl-C during the exit drain: raising here would only skip the rest of it
+        _close_all()
+    elif callable(previous) or previous == signal.SIG_IGN:
         _for_all_writers(lambda writer, seconds: writer.flush(seconds))
         if callable(previous):
             previous(signum, frame)
@@ -98,5 +111,5 @@ def _after_fork_in_child() -> None:
     _writers.clear()
 
 
-atexit.register(_close_all)
+atexit.register(_exit_drain)
 os.register_at_fork(after_in_child=_after_fork_in_child)

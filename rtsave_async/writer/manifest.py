@@ -21,6 +21,7 @@ from rtsave_async import names
 from rtsave_async.formats import JSON
 from rtsave_async.formats.serialize import ORJSON_OPTIONS
 from rtsave_async.sinks.base import Sink
+from rtsave_async.sinks.local import process_alive
 
 FORMAT_VERSION = 1
 _SUMMED = ("submitted", "written", "failed", "dropped", "pending", "bytes_written", "nonfinite_values",
@@ -77,19 +78,44 @@ async def write_writer_manifest(sink: Sink, info: dict[str, Any], stats: dict[st
     await sink.replace(names.writer_manifest_key(info["writer"]), _dumps(manifest))
 
 
-async def write_total_stats(sink: Sink, writer_id: str, stats: dict[str, Any]) -> None:
-    """``writer_stats.json``: ``stats`` added to those of the run's other writers."""
-    totals = [stats]
+async def other_writers(sink: Sink, writer_id: str) -> dict[str, dict[str, Any] | None]:
+    """The run's writers other than ``writer_id`` -> their manifest (None if it cannot
+    be read: never written yet, or another program's file)."""
     try:
         others = [other for other in orjson.loads(await sink.read(names.RUN_MANIFEST_KEY)).get("writers", [])
                   if other != writer_id]
-    except (FileNotFoundError, orjson.JSONDecodeError):
+    except (FileNotFoundError, orjson.JSONDecodeError, AttributeError):
         others = []
+    manifests: dict[str, dict[str, Any] | None] = {}
     for other in others:
         try:
-            totals.append(orjson.loads(await sink.read(names.writer_manifest_key(other)))["stats"])
-        except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError):
-            continue  # a writer that never wrote its manifest (or another program's file)
+            manifest = orjson.loads(await sink.read(names.writer_manifest_key(other)))
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            manifest = None
+        manifests[other] = manifest if isinstance(manifest, dict) else None
+    return manifests
+
+
+async def dead_writer_tags(sink: Sink, writer_id: str) -> set[str]:
+    """File-name tags of the run's other writers that provably write no more: their
+    manifest says ``closed``, or they ran on this host and their pid is gone."""
+    dead = set()
+    for other, manifest in (await other_writers(sink, writer_id)).items():
+        if manifest is None:
+            continue
+        pid = manifest.get("pid")
+        gone = manifest.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid)
+        if manifest.get("closed") is True or gone:
+            dead.add(names.writer_tag(other))
+    return dead
+
+
+async def write_total_stats(sink: Sink, writer_id: str, stats: dict[str, Any]) -> None:
+    """``writer_stats.json``: ``stats`` added to those of the run's other writers."""
+    totals = [stats]
+    for manifest in (await other_writers(sink, writer_id)).values():
+        if manifest is not None and isinstance(manifest.get("stats"), dict):
+            totals.append(manifest["stats"])
     await sink.replace(names.STATS_KEY, _dumps(total_stats(totals)))
 
 

@@ -139,6 +139,7 @@ class SnapshotWriter:
         self._done = threading.Condition(threading.RLock())
         self._stopping = False
         self._closed = False
+        self._died: BaseException | None = None  # what ended the writer thread early
         self._owner_pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
@@ -209,6 +210,9 @@ class SnapshotWriter:
             self._valid_categories.add(names.validate_category(category))
         payload = records if isinstance(records, list) or callable(records) else [records]
         self._submitted += 1
+        if self._died is not None:  # nothing would ever store it: fail it now, loudly
+            self._report_death(category)
+            return False
         snapshot = Snapshot(category, payload, time.time(), dict(attachments or {}), on_written)
         accepted = self._queue.put(snapshot)
         if self._queue.dropped.total() != self._drops_reported:
@@ -226,6 +230,9 @@ class SnapshotWriter:
         if self._owner_pid != os.getpid():
             return False
         target = self._queue.last_sequence
+        if self._died is not None:
+            self._report_death()
+            return False
         if self._completed_sequence < target:
             self._wake_writer()
         with self._done:
@@ -255,8 +262,10 @@ class SnapshotWriter:
         if not self._closed:
             self._closed = True
             self.flush(timeout)
-            self._stopping = True
-            self._wake_writer()
+        # Also when an earlier close was cut short (a signal inside its flush): the thread
+        # still ends as soon as the queue is drained, and writes the stats on its way out.
+        self._stopping = True
+        self._wake_writer()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             logger.warning("rtsave_async: %s still writing %d snapshot(s) after %s s; waiting again at exit",
@@ -303,6 +312,7 @@ class SnapshotWriter:
             "serialize_latency_us": stats.serialize_latency.percentiles_us(),
             "write_latency_us": stats.write_latency.percentiles_us(),
             "errors": list(stats.errors),
+            "writer_died": self._died is not None,
         }
 
     def _report_drops(self) -> None:
@@ -328,7 +338,9 @@ class SnapshotWriter:
     def _call_on_written(self, snapshot: Snapshot, url: str | None) -> Awaitable[None] | None:
         try:
             return snapshot.on_written(url)
-        except Exception as exc:  # a caller's hook must not stop the writer or training
+        except BaseException as exc:  # a caller's hook (even sys.exit in it) must not stop the writer or training
+            if not isinstance(exc, Exception) and threading.current_thread() is not self._thread:
+                raise  # e.g. Ctrl-C while an eviction calls the hook on the training thread: the user's to handle
             self._report_error(exc, f"the on_written hook of a {snapshot.category} snapshot failed: {exc!r}")
             return None
 
@@ -343,10 +355,24 @@ class SnapshotWriter:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._drain())
+        except BaseException as exc:  # a bug or a sink raising past its contract: say so, never go quiet
+            self._died = exc
+            self._report_death()
         finally:
             self._loop.close()
             with self._done:
                 self._done.notify_all()
+
+    def _report_death(self, category: str | None = None) -> None:
+        """The writer thread has ended early: count (a refused submit of ``category`` as
+        failed) and log it once."""
+        message = (f"the writer thread for {self.save_dir} died ({self._died!r}); snapshots pending "
+                   "and submitted from now on are not written")
+        kind = ("writer thread died",)
+        first = (self._stats.record_error(kind, message) if category is None
+                 else self._stats.record_failure(category, kind, message))
+        if first:
+            logger.error("rtsave_async: %s", message)
 
     async def _start(self) -> None:
         """On the writer's loop, before the thread starts: the sink, the run manifest
@@ -449,7 +475,7 @@ class SnapshotWriter:
         started = time.perf_counter_ns()
         try:
             key, size, encode_ns = await self._files.store(snapshot, stem, metadata)
-        except Exception as exc:
+        except BaseException as exc:  # an encoder's SystemExit too: this snapshot fails, the writer goes on
             self._fail([snapshot], exc)
             return
         self._stats.record_written(snapshot.category, size, encode_ns, time.perf_counter_ns() - started - encode_ns)
@@ -462,7 +488,7 @@ class SnapshotWriter:
         started = time.perf_counter_ns()
         try:
             key, size, encode_ns = await self._segments.append(category, items)
-        except Exception as exc:
+        except BaseException as exc:
             self._fail(snapshots, exc)
             return
         self._stats.record_written(category, size, encode_ns, time.perf_counter_ns() - started - encode_ns,
@@ -477,10 +503,10 @@ class SnapshotWriter:
         if follow_up is not None:
             try:
                 await follow_up
-            except Exception as exc:
+            except BaseException as exc:
                 self._report_error(exc, f"the on_written hook of a {snapshot.category} snapshot failed: {exc!r}")
 
-    def _fail(self, snapshots: list[Snapshot], exc: Exception) -> None:
+    def _fail(self, snapshots: list[Snapshot], exc: BaseException) -> None:
         """Count (and log once per kind) snapshots that could not be stored."""
         category = snapshots[0].category
         if isinstance(exc, OSError):

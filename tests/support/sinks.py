@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import errno
 import os
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
 
 from rtsave_async.names import JSON_SUFFIX
-from rtsave_async.sinks import Sink
+from rtsave_async.sinks import LocalSink, Sink
 
 
 class DelegatingSink(Sink):
@@ -54,6 +55,9 @@ class DelegatingSink(Sink):
 
     async def read(self, key: str) -> bytes:
         return await self.inner.read(key)
+
+    async def size(self, key: str) -> int:
+        return await self.inner.size(key)
 
     async def delete(self, key: str) -> None:
         await self.inner.delete(key)
@@ -161,3 +165,44 @@ class StaleListingSink(DelegatingSink):
             self._listed.add(prefix)
             return []
         return await self.inner.list(prefix)
+
+
+class DyingSink(DelegatingSink):
+    """Its listings of a category raise ``SystemExit``: something the writer thread does
+    not survive (a sink is not a hook or an encoder), to show that the writer says so."""
+
+    category = "custom"
+
+    async def list(self, prefix: str) -> list[str]:
+        if prefix == self.category:
+            raise SystemExit("the sink gave up")
+        return await self.inner.list(prefix)
+
+
+class VanishingRootSink(DelegatingSink):
+    """Removes the whole save_dir (``rm -rf``) just before the first store of a key ending
+    in ``suffix``: a checkpoint's attachments are stored, then the folder is gone."""
+
+    def __init__(self, inner: LocalSink, suffix: str = JSON_SUFFIX) -> None:
+        super().__init__(inner)
+        self.suffix = suffix
+        self.removed = False
+
+    async def before_store(self, key: str) -> None:
+        if _is_data(key) and key.endswith(self.suffix) and not self.removed:
+            self.removed = True
+            shutil.rmtree(self.inner.root)
+
+
+class NoHardLinkLocalSink(LocalSink):
+    """A :class:`LocalSink` on a file system without ``renameat2(RENAME_NOREPLACE)`` or
+    hard links (vfat, some network and FUSE file systems): both answer ENOTSUP, as such a
+    file system does, so every publish takes the last fallback."""
+
+    @staticmethod
+    def _rename_no_replace(source: str, target: str) -> None:
+        raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP), target)
+
+    @staticmethod
+    def _hard_link(source: str, target: str) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM), target)
