@@ -243,3 +243,24 @@ def test_saving_failures_during_training_exit_non_zero(tmp_path: Path, mount_tmp
 def test_environment_options_come_from_the_checkpoints_env_name(key: str) -> None:
     args = argparse.Namespace(env=None, ctrl_type=None, biped=None, rand_power=None)
     assert environment_options(args, {key: "Pendulum-v1", "env_kwargs": {"g": 9.0}}) == ("Pendulum-v1", {"g": 9.0})
+
+
+def test_format_jsonl_zst_writes_segments_and_a_resume_keeps_the_runs_format(tmp_path: Path) -> None:
+    from rtsave_async import open_run
+
+    first = rtsave("train", "--run_name", "segments", "--total_timesteps", "256", "--hyperparams", FAST_PPO,
+                   "--save_frequency", "16", "--format", "jsonl.zst", "--no_progress", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    save_dir = tmp_path / "models" / "segments" / "realtime_data"
+    assert [path.name.endswith(".jsonl.zst") for path in (save_dir / "episodes").iterdir()] == [True]
+    timesteps = [record["timestep"] for record in open_run(save_dir).records("learning_metrics")]
+    assert timesteps == list(range(16, 257, 16))
+
+    zip_path = newest_checkpoint_record(save_dir)["model_path"]
+    mismatch = rtsave("train", "--model_path", zip_path, "--total_timesteps", "512", "--format", "json",
+                      "--no_progress", cwd=tmp_path)
+    assert mismatch.returncode == 2 and "holds a jsonl.zst run" in mismatch.stderr, mismatch.stderr
+    resumed = rtsave("train", "--model_path", zip_path, "--total_timesteps", "512", "--no_progress", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(save_dir.rglob("episodes_*.json"))  # the resumed writer kept the run's format
+    assert [record["timestep"] for record in open_run(save_dir).records("learning_metrics")][-1] == 512

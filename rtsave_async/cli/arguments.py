@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rtsave_async import __version__
-from rtsave_async.names import CHECKPOINTS
+from rtsave_async.formats import FORMATS, JSON
+from rtsave_async.names import CHECKPOINTS, RUN_MANIFEST_KEY
 from rtsave_async.cli.environments import (
     ALGORITHM_ACTION_SPACES,
     GO1_ENV_ID,
@@ -119,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="real-time data folder (default models/<run_name>/realtime_data, or the resumed "
                             "checkpoint's run folder)")
     train.add_argument("--vec", choices=VEC_ENV_NAMES, default="dummy", help="VecEnv class (default dummy)")
+    train.add_argument("--format", choices=FORMATS, default=None,
+                       help="how records are stored: json, one file per save, or jsonl.zst, compressed "
+                            "append-only segments for frequent saving (default: the run folder's format, "
+                            "else json)")
     train.add_argument("--no_progress", action="store_true", help="no progress bar (default: a bar)")
     test.add_argument("--episodes", type=positive_int, default=5, help="episodes to run (default 5)")
     test.add_argument("--record", default=None, metavar="GIF",
@@ -204,6 +209,21 @@ def save_dir_for(args: argparse.Namespace, resumed_run_folder: Path | None) -> P
     return Path("models") / run_name / "realtime_data"
 
 
+def storage_format(requested: str | None, save_path: Path) -> str:
+    """The ``--format`` to write with: the one asked for, else the run folder's, else json.
+
+    :raises CliError: if the run folder already holds records of another format
+    """
+    try:
+        recorded = json.loads((save_path / RUN_MANIFEST_KEY).read_bytes()).get("format")
+    except (OSError, ValueError, AttributeError):  # a new run, or a run from before run.json
+        recorded = None
+    if requested and recorded and requested != recorded:
+        raise CliError(f"--format {requested}: {save_path} holds a {recorded} run; resume it with --format "
+                       f"{recorded} or give another --save_dir")
+    return requested or recorded or JSON
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse and check everything that can be checked without torch (a :class:`CliError` otherwise).
 
@@ -226,4 +246,5 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         check_algorithm_fits(args.algo, args.env_id, args.env_kwargs)
         args.save_path = save_dir_for(args, None)
         check_writable(args.save_path)
+        args.format = storage_format(args.format, args.save_path)
     return args

@@ -12,7 +12,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rtsave_async.callbacks import ComprehensiveSavingCallback, CurriculumCallback
 from rtsave_async.checkpoints import ALGORITHMS, CheckpointError, ResumedRun, find_checkpoint, load_checkpoint
-from rtsave_async.cli.arguments import check_writable, save_dir_for
+from rtsave_async.cli.arguments import check_writable, save_dir_for, storage_format
 from rtsave_async.cli.environments import GO1_ENV_ID, check_algorithm_fits, environment_options
 from rtsave_async.cli.errors import CliError
 from rtsave_async.cli.progress import ProgressBar, planned_stop, timesteps_per_round
@@ -33,6 +33,7 @@ def train(args: argparse.Namespace) -> int:
         run_folder = checkpoint.model_path.parent.parent if recorded else None  # <save_dir>/checkpoints/<ckpt>
         args.save_path = save_dir_for(args, run_folder)
         check_writable(args.save_path)
+        args.format = storage_format(args.format, args.save_path)
     env = build_vec_env(args.env_id, args.env_kwargs, args.num_envs, args.seed, args.vec)
     try:
         model, resumed = start_model(args, checkpoint, env)
@@ -42,7 +43,7 @@ def train(args: argparse.Namespace) -> int:
     started_at = model.num_timesteps
     saving = ComprehensiveSavingCallback(
         args.save_path, save_frequency=args.save_frequency, checkpoint_frequency=args.checkpoint_frequency,
-        total_timesteps=args.total_timesteps, verbose=0,
+        total_timesteps=args.total_timesteps, verbose=0, writer_options={"format": args.format},
         checkpoint_options={"keep_last": args.keep_last, "resume_command": resume_command_builder(args, started_at)},
     )
     callbacks: list[Any] = [saving]
