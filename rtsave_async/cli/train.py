@@ -11,7 +11,8 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rtsave_async.callbacks import ComprehensiveSavingCallback, CurriculumCallback
-from rtsave_async.checkpoints import ALGORITHMS, CheckpointError, ResumedRun, find_checkpoint, load_checkpoint
+from rtsave_async.checkpoints import ALGORITHMS, CheckpointError, ResumedRun, load_checkpoint
+from rtsave_async.checkpoints.format import read_checkpoint_metadata
 from rtsave_async.cli.arguments import check_writable, save_dir_for, storage_format
 from rtsave_async.cli.environments import GO1_ENV_ID, check_algorithm_fits, environment_options
 from rtsave_async.cli.errors import CliError
@@ -193,5 +194,6 @@ def print_resume_hint(saving: ComprehensiveSavingCallback) -> None:
     if not written:
         print("rtsave: no checkpoint was written yet; nothing to resume from", file=sys.stderr)
         return
-    command = (find_checkpoint(written[-1]).metadata or {})["recovery_info"]["resume_command"]
+    # Only the command is needed: reading the JSON, not hashing every file again as find_checkpoint does.
+    command = read_checkpoint_metadata(written[-1])["recovery_info"]["resume_command"]
     print(f"rtsave: resume with: {command}", flush=True)
