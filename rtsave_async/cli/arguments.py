@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from rtsave_async import __version__
 from rtsave_async.formats import FORMATS, JSON
-from rtsave_async.names import CHECKPOINTS, RUN_MANIFEST_KEY
+from rtsave_async.names import CHECKPOINTS
 from rtsave_async.cli.environments import (
     ALGORITHM_ACTION_SPACES,
     GO1_ENV_ID,
@@ -25,6 +25,8 @@ from rtsave_async.cli.environments import (
 )
 from rtsave_async.cli.errors import CliError
 from rtsave_async.readers import list_snapshot_files
+from rtsave_async.readers.run import Run
+from rtsave_async.readers.store import LocalRunStore
 
 MAX_NAME_BYTES = 255  # NAME_MAX of Linux file systems (ext4, xfs, btrfs, tmpfs)
 VEC_ENV_NAMES = ("dummy", "subproc")
@@ -214,10 +216,8 @@ def storage_format(requested: str | None, save_path: Path) -> str:
 
     :raises CliError: if the run folder already holds records of another format
     """
-    try:
-        recorded = json.loads((save_path / RUN_MANIFEST_KEY).read_bytes()).get("format")
-    except (OSError, ValueError, AttributeError):  # a new run, or a run from before run.json
-        recorded = None
+    manifest = Run(LocalRunStore(save_path)).manifest()  # None: a new run, or a run from before run.json
+    recorded = manifest.get("format") if isinstance(manifest, dict) else None
     if requested and recorded and requested != recorded:
         raise CliError(f"--format {requested}: {save_path} holds a {recorded} run; resume it with --format "
                        f"{recorded} or give another --save_dir")
