@@ -320,6 +320,8 @@ def format_section(args: argparse.Namespace, scale: Scale, results: dict[str, li
     fixed_ms = {variant: 1000 * statistics.median(r["fixed_s"] for r in runs) for variant, runs in results.items()}
     spread = {variant: (max(r["steps_per_s"] for r in runs) - min(r["steps_per_s"] for r in runs)) / median_rate[variant]
               for variant, runs in results.items()}
+    paired = {variant: sorted(r["steps_per_s"] / base["steps_per_s"] for r, base in zip(runs, results["a"]))
+              for variant, runs in results.items()}
 
     save_root = Path(args.save_root or tempfile.gettempdir())
     lines = [
@@ -337,17 +339,19 @@ def format_section(args: argparse.Namespace, scale: Scale, results: dict[str, li
         "(writer close included).",
         "",
         "| Variant | env-steps/s (median) | min | max | spread | ratio to (a) | fixed ms per learn() | "
-        "per-step ratio to (a) | files per run |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "per-step ratio to (a) | paired ratio, median [min, max] | files per run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for variant, runs in results.items():
         rates = [r["steps_per_s"] for r in runs]
         lines.append(f"| ({variant}) {VARIANTS[variant]} | {median_rate[variant]:.0f} | {min(rates):.0f} | "
                      f"{max(rates):.0f} | {spread[variant]:.1%} | {ratio[variant]:.3f} | {fixed_ms[variant]:.0f} | "
-                     f"{per_step_ratio[variant]:.3f} | {runs[0]['files']} |")
+                     f"{per_step_ratio[variant]:.3f} | {statistics.median(paired[variant]):.3f} "
+                     f"[{paired[variant][0]:.3f}, {paired[variant][-1]:.3f}] | {runs[0]['files']} |")
     lines += [
         "",
-        "Spread = (max - min) / median over the rounds. Fixed ms = the callback's init, training start and "
+        "Spread = (max - min) / median over the rounds. Paired ratio = each round's run over the same round's "
+        "(a) run (the runs of a round are back to back, so slow phases of the machine cancel). Fixed ms = the callback's init, training start and "
         "training end (writer start, hyperparameter record, final save, close); the per-step ratio leaves it out.",
     ]
     targets = ["", "| Target | Result | Met |", "| --- | --- | --- |"]
@@ -407,7 +411,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     # child-process options
     parser.add_argument("--child", choices=["train", "save-cost"], help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
-    parser.add_argument("--timesteps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--timesteps", type=int,
+                        help=f"timesteps per training run (default {FULL_SCALE.timesteps}; longer runs shrink the "
+                             "share of the fixed per-learn() cost and the noise)")
+    parser.add_argument("--rounds", type=int, help=f"interleaved rounds (default {FULL_SCALE.rounds})")
     parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -425,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     scale = QUICK_SCALE if args.quick else FULL_SCALE
+    scale = Scale(timesteps=args.timesteps or scale.timesteps, rounds=args.rounds or scale.rounds,
+                  save_cost_samples=scale.save_cost_samples)
     args.load_before = os.getloadavg()[0]
     command = " ".join(["python -m benchmarks.bench_training", *(sys.argv[1:] if argv is None else argv)])
     results = run_rounds(args, scale)
