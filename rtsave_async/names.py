@@ -141,6 +141,16 @@ def utc_iso(epoch_seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_utc_iso(text: object) -> float | None:
+    """Epoch seconds of a :func:`utc_iso` time, None for anything else."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 # ------------------------------------------------------------------ data file names
 _SEQUENCE_WIDTH = 8
 _NAME_PATTERN = re.compile(
