@@ -48,7 +48,7 @@ from rtsave_async.names import (
 from rtsave_async.readers.flatten import records_to_frame
 from rtsave_async.readers.lineage import Entry, TrainingStart, superseded
 from rtsave_async.readers.segments import scan_frames
-from rtsave_async.readers.store import LocalRunStore, RunStore
+from rtsave_async.readers.store import RunStore, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,7 +152,7 @@ def open_run(path_or_store: str | os.PathLike[str] | RunStore, *, errors: Errors
         (no ``run.json`` and no snapshot files; a run whose writer has started has
         ``run.json`` and opens, with no categories yet)
     """
-    store = path_or_store if isinstance(path_or_store, RunStore) else LocalRunStore(path_or_store)
+    store = open_store(path_or_store)
     if not store.is_run_root():
         raise FileNotFoundError(f"{store.url()}: no such run folder")
     run = Run(store, errors=errors)

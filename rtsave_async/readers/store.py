@@ -51,6 +51,10 @@ class RunStore(abc.ABC):
     def is_run_root(self) -> bool:
         """True if the run's root folder exists (it may still hold nothing)."""
 
+    @abc.abstractmethod
+    def child(self, folder: str) -> RunStore:
+        """The store of sub-folder ``folder`` (a relative POSIX path), e.g. a run inside a parent folder."""
+
 
 class LocalRunStore(RunStore):
     """A run in a local folder ``root``."""
@@ -95,5 +99,13 @@ class LocalRunStore(RunStore):
     def is_run_root(self) -> bool:
         return self.root.is_dir()
 
+    def child(self, folder: str) -> LocalRunStore:
+        return LocalRunStore(self.root / folder)
+
     def __repr__(self) -> str:
         return f"LocalRunStore({str(self.root)!r})"
+
+
+def open_store(path_or_store: str | os.PathLike[str] | RunStore) -> RunStore:
+    """The store for a local folder (or ``path_or_store`` itself if it is a store)."""
+    return path_or_store if isinstance(path_or_store, RunStore) else LocalRunStore(path_or_store)

@@ -1,4 +1,4 @@
-"""readers.status: running / finished / crashed, from real writers."""
+"""readers.status (running / finished / crashed) and readers.discover, on runs of real writers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import time
 
 from rtsave_async import SnapshotWriter, open_run
+from rtsave_async.readers.discover import find_runs
 from rtsave_async.readers.status import STALE_AFTER_SECONDS, run_status
 
 CHILD = """
@@ -75,3 +76,16 @@ def test_second_writer_running_keeps_run_running(tmp_path):
         assert status.state == "running"
     finally:
         second.close()
+
+
+def test_find_runs_in_a_parent_folder(tmp_path):
+    for name in ("alpha/realtime_data", "beta"):
+        writer = SnapshotWriter(tmp_path / name)
+        writer.submit("episodes", [{"episode": 1}])
+        writer.close()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a run")
+    runs = find_runs(tmp_path)
+    assert list(runs) == ["alpha/realtime_data", "beta"]
+    assert [record.data["episode"] for record in open_run(runs["beta"]).records("episodes", with_metadata=True)] == [1]
+    assert list(find_runs(tmp_path / "beta")) == [""]
