@@ -24,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        if "run_command" in args:
+            return args.run_command(args)
         if args.command == "train":
             from rtsave_async.cli.train import train
 

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from rtsave_async import __version__
 from rtsave_async.formats import FORMATS, JSON
 from rtsave_async.names import CHECKPOINTS
+from rtsave_async.cli import dashboard
 from rtsave_async.cli.environments import (
     ALGORITHM_ACTION_SPACES,
     GO1_ENV_ID,
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "replay_buffer.pkl (default sb3)")
     export.add_argument("--torch_threads", type=positive_int, default=1, help=TORCH_THREADS_HELP)
     export.add_argument("--allow_pickle", action="store_true", help=ALLOW_PICKLE_HELP)
+    dashboard.add_parser(commands)
     return parser
 
 
@@ -231,6 +233,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     fits its action space, and the save folder is checked writable.
     """
     args = build_parser().parse_args(seed_style_argv(argv))
+    if "run_command" in args:  # a command that checks its own arguments (cli/<command>.py)
+        return args
     if args.command == "checkpoint":
         check_model_path("CKPT", args.checkpoint)
         return args
