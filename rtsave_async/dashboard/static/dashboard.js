@@ -170,12 +170,12 @@
     };
   }
 
-  /** Points drawn per line of a chart: [{run, name, points}] (points that are not null). */
+  /** Points drawn per line of a chart: [{run, name, points}] (uPlot.join fills the others with null or undefined). */
   state.shown = (id) => {
     const chart = state.charts[id];
     if (!chart) return [];
     return chart.lines.map((line, index) => ({
-      run: line.run, name: line.name, points: chart.plot.data[index + 1].filter((v) => v !== null).length,
+      run: line.run, name: line.name, points: chart.plot.data[index + 1].filter((v) => v != null).length,
     }));
   };
   state.maxX = (id) => {
