@@ -22,6 +22,7 @@ from tests.support.dashboard import (
     PROJECT_ROOT,
     GrowingRun,
     build_large_run,
+    episode_record,
     chromium,
     chromium_or_skip,
     dashboard_process,
@@ -94,6 +95,13 @@ def test_run_data_series_follow_the_records(tmp_path: Path) -> None:
     assert fresh["return/env1"][0] == 4 and list(fresh["return/env1"][1]) == [5000.0]
     assert sent["return/env1"] == 5 and data.new_points(sent) == {}
     assert data.summary()["progress"]["timestep"] == 5000
+    late = episode_record(5000, 0)  # one more env-0 episode record at 5000, read by the next poll
+    late["success_rate"] = 1.0
+    run.writer.submit("episodes", [late])
+    run.writer.flush()
+    assert data.update() == 1
+    x, y = data.points()["series"]["success_rate/env0"]
+    assert len(x) == 5 and y[-1] == (episode_record(5000, 0)["success_rate"] + 1.0) / 2  # one point per timestep
     run.close()
 
 

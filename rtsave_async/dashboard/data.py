@@ -4,9 +4,9 @@
 record into points of named :class:`~rtsave_async.dashboard.series.Series` plus the
 latest values the page shows as text. Series names are ``<chart>/<line>``:
 
-- ``return/env<i>``, ``return/mean``: the mean return of the episodes that finished in
-  one save (``finished_episodes``) of that env / of all envs, x = the save's timestep
-  (one point per timestep, so lines of different envs line up)
+- ``return/env<i>``, ``return/mean``: the mean return of the episodes that finished at
+  one timestep (``finished_episodes``) in that env / in all envs (one point per
+  timestep, so lines of different envs line up)
 - ``success_rate/env<i>``, ``success_rate/mean``: each env's ``success_rate``, and their mean
 - ``reward/<component>``, ``cost/<component>``: ``learning_metrics`` components
 - ``learning/<key>``: SB3 logger values (``train/value_loss`` ...), ``fps``, ``memory_usage_mb``
@@ -19,6 +19,8 @@ import threading
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 from rtsave_async.dashboard.series import DEFAULT_POINTS, Series, downsample
 from rtsave_async.names import CHECKPOINTS, ENVIRONMENT_STATES, EPISODES, HYPERPARAMETERS, LEARNING_METRICS, parse_utc_iso
 from rtsave_async.readers.run import Record, Run
@@ -26,14 +28,15 @@ from rtsave_async.readers.status import run_status
 
 #: learning_metrics fields drawn as ``learning/<field>`` besides the SB3 logger's.
 LEARNING_FIELDS = ("fps", "memory_usage_mb", "recent_success_rate_avg")
+#: Charts whose lines have one point per timestep: the mean of the values at it.
+AVERAGED = ("return", "success_rate")
 #: Learning-metric saves used for steps/s (their write times and timesteps).
 RATE_WINDOW = 20
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+    kind = type(value)  # exact types: JSON gives int and float, and a bool is no number here
+    return float(value) if kind is float or kind is int else None
 
 
 class RunData:
@@ -53,21 +56,29 @@ class RunData:
         self._learning: dict[str, Any] = {}
         self._hyperparameters: dict[str, Any] = {}
         self._rates: deque[tuple[str | None, int]] = deque(maxlen=RATE_WINDOW)
-        self._mean_sums: dict[str, tuple[float, float, int]] = {}
+        self._mean_sums: dict[str, tuple[float, float, float]] = {}  # newest point's x, sum, count
+        self._pending: dict[str, tuple[list[float], list[float]]] = {}
+        self._env_names: dict[int, tuple[str, str]] = {}
+        self._reading = threading.Lock()
         self._checkpoints: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ reading
     def update(self) -> int:
         """Read the records written since the last call; returns how many there were."""
-        records = self._cursor.poll()
-        if not records:
-            return 0
-        with self._lock:
-            for record in records:
-                self._ingest(record)
-            self.records += len(records)
-            if any(record.category == CHECKPOINTS for record in records):
-                self._checkpoints = self._read_checkpoints()
+        with self._reading:  # one poll at a time: a cursor returns each record once
+            records = self._cursor.poll()
+            if not records:
+                return 0
+            checkpoints = self._read_checkpoints() if any(r.category == CHECKPOINTS for r in records) else None
+            with self._lock:
+                for record in records:
+                    self._ingest(record)
+                for name, (xs, ys) in self._pending.items():
+                    self._append(name, np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
+                self._pending.clear()
+                self.records += len(records)
+                if checkpoints is not None:
+                    self._checkpoints = checkpoints
         return len(records)
 
     def _ingest(self, record: Record) -> None:
@@ -92,15 +103,14 @@ class RunData:
         if not isinstance(env_id, int):
             return
         self._envs[env_id] = data
-        for episode in data.get("finished_episodes") or []:
-            episode_return = _number(episode.get("return")) if isinstance(episode, dict) else None
-            if episode_return is not None:
-                self._mean_point(f"return/env{env_id}", timestep, episode_return)
-                self._mean_point("return/mean", timestep, episode_return)
-        success_rate = _number(data.get("success_rate"))
-        if success_rate is not None:
-            self._mean_point(f"success_rate/env{env_id}", timestep, success_rate)
-            self._mean_point("success_rate/mean", timestep, success_rate)
+        names = self._env_names.get(env_id)
+        if names is None:
+            names = self._env_names[env_id] = (f"return/env{env_id}", f"success_rate/env{env_id}")
+        for episode in data.get("finished_episodes") or ():
+            if isinstance(episode, dict) and self._point(names[0], timestep, episode.get("return")):
+                self._point("return/mean", timestep, episode["return"])
+        if self._point(names[1], timestep, data.get("success_rate")):
+            self._point("success_rate/mean", timestep, data["success_rate"])
 
     def _learning_metrics(self, timestep: float, data: dict[str, Any], time: str | None) -> None:
         self._learning = data
@@ -120,25 +130,40 @@ class RunData:
         self._point("curriculum/curriculum_progress", timestep, data.get("curriculum_progress"))
 
     def _point(self, name: str, x: float, value: Any) -> bool:
+        """Gather a point for :meth:`update` to append; False if ``value`` is not a number."""
         y = _number(value)
         if y is None:
             return False
+        pending = self._pending.get(name)
+        if pending is None:
+            pending = self._pending[name] = ([], [])
+        pending[0].append(x)
+        pending[1].append(y)
+        return True
+
+    def _append(self, name: str, x: np.ndarray, y: np.ndarray) -> None:
+        """Append a poll's points to series ``name``; the series of :data:`AVERAGED` charts get
+        one point per timestep (the mean of that timestep's values, records of one save
+        sharing a timestep), also when the timestep continues from the previous poll."""
         series = self.series.get(name)
         if series is None:
             series = self.series[name] = Series()
-        series.append(x, y)
-        return True
-
-    def _mean_point(self, name: str, x: float, value: float) -> None:
-        """Average ``value`` into the newest point of ``name`` when it has timestep ``x``
-        (else start a point): records of one save share a timestep."""
-        last_x, total, count = self._mean_sums.get(name, (None, 0.0, 0))
-        if last_x == x:
-            self._mean_sums[name] = (x, total + value, count + 1)
-            self.series[name].replace_last((total + value) / (count + 1))
+        if name.partition("/")[0] not in AVERAGED:
+            series.extend(x, y)
+            return
+        starts = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1])))
+        counts = np.diff(np.append(starts, len(x))).astype(float)
+        sums = np.add.reduceat(y, starts)
+        x = x[starts]
+        last = self._mean_sums.get(name)
+        if last is not None and last[0] == x[0]:
+            sums[0] += last[1]
+            counts[0] += last[2]
+            series.replace_last(sums[0] / counts[0])
+            series.extend(x[1:], sums[1:] / counts[1:])
         else:
-            self._mean_sums[name] = (x, value, 1)
-            self._point(name, x, value)
+            series.extend(x, sums / counts)
+        self._mean_sums[name] = (x[-1], sums[-1], counts[-1])
 
     def _read_checkpoints(self) -> list[dict[str, Any]]:
         listed = []

@@ -18,7 +18,11 @@ _INITIAL_CAPACITY = 256
 
 
 class Series:
-    """An append-only (x, y) column pair, grown by doubling (amortised O(1) per point)."""
+    """An append-only (x, y) column pair, grown by doubling (amortised O(1) per point).
+
+    Readers take ``x``/``y`` views of the first ``length`` points: appending never
+    changes a point already there, and a growth makes new arrays (old views stay valid).
+    """
 
     def __init__(self) -> None:
         self._x = np.empty(_INITIAL_CAPACITY)
@@ -27,15 +31,21 @@ class Series:
         #: True while x never decreased: then a range is found by binary search.
         self.sorted = True
 
-    def append(self, x: float, y: float) -> None:
-        if self.length == len(self._x):
-            self._x = np.resize(self._x, 2 * self.length)
-            self._y = np.resize(self._y, 2 * self.length)
-        if self.length and x < self._x[self.length - 1]:
+    def extend(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Append the points ``(x[i], y[i])``."""
+        count = len(x)
+        if not count:
+            return
+        end = self.length + count
+        if end > len(self._x):
+            capacity = max(2 * len(self._x), end)
+            self._x = np.resize(self._x, capacity)
+            self._y = np.resize(self._y, capacity)
+        if (self.length and x[0] < self._x[self.length - 1]) or (count > 1 and np.any(x[1:] < x[:-1])):
             self.sorted = False
-        self._x[self.length] = x
-        self._y[self.length] = y
-        self.length += 1
+        self._x[self.length:end] = x
+        self._y[self.length:end] = y
+        self.length = end
 
     def replace_last(self, y: float) -> None:
         """Change the newest point's value (a running mean over one timestep's envs)."""

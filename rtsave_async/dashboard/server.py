@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import os
+import threading
 import time
 from typing import Any
 
@@ -71,6 +72,7 @@ class Dashboard:
         self._versions: dict[str, int] = {}
         self._watchers: dict[str, int] = {}
         self._changed = asyncio.Condition()
+        self._discovering = threading.Lock()
         self._static = {name: (importlib.resources.files(__package__).joinpath("static", name).read_bytes(),
                                STATIC_TYPES.get(os.path.splitext(name)[1], "application/octet-stream"))
                         for name in STATIC_FILES}
@@ -79,15 +81,16 @@ class Dashboard:
     def discover(self) -> int:
         """Find the runs under the root and read what they hold so far (blocking); returns records read."""
         read = 0
-        for name, store in find_runs(self.root).items():
-            if name not in self.runs and _inside_root(self.root, store):
-                try:
-                    run = open_run(store)
-                except ValueError:  # an empty folder that only looks like a run: not shown until it holds one
-                    continue
-                self.runs[name] = RunData(name, run)
-            if name in self.runs:
-                read += self.runs[name].update()
+        with self._discovering:  # pages ask for the run list concurrently
+            for name, store in find_runs(self.root).items():
+                if name not in self.runs and _inside_root(self.root, store):
+                    try:
+                        run = open_run(store)
+                    except ValueError:  # an empty folder that only looks like a run: not shown until it holds one
+                        continue
+                    self.runs[name] = RunData(name, run)
+                if name in self.runs:
+                    read += self.runs[name].update()
         return read
 
     def summary(self, name: str, max_age: float = SUMMARY_SECONDS) -> dict[str, Any]:
@@ -143,7 +146,7 @@ class Dashboard:
     async def list_runs(self, request: web.Request) -> web.Response:
         await asyncio.to_thread(self.discover)
         rows = []
-        for name in self.runs:
+        for name in list(self.runs):
             summary = await asyncio.to_thread(self.summary, name)
             mean = self.runs[name].series.get("success_rate/mean")
             rows.append({"name": name, "state": summary["status"]["state"],
