@@ -184,6 +184,30 @@ def test_a_parent_folder_lists_its_runs_and_overlays_the_picked_ones(tmp_path: P
     assert shown == {"alpha/realtime_data": 3, "beta/realtime_data": 4}
 
 
+def test_zooming_in_the_browser_fetches_the_visible_range_at_full_resolution(tmp_path: Path) -> None:
+    chromium_or_skip()
+    build_large_run(tmp_path / "run", 40_000, num_envs=4)  # 10,000 saves: 10,000 points per line
+    with dashboard_process(tmp_path / "run") as (url, _), chromium() as page:
+        page.goto(url)
+        page.wait_for_function("() => window.rtsaveDashboard && rtsaveDashboard.painted", timeout=30_000)
+        (whole,) = page.evaluate("() => rtsaveDashboard.shown('success_rate')")
+        assert whole["points"] <= 2000
+        over = page.locator("[data-chart=success_rate] .u-over").bounding_box()
+        y = over["y"] + over["height"] / 2
+        page.mouse.move(over["x"] + over["width"] * 0.40, y)
+        page.mouse.down()
+        page.mouse.move(over["x"] + over["width"] * 0.45, y, steps=5)
+        page.mouse.up()
+        page.wait_for_function("() => rtsaveDashboard.zoomData !== null", timeout=30_000)
+        x0, x1 = page.evaluate("() => rtsaveDashboard.zoom")
+        inside = sum(1 for save in range(1, 10_001) if x0 <= save * 100 <= x1)  # timesteps 100, 200, ...
+        assert 100 < inside <= 2000
+        page.wait_for_function(f"() => rtsaveDashboard.shown('success_rate')[0].points === {inside}", timeout=30_000)
+        page.locator("[data-chart=success_rate] .u-over").dblclick()
+        page.wait_for_function("() => rtsaveDashboard.zoom === null", timeout=30_000)
+        assert page.evaluate("() => rtsaveDashboard.shown('success_rate')")[0]["points"] == whole["points"]
+
+
 # ------------------------------------------------------------------ safety
 def test_paths_leaving_the_root_get_404_and_nothing_writes(tmp_path: Path) -> None:
     inside = GrowingRun(tmp_path / "root" / "inside")

@@ -222,12 +222,15 @@
       element("tbody", {}, ...rows));
   }
 
+  const forRun = (summary) => state.runs.length > 1 ? ` (${summary.name})` : "";
+  const feetHeader = (summary) => "feet " + Object.keys((summary.envs[0] || {}).foot_contacts || {}).join(" ");
+
   function robotCard(summary) {
     const rows = summary.envs.map((env) => {
       const p = env.position || {}, o = env.orientation || {}, feet = env.foot_contacts || {};
       const contacts = element("td", {class: "text"}, ...Object.entries(feet).map(([foot, down]) =>
-        element("span", {class: down ? "contact-on" : "contact-off", title: down ? "in contact" : "in the air",
-                         text: `${foot}${down ? "●" : "○"} `})));
+        element("span", {class: down ? "contact-on" : "contact-off", title: `${foot} ${down ? "in contact" : "in the air"}`,
+                         text: down ? "●" : "○"})));
       return element("tr", {"data-env": env.env_id},
         ...[env.env_id, fmt(p.x, 2), fmt(p.y, 2), fmt(p.z, 2), fmt(o.roll, 2), fmt(o.pitch, 2), fmt(o.yaw, 2)]
           .map((v) => element("td", {text: String(v)})),
@@ -235,8 +238,8 @@
         ...[fmt(env.episode_count), fmt(env.success_rate, 3), fmt(env.rand_power, 3)]
           .map((v) => element("td", {text: v})));
     });
-    return element("div", {class: "card"}, element("h3", {text: `Robot state per env (${summary.name || "run"})`}),
-      table(["env", "x", "y", "z", "roll", "pitch", "yaw", "feet", "episodes", "success", "rand_power"], rows),
+    return element("div", {class: "card"}, element("h3", {text: `Robot state per env${forRun(summary)}`}),
+      table(["env", "x", "y", "z", "roll", "pitch", "yaw", feetHeader(summary), "episodes", "success", "rand_power"], rows),
       element("div", {text: `curriculum progress ${fmt(summary.curriculum_progress, 3)}`}));
   }
 
@@ -247,12 +250,12 @@
       return element("tr", {"data-checkpoint": checkpoint.name},
         element("td", {class: "text", text: checkpoint.name}), element("td", {text: fmt(checkpoint.timestep)}),
         element("td", {text: bytes(checkpoint.bytes), "data-bytes": checkpoint.bytes}),
+        element("td", {}, copy),
         element("td", {class: "resume", text: checkpoint.resume_command || "(no resume command)",
-                       title: checkpoint.resume_command || ""}),
-        element("td", {}, copy));
+                       title: checkpoint.resume_command || ""}));
     });
-    return element("div", {class: "card checkpoints"}, element("h3", {text: `Checkpoints, newest first (${summary.checkpoints.length})`}),
-      rows.length ? table(["file", "timestep", "size", "resume command", ""], rows) : element("div", {text: "none yet"}));
+    return element("div", {class: "card checkpoints"}, element("h3", {text: `Checkpoints, newest first${forRun(summary)}: ${summary.checkpoints.length}`}),
+      rows.length ? table(["file", "timestep", "size", "", "resume command"], rows) : element("div", {text: "none yet"}));
   }
 
   function healthCard(summary) {
@@ -261,7 +264,7 @@
       element("td", {class: "text", text: label}),
       element("td", {text: fmt(value), class: bad ? "value-bad" : "", "data-field": label}));
     return element("div", {class: `card health ${h.ok ? "ok" : "bad"}`, "data-ok": String(h.ok)},
-      element("h3", {text: h.ok ? "Writer health: ok" : "Writer health: records dropped or failed"}),
+      element("h3", {text: (h.ok ? "Writer health: ok" : "Writer health: records dropped or failed") + forRun(summary)}),
       table(["", ""], [cell("written", h.written, false), cell("dropped", h.dropped, h.dropped > 0),
         cell("failed", h.failed, h.failed > 0), cell("errors", h.errors.length, h.errors.length > 0),
         cell("queue peak", h.peak_queue_depth, false), cell("writers", h.writers, false)]),
