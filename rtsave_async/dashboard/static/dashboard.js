@@ -247,15 +247,15 @@
     const rows = summary.checkpoints.map((checkpoint) => {
       const copy = element("button", {class: "copy", text: "copy", title: "copy the resume command"});
       copy.addEventListener("click", () => copyText(checkpoint.resume_command || checkpoint.path, copy));
-      return element("tr", {"data-checkpoint": checkpoint.name},
-        element("td", {class: "text", text: checkpoint.name}), element("td", {text: fmt(checkpoint.timestep)}),
+      return element("tr", {"data-checkpoint": checkpoint.name, title: checkpoint.path},
+        element("td", {text: fmt(checkpoint.timestep)}),
         element("td", {text: bytes(checkpoint.bytes), "data-bytes": checkpoint.bytes}),
         element("td", {}, copy),
         element("td", {class: "resume", text: checkpoint.resume_command || "(no resume command)",
                        title: checkpoint.resume_command || ""}));
     });
     return element("div", {class: "card checkpoints"}, element("h3", {text: `Checkpoints, newest first${forRun(summary)}: ${summary.checkpoints.length}`}),
-      rows.length ? table(["file", "timestep", "size", "", "resume command"], rows) : element("div", {text: "none yet"}));
+      rows.length ? table(["timestep", "size", "", "resume command"], rows) : element("div", {text: "none yet"}));
   }
 
   function healthCard(summary) {
