@@ -247,12 +247,21 @@ def test_host_0_0_0_0_warns_that_the_data_is_on_the_network(tmp_path: Path) -> N
     assert "rtsave: warning: --host 0.0.0.0 serves the run's data to every machine" in printed
 
 
-def test_a_folder_without_runs_is_one_clear_error(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "rtsave_async", "dashboard", str(tmp_path)], capture_output=True,
-                            text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), timeout=60)
+def rtsave_dashboard(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rtsave_async", "dashboard", *args], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), timeout=60)
+
+
+def test_a_folder_without_runs_or_a_bad_port_is_one_clear_error(tmp_path: Path) -> None:
+    result = rtsave_dashboard(str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"rtsave: error: {tmp_path}: no run found in it or below it (no run.json, " \
                                     "no category folder with records)"
+    result = rtsave_dashboard(str(tmp_path / "missing"))
+    assert (result.returncode, result.stderr.strip()) == (2, f"rtsave: error: {tmp_path / 'missing'}: no such folder")
+    result = rtsave_dashboard(str(tmp_path), "--port", "70000")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("argument --port: must be a port number 0-65535, got '70000'")
 
 
 # ------------------------------------------------------------------ size

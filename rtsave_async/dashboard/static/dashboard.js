@@ -4,6 +4,7 @@
 "use strict";
 (() => {
   const POINTS = 2000;
+  const UPDATES_KEPT = 1000; // the newest live updates remembered in state.updates
   const COLORS = ["#1976d2", "#d32f2f", "#388e3c", "#f57c00", "#7b1fa2", "#0097a7", "#5d4037", "#c2185b",
                   "#455a64", "#afb42b", "#512da8", "#00796b"];
   const FIXED_CHARTS = [["return", "Episode return"], ["success_rate", "Success rate"],
@@ -299,6 +300,7 @@
       const now = Date.now();
       for (const mark of pendingMarks) state.updates.push({...mark, at: now});
       pendingMarks = [];
+      if (state.updates.length > 2 * UPDATES_KEPT) state.updates.splice(0, state.updates.length - UPDATES_KEPT);
       if (!state.painted && state.runs.every((run) => state.data[run])) {
         state.painted = true;
         performance.mark("rtsave-charts-drawn");
