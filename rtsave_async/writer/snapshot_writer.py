@@ -28,7 +28,7 @@ from rtsave_async.formats.segments import DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_B
 from rtsave_async.formats.serialize import SnapshotSerializer
 from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
-from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
+from rtsave_async.snapshot_queue import DEFAULT_QUEUE_BYTES, BackPressure, Snapshot, SnapshotQueue
 from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook, manifest
 from rtsave_async.writer.stats import WriterStats
@@ -49,6 +49,10 @@ class SnapshotWriter:
 
     :param save_dir: root folder; created when the writer starts.
     :param queue_size: how many submitted snapshots may wait. Default 1024.
+    :param queue_bytes: how many bytes they may hold, as estimated on the training thread
+        (numpy arrays, tensors and strings by their size, plus 256 per record; see
+        :func:`~rtsave_async.snapshot_queue.estimate_bytes`). A single larger snapshot is
+        still taken, once the queue is empty. Default 512 MiB.
     :param policy: back-pressure when the queue is full: ``"block"`` (default),
         ``"drop_oldest"`` or ``"drop_newest"``; see :class:`BackPressure`.
     :param block_timeout: seconds ``submit`` waits for room under ``"block"`` before
@@ -56,8 +60,11 @@ class SnapshotWriter:
     :param durable: fsync every file, append and folder (local sink). Default False.
     :param exit_timeout: seconds that ``close()`` and the exit hook (normal exit,
         SIGTERM, SIGINT) wait for the queue to drain. Default 10.0.
-    :param batch_size: most snapshots taken from the queue per drain; with
-        ``"jsonl.zst"`` a batch's saves of one category become one zstd frame. Default 64.
+    :param batch_size: snapshots taken from the queue per drain while the writer keeps
+        up; when more are waiting (it has fallen behind), a drain takes all of them, so
+        that a slow store is paid once per drain rather than once per save. With
+        ``"jsonl.zst"`` a drain's saves of one category become one zstd frame, one
+        append. Default 64.
     :param drain_interval: seconds between the writer thread's scheduled drains; a
         quarter-full queue, :meth:`flush` and :meth:`close` wake it sooner. Longer
         intervals mean fewer GIL hand-overs with the training thread; 0 wakes it for
@@ -70,8 +77,9 @@ class SnapshotWriter:
     :param segment_age: ``"jsonl.zst"``: ... or once it is this many seconds old. Default 300.
     :param writer_name: this writer's id in the data and manifests; default
         ``<host>-<pid>-<YYYYMMDDTHHMMSSZ>`` of its start.
-    :param max_in_flight: most stores the writer awaits at once (helps slow, e.g.
-        remote, sinks). Default 4.
+    :param max_in_flight: most file stores the writer awaits at once (a slow, e.g.
+        remote, sink overlaps them; ``"json"`` writes one file per save, so this bounds
+        how many saves per store latency it can absorb). Default 4.
     :param sink: where to store; default ``LocalSink(save_dir, durable, io)``.
     """
 
@@ -80,6 +88,7 @@ class SnapshotWriter:
         save_dir: str | os.PathLike[str],
         *,
         queue_size: int = 1024,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         policy: BackPressure | str = BackPressure.BLOCK,
         block_timeout: float = 1.0,
         durable: bool = False,
@@ -121,7 +130,7 @@ class SnapshotWriter:
                           if self.format == JSONL_ZST else None)
         wake_at = 1 if drain_interval == 0 else max(1, queue_size // 4)
         self._queue = SnapshotQueue(queue_size, policy, block_timeout, on_ready=self._wake_writer, wake_at=wake_at,
-                                    on_evict=self._evicted)
+                                    on_evict=self._evicted, max_bytes=queue_bytes)
         self._stats = WriterStats()
         self._info = manifest.writer_info(self.writer_id, self.format, self._started)
         self._valid_categories: set[str] = set()
@@ -295,6 +304,7 @@ class SnapshotWriter:
             "format": self.format,
             "policy": self._queue.policy.value,
             "queue_capacity": self._queue.capacity,
+            "queue_bytes_capacity": self._queue.max_bytes,
             "submitted": self._submitted,
             "written": sum(stats.written.values()),
             "failed": sum(stats.failed.values()),
@@ -303,6 +313,8 @@ class SnapshotWriter:
             - self._queue.dropped.total(),
             "queue_depth": len(self._queue),
             "peak_queue_depth": self._queue.peak_depth,
+            "peak_queue_bytes": self._queue.peak_bytes,
+            "stores": stats.stores,
             "bytes_written": stats.bytes_written,
             "nonfinite_values": self._serializer.nonfinite,
             "placeholders": self._serializer.placeholders,
@@ -387,6 +399,8 @@ class SnapshotWriter:
     async def _drain(self) -> None:
         while True:
             batch = self._queue.take_batch(self._batch_size)
+            if len(self._queue):  # fallen behind: coalesce the whole backlog
+                batch += self._queue.take_batch(self._queue.capacity)
             if batch:
                 await self._dispatch(batch)
             elif self._stopping:
@@ -427,7 +441,8 @@ class SnapshotWriter:
 
     async def _dispatch(self, batch: list[Snapshot]) -> None:
         """Start every snapshot's store: files at most ``max_in_flight`` at a time,
-        lines of one category as one append. Then advance the completion mark."""
+        lines of one category as one append (categories concurrently). Then advance the
+        completion mark."""
         lines: dict[str, list[tuple[Snapshot, dict[str, Any]]]] = {}
         self._unfinished.update(snapshot.sequence for snapshot in batch)
         self._taken_sequence = batch[-1].sequence
@@ -447,9 +462,9 @@ class SnapshotWriter:
             task = self._loop.create_task(self._store_file(snapshot, stem, metadata))
             self._in_flight[snapshot.sequence] = task
             task.add_done_callback(lambda _task, done=snapshot: self._store_done(done))
-        for category, items in lines.items():
-            await self._append_lines(category, items)
-            self._finished([snapshot for snapshot, _ in items])
+        # One append per category, all categories at once: a slow store's latency is paid once per drain.
+        await asyncio.gather(*(self._append_lines(category, items) for category, items in lines.items()))
+        self._finished([snapshot for items in lines.values() for snapshot, _ in items])
         await self._housekeeping()
 
     def _next_metadata(self, snapshot: Snapshot) -> dict[str, Any]:
