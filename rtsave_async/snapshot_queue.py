@@ -29,35 +29,47 @@ from rtsave_async.validation import check_number, check_positive_int
 
 _ROOM_POLL_SECONDS = 0.01
 DEFAULT_QUEUE_BYTES = 512 * 1024 * 1024
-RECORD_BYTES = 256  # a record's JSON size apart from the values estimate_bytes sizes
+RECORD_BYTES = 64  # a record's JSON size apart from the values estimate_bytes sizes
 VALUE_BYTES = 16  # a scalar or a value too deep to look at
 _ESTIMATE_DEPTH = 4  # containers below this depth count as VALUE_BYTES
 _ESTIMATE_SAMPLES = 2  # a longer list is sized from its first and last items
+_SCALAR_TYPES = frozenset((int, float, bool, type(None)))
 
 
 def estimate_bytes(value: Any, depth: int = 0) -> int:
     """A cheap estimate of ``value``'s size once stored, in bytes, for the queue's byte bound.
 
     Exact for what dominates big saves (numpy arrays and tensors: ``nbytes``; str and
-    bytes: their length); a dict counts ``RECORD_BYTES`` plus its values; a list of more
-    than two items is sized from its first and last items (the records of one save are
-    alike, one per env), so the cost does not grow with the list. Deeper than four
-    levels, and for anything else, ``VALUE_BYTES``. Never raises.
+    bytes: their length); a dict counts ``RECORD_BYTES`` plus its values, a scalar
+    ``VALUE_BYTES``; a list of more than two items is sized from its first and last
+    items (the records of one save are alike, one per env), so the cost does not grow
+    with the list. Below four levels of nesting, a container counts ``VALUE_BYTES``.
+    Never raises.
     """
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return VALUE_BYTES
+    if kind is str or kind is bytes or kind is bytearray:
+        return len(value)
     if isinstance(value, np.ndarray):
         return value.nbytes
-    if isinstance(value, (str, bytes, bytearray)):
-        return len(value)
+    if isinstance(value, np.generic):
+        return VALUE_BYTES
     if depth >= _ESTIMATE_DEPTH:
         return VALUE_BYTES
     if isinstance(value, dict):
-        return RECORD_BYTES + sum(estimate_bytes(item, depth + 1) for item in value.values())
+        total = RECORD_BYTES
+        for item in value.values():
+            total += VALUE_BYTES if type(item) in _SCALAR_TYPES else estimate_bytes(item, depth + 1)
+        return total
     if isinstance(value, (list, tuple)):
-        if len(value) <= _ESTIMATE_SAMPLES:
-            return VALUE_BYTES + sum(estimate_bytes(item, depth + 1) for item in value)
-        sampled = estimate_bytes(value[0], depth + 1) + estimate_bytes(value[-1], depth + 1)
-        return VALUE_BYTES + sampled * len(value) // 2
-    if type(value).__module__.startswith("torch") and hasattr(value, "element_size"):
+        if len(value) > _ESTIMATE_SAMPLES:
+            sampled = estimate_bytes(value[0], depth + 1) + estimate_bytes(value[-1], depth + 1)
+            return VALUE_BYTES + sampled * len(value) // 2
+        return VALUE_BYTES + sum(estimate_bytes(item, depth + 1) for item in value)
+    if isinstance(value, (str, bytes, bytearray)):  # subclasses
+        return len(value)
+    if kind.__module__.startswith("torch") and hasattr(value, "element_size"):
         try:
             return int(value.nelement() * value.element_size())
         except Exception:  # a tensor that cannot tell (e.g. nested): its JSON will say

@@ -50,7 +50,7 @@ class SnapshotWriter:
     :param save_dir: root folder; created when the writer starts.
     :param queue_size: how many submitted snapshots may wait. Default 1024.
     :param queue_bytes: how many bytes they may hold, as estimated on the training thread
-        (numpy arrays, tensors and strings by their size, plus 256 per record; see
+        (numpy arrays, tensors and strings by their size, plus 64 per record; see
         :func:`~rtsave_async.snapshot_queue.estimate_bytes`). A single larger snapshot is
         still taken, once the queue is empty. Default 512 MiB.
     :param policy: back-pressure when the queue is full: ``"block"`` (default),
@@ -137,7 +137,8 @@ class SnapshotWriter:
         self._snapshot_counts: dict[str, int] = {}  # category -> saves numbered so far (_rtsave.seq)
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # queue sequence -> its file store
         self._unfinished: set[int] = set()  # queue sequences taken, not yet stored or failed
-        self._in_flight_slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._in_flight_bytes = 0  # estimated bytes of the snapshots in self._in_flight
         self._taken_sequence = 0
         self._stats_written_at = 0.0
         self._drops_reported = 0
@@ -440,7 +441,8 @@ class SnapshotWriter:
         self._wake.clear()
 
     async def _dispatch(self, batch: list[Snapshot]) -> None:
-        """Start every snapshot's store: files at most ``max_in_flight`` at a time,
+        """Start every snapshot's store: files at most ``max_in_flight`` (and
+        ``queue_bytes``) at a time,
         lines of one category as one append (categories concurrently). Then advance the
         completion mark."""
         lines: dict[str, list[tuple[Snapshot, dict[str, Any]]]] = {}
@@ -451,21 +453,29 @@ class SnapshotWriter:
             if self._segments is not None and self._segments.takes(snapshot):
                 lines.setdefault(snapshot.category, []).append((snapshot, metadata))
                 continue
-            await self._in_flight_slots.acquire()
+            await self._room_in_flight(snapshot.size)
             try:
                 stem = await self._files.reserve_stem(snapshot)
             except OSError as exc:
-                self._in_flight_slots.release()
                 self._fail([snapshot], exc)
                 self._finished([snapshot])
                 continue
             task = self._loop.create_task(self._store_file(snapshot, stem, metadata))
             self._in_flight[snapshot.sequence] = task
+            self._in_flight_bytes += snapshot.size
             task.add_done_callback(lambda _task, done=snapshot: self._store_done(done))
         # One append per category, all categories at once: a slow store's latency is paid once per drain.
         await asyncio.gather(*(self._append_lines(category, items) for category, items in lines.items()))
         self._finished([snapshot for items in lines.values() for snapshot, _ in items])
         await self._housekeeping()
+
+    async def _room_in_flight(self, size: int) -> None:
+        """Until fewer than ``max_in_flight`` file stores are in flight and, but for a
+        lone one, a snapshot of ``size`` bytes keeps them within ``queue_bytes``: what the
+        writer holds in its hands is bounded like what waits in the queue."""
+        while len(self._in_flight) >= self._max_in_flight or (
+                self._in_flight and self._in_flight_bytes + size > self._queue.max_bytes):
+            await asyncio.wait(list(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED)
 
     def _next_metadata(self, snapshot: Snapshot) -> dict[str, Any]:
         count = self._snapshot_counts.get(snapshot.category, 0) + 1
@@ -474,7 +484,7 @@ class SnapshotWriter:
 
     def _store_done(self, snapshot: Snapshot) -> None:
         del self._in_flight[snapshot.sequence]
-        self._in_flight_slots.release()
+        self._in_flight_bytes -= snapshot.size
         self._finished([snapshot])
 
     def _finished(self, snapshots: list[Snapshot]) -> None:
