@@ -60,11 +60,11 @@ class SnapshotWriter:
     :param durable: fsync every file, append and folder (local sink). Default False.
     :param exit_timeout: seconds that ``close()`` and the exit hook (normal exit,
         SIGTERM, SIGINT) wait for the queue to drain. Default 10.0.
-    :param batch_size: snapshots taken from the queue per drain while the writer keeps
-        up; when more are waiting (it has fallen behind), a drain takes all of them, so
-        that a slow store is paid once per drain rather than once per save. With
+    :param batch_size: most snapshots taken from the queue per drain. With
         ``"jsonl.zst"`` a drain's saves of one category become one zstd frame, one
-        append. Default 64.
+        append, and when more are waiting (the writer has fallen behind) a drain takes
+        all of them, so that a slow store is paid once per drain, not once per save.
+        Default 64.
     :param drain_interval: seconds between the writer thread's scheduled drains; a
         quarter-full queue, :meth:`flush` and :meth:`close` wake it sooner. Longer
         intervals mean fewer GIL hand-overs with the training thread; 0 wakes it for
@@ -79,7 +79,8 @@ class SnapshotWriter:
         ``<host>-<pid>-<YYYYMMDDTHHMMSSZ>`` of its start.
     :param max_in_flight: most file stores the writer awaits at once (a slow, e.g.
         remote, sink overlaps them; ``"json"`` writes one file per save, so this bounds
-        how many saves per store latency it can absorb). Default 4.
+        how many saves per store latency it can absorb; stores in flight also hold
+        at most ``queue_bytes``, but for a lone bigger one). Default 32.
     :param sink: where to store; default ``LocalSink(save_dir, durable, io)``.
     """
 
@@ -100,7 +101,7 @@ class SnapshotWriter:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         segment_age: float = DEFAULT_SEGMENT_AGE,
         writer_name: str | None = None,
-        max_in_flight: int = 4,
+        max_in_flight: int = 32,
         sink: Sink | None = None,
     ) -> None:
         if "\0" in os.fspath(save_dir):
@@ -109,6 +110,7 @@ class SnapshotWriter:
         check_number("drain_interval", drain_interval, 0, "seconds")
         check_positive_int("batch_size", batch_size)
         check_positive_int("queue_size", queue_size)
+        check_positive_int("queue_bytes", queue_bytes)
         check_positive_int("max_in_flight", max_in_flight)
         self.format = validate_format(format)
         self.save_dir = Path(save_dir)
@@ -400,7 +402,7 @@ class SnapshotWriter:
     async def _drain(self) -> None:
         while True:
             batch = self._queue.take_batch(self._batch_size)
-            if len(self._queue):  # fallen behind: coalesce the whole backlog
+            if self._segments is not None and len(self._queue):  # fallen behind: coalesce the whole backlog
                 batch += self._queue.take_batch(self._queue.capacity)
             if batch:
                 await self._dispatch(batch)
