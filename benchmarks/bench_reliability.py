@@ -66,7 +66,8 @@ def run_all(work: Path) -> tuple[list[Tally], list[str]]:
         low, median, high = scenarios.lost_distribution(kills)
         bounds = sorted({trial.loss_bound for trial in kills})
         notes.append(f"SIGKILL, {kind} child: snapshots lost per kill min {low} / median {median:g} / max {high} "
-                     f"(bound: queue + one batch + the submit in flight = {bounds[0]}); temps left after "
+                     f"(bound: twice the queue (a queue's worth taken by a coalescing drain, and the queue "
+                     f"refilled) + one batch + the stores in flight + the submit in flight = {bounds[0]}); temps left after "
                      f"a new writer started: {sum(len(trial.temps_after_restart) for trial in kills)}; "
                      f"orphan checkpoint attachments: {sum(len(trial.disk.orphans) for trial in kills)}.")
 
@@ -137,6 +138,21 @@ def run_all(work: Path) -> tuple[list[Tally], list[str]]:
                      f"hung producers {load.hung_producers}.")
         shutil.rmtree(work / "load" / policy)  # up to ~10^5 files per policy
 
+    timesteps = trials(*scenarios.SLOW_DISK_TIMESTEPS)
+    for format_name, policy in scenarios.SLOW_DISK_CASES:
+        slow = scenarios.run_slow_disk(work / "slow_disk" / f"{format_name}-{policy}", format_name, policy, timesteps)
+        stats = slow.stats
+        row = Tally(f"slow store ({scenarios.SLOW_DISK_SECONDS_PER_STORE * 1000:g} ms), PPO {scenarios.SLOW_DISK_ENVS} "
+                    f"envs, save every step, {format_name}, {policy}")
+        row.add(stats["submitted"], slow.saves_read_back, stats["dropped"], stats["failed"], slow.lost, slow.torn)
+        rows.append(row)
+        notes.append(f"slow store, {format_name}, {policy}: training {slow.steps_per_second:,.0f} env-steps/s with "
+                     f"saving vs {slow.baseline_steps_per_second:,.0f} without in the same run = **{slow.ratio:.2f}x** "
+                     f"(target >= 0.8x); {stats['stores']:,} stores for {stats['written']:,} saves; "
+                     f"{stats['dropped']:,} dropped, all counted; peak queue {stats['peak_queue_depth']:,}; "
+                     f"peak stores in flight {slow.peak_store_concurrency}; records read back in submit order: "
+                     f"{'yes' if slow.in_order else '**no**'}.")
+
     reader_seconds = trials(*scenarios.READER_SECONDS)
     readers = scenarios.run_concurrent_readers(work / "readers" / "save", reader_seconds, work / "readers")
     row = Tally(f"a reader thread and a reader process during {reader_seconds} s of writes")
@@ -170,7 +186,9 @@ def render_section(command: str, date: str, minutes: float, rows: list[Tally], n
     counts = (f"SIGKILL {trials(*scenarios.SIGKILL_STREAM_TRIALS)} streaming + "
               f"{trials(*scenarios.SIGKILL_TRAIN_TRIALS)} training children; graceful ends x"
               f"{trials(*scenarios.GRACEFUL_REPEATS)}; {trials(*scenarios.FUZZ_EXAMPLES)} hypothesis examples; "
-              f"load {trials(*scenarios.LOAD_SECONDS)} s per policy; readers {trials(*scenarios.READER_SECONDS)} s")
+              f"load {trials(*scenarios.LOAD_SECONDS)} s per policy; slow store "
+              f"{trials(*scenarios.SLOW_DISK_TIMESTEPS):,} timesteps per training; readers "
+              f"{trials(*scenarios.READER_SECONDS)} s")
     lines = [
         SECTION_HEADING, "",
         f"- Command: `{command}`",

@@ -1209,6 +1209,7 @@ class SlowDiskOutcome:
     saves_read_back: int  # saves open_run finds on disk
     in_order: bool  # every category's saves come back in submit order (``_rtsave.seq`` 1, 2, ...)
     peak_store_concurrency: int
+    torn: int  # files that do not read back whole
 
     @property
     def ratio(self) -> float:
@@ -1254,7 +1255,7 @@ def run_slow_disk(save_dir: Path, format_name: str, policy: str, timesteps: int)
         saves_read_back += len(sequences)
         in_order = in_order and sequences == sorted(sequences)
     return SlowDiskOutcome(format_name, policy, speed, baseline, stats, saves_read_back, in_order,
-                           sink.peak_concurrent)
+                           sink.peak_concurrent, torn_count(inspect_save_dir(save_dir, load_checkpoints=False)))
 
 
 # ---------------------------------------------------------------- the table
