@@ -29,6 +29,7 @@ from tests.support.reliability_scenarios import captured_writer_errors
 from tests.support.sinks import DyingSink, GatedSink, VanishingRootSink
 
 CHILD_TIMEOUT = 120.0  # seconds for a child process to finish
+REPEATS = (1, 3)  # (CI, long) runs of each scenario in bench_reliability
 
 
 @dataclasses.dataclass
