@@ -3,7 +3,8 @@
 
 Each ``run_*`` function drives one scenario and returns a :class:`RoundTwoOutcome`: the
 writer's counts and ``problems``, one line per broken promise (empty when every promise
-held). The tests assert that there are none; the benchmark counts them.
+held). The tests assert that there are none; the benchmark counts them. (Items 9-11 and 13,
+serializer values, resume and checkpoint safety, are tested in their own files.)
 """
 
 from __future__ import annotations
@@ -13,14 +14,21 @@ import dataclasses
 import os
 import signal
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-from rtsave_async import load_records
+from rtsave_async import RealTimeSavingCallback, load_records, names
 from rtsave_async.checkpoints.retention import prune_checkpoints
+from rtsave_async.formats.serialize import PLACEHOLDER_KEY
 from rtsave_async.names import writer_tag
+from rtsave_async.readers.run import open_run
 from rtsave_async.sinks import LocalSink
 from rtsave_async.writer import STATS_FILE_NAME
 from rtsave_async.writer.snapshot_writer import SnapshotWriter
@@ -417,4 +425,104 @@ def run_retention_after_a_finished_writer(save_dir: Path) -> RoundTwoOutcome:
     tags = {name.split("_")[-1].split(".")[0] for name in os.listdir(save_dir / "checkpoints")
             if not name.startswith(".")}
     outcome.expect(tags == {writer_tag(resumed.writer_id)}, f"left by the finished writer: {tags}")
+    return outcome
+
+
+# ---------------------------------------------------------------- item 8: odd values from the env
+ODD_VALUE_STEPS = 256
+ODD_VALUE_SAVE_FREQUENCY = 64
+
+
+def _placeholder_check(type_name: str) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, dict) and value.get(PLACEHOLDER_KEY) == type_name and bool(value.get("reason"))
+
+
+def _placeholder_because(reason: str) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, dict) and bool(value.get(PLACEHOLDER_KEY)) \
+        and str(value.get("reason", "")).startswith(reason)
+
+
+def _close_to(expected: list[float]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, list) and len(value) == len(expected) \
+        and all(abs(got - want) <= 1e-6 for got, want in zip(value, expected))
+
+
+@dataclasses.dataclass(frozen=True)
+class OddValueCase:
+    """What the last record must hold for one kind of odd env value, and the problem counted for it."""
+
+    kind: str  # a key of tests/user_envs.py's ODD_VALUES
+    category: str
+    path: tuple[Any, ...]  # from the record to the value that is checked
+    check: Callable[[Any], bool]
+    counted: str | None  # the value problem counted (and warned about once); None: nothing counted
+    vec_env: str = "dummy"
+
+
+ODD_VALUE_CASES: dict[str, OddValueCase] = {case.kind + ("" if case.vec_env == "dummy" else f" ({case.vec_env})"): case
+                                           for case in [
+    OddValueCase("none_reward", names.LEARNING_METRICS, ("reward_components", "odd"), _placeholder_check("NoneType"),
+                 "reward_components not numeric"),
+    OddValueCase("string_reward", names.LEARNING_METRICS, ("reward_components", "odd"), _placeholder_check("str"),
+                 "reward_components not numeric"),
+    OddValueCase("per_foot_vector", names.LEARNING_METRICS, ("reward_components", "odd"),
+                 _close_to([0.1, 0.2, 0.3, 0.4]), None),
+    OddValueCase("two_element_tensor_cost", names.LEARNING_METRICS, ("cost_components", "odd"),
+                 _close_to([0.5, 0.25]), None),
+    OddValueCase("ndarray_components", names.LEARNING_METRICS, ("reward_components",), _placeholder_check("ndarray"),
+                 "reward_components not a mapping"),
+    OddValueCase("list_components", names.LEARNING_METRICS, ("reward_components",), _placeholder_check("list"),
+                 "reward_components not a mapping"),
+    OddValueCase("meta_tensor", names.EPISODES, ("detailed_info", "robot_state"),
+                 _placeholder_because("Tensor not readable"), "Tensor not readable"),
+    OddValueCase("str_raises", names.EPISODES, ("detailed_info", "robot_state"),
+                 _placeholder_because("StrRaises not readable"), "StrRaises not readable"),
+    OddValueCase("cyclic_list", names.EPISODES, ("detailed_info", "robot_state", 1),
+                 _placeholder_because("reference cycle"), "reference cycle"),
+    OddValueCase("deep_dict", names.EPISODES, ("detailed_info", "robot_state", *("child",) * 99),
+                 _placeholder_because("nested deeper than 100"), "nested deeper than 100"),
+    *(OddValueCase("detailed_info_raises", names.EPISODES, ("detailed_info",),
+                   lambda detailed: detailed["robot_state"] is None and detailed["foot_contacts"] is None
+                   and detailed["episode_info"]["current_step"] is not None,  # the tracker's own count
+                   "get_detailed_episode_info raised", vec_env) for vec_env in ("dummy", "subproc")),
+    OddValueCase("unpicklable", names.EPISODES, ("detailed_info", "robot_state"),
+                 lambda robot_state: "lock" in robot_state, None, "subproc"),  # copied as its text in the worker
+]}
+
+
+def run_odd_env_value(save_dir: Path, name: str) -> RoundTwoOutcome:
+    """PPO on an env that reports one kind of odd value every step (``ODD_VALUE_CASES``):
+    training completes, the record holds the documented placeholder, null or mean, and
+    the problem is counted at every save and warned about exactly once."""
+    from tests.user_envs import OddValueEnv
+
+    case = ODD_VALUE_CASES[name]
+    env = make_vec_env(lambda: OddValueEnv(case.kind), n_envs=2, seed=0,
+                       vec_env_cls=SubprocVecEnv if case.vec_env == "subproc" else DummyVecEnv)
+    callback = RealTimeSavingCallback(save_dir, save_frequency=ODD_VALUE_SAVE_FREQUENCY, save_checkpoints=False,
+                                      save_hyperparameters=False)
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.learn(ODD_VALUE_STEPS, callback=callback)
+    finally:
+        env.close()
+    outcome = RoundTwoOutcome.of(callback.writer_stats)
+    outcome.expect(model.num_timesteps >= ODD_VALUE_STEPS, f"training stopped at {model.num_timesteps}")
+    value: Any = list(open_run(save_dir).records(case.category))[-1]
+    try:
+        for step in case.path:
+            value = value[step]
+        outcome.expect(case.check(value), f"{'/'.join(map(str, case.path))} is {str(value)[:200]}")
+    except (KeyError, IndexError, TypeError) as exc:
+        outcome.problems.append(f"{'/'.join(map(str, case.path))} not in the record ({exc!r})")
+    messages = [str(warning.message) for warning in caught if "RealTimeSavingCallback" in str(warning.message)]
+    counts = callback.value_problems.counts
+    if case.counted is None:
+        outcome.expect(counts == {} and messages == [], f"problems counted: {counts}")
+    else:
+        outcome.expect(counts.get(case.counted, 0) > 1, f"counted {counts}")
+        first = callback.value_problems.first_messages.get(case.counted, "\0")
+        outcome.expect(sum(first in message for message in messages) == 1, f"warnings: {messages}")
     return outcome
