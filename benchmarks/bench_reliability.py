@@ -107,6 +107,8 @@ def round_two_cases() -> Iterator[tuple[str, Callable[[Path], round_two.RoundTwo
         yield f"7. {name}", lambda folder, name=name: round_two.run_signal_in_exit_drain(folder, name)
     for name in round_two.ODD_VALUE_CASES:
         yield f"8. PPO on an env reporting {name}", lambda folder, name=name: round_two.run_odd_env_value(folder, name)
+    for name in round_two.SERIALIZER_CASES:
+        yield f"9. a record holding {name}", lambda folder, name=name: round_two.run_serializer_value(folder, name)
     yield "14. retention through a symlink leaving the save_dir", round_two.run_symlinked_retention
     yield "1, 15. two live writers in one folder, one paused mid-checkpoint", round_two.run_two_live_writers
     yield "1. retention after a finished writer", round_two.run_retention_after_a_finished_writer

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
@@ -525,4 +526,73 @@ def run_odd_env_value(save_dir: Path, name: str) -> RoundTwoOutcome:
         outcome.expect(counts.get(case.counted, 0) > 1, f"counted {counts}")
         first = callback.value_problems.first_messages.get(case.counted, "\0")
         outcome.expect(sum(first in message for message in messages) == 1, f"warnings: {messages}")
+    return outcome
+
+
+# ---------------------------------------------------------------- item 9: values the serializer must not misstate
+class Meters(float):
+    """A float subclass, as unit libraries define."""
+
+
+def _quantized() -> Any:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized creation functions are deprecated
+        return torch.quantize_per_tensor(torch.tensor([1.0, 2.0]), 0.5, 0, torch.quint8)
+
+
+def _nested() -> Any:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the nested-tensor API is a prototype
+        return torch.nested.nested_tensor([torch.ones(2), torch.zeros(3)])
+
+
+def _torch(make: Callable[[Any], Any]) -> Callable[[], Any]:
+    def build() -> Any:
+        import torch
+
+        return make(torch)
+    return build
+
+
+# name -> (a function making the value, what it must read back as (or a check of it), placeholders and
+# non-finite values counted)
+SERIALIZER_CASES: dict[str, tuple[Callable[[], Any], Any, int, int]] = {
+    "masked entries": (lambda: np.ma.masked_array([[1, -999, 3]], mask=[[0, 1, 0]]), [[1, None, 3]], 0, 0),
+    "a masked NaN beside an unmasked inf": (lambda: np.ma.masked_array([np.nan, np.inf, 2.0], mask=[1, 0, 0]),
+                                            [None, None, 2.0], 0, 1),
+    "the masked constant": (lambda: np.ma.masked, None, 0, 0),
+    "a long double": (lambda: np.longdouble(1.5), 1.5, 0, 0),
+    "a long double array": (lambda: np.array([0.25, 4.0], dtype=np.longdouble), [0.25, 4.0], 0, 0),
+    "a float subclass": (lambda: Meters(2.5), 2.5, 0, 0),
+    "float subclasses nested": (lambda: [Meters(1.0), {"x": Meters(-3.0)}], [1.0, {"x": -3.0}], 0, 0),
+    "a sparse tensor": (_torch(lambda torch: torch.eye(2).to_sparse()), [[1.0, 0.0], [0.0, 1.0]], 0, 0),
+    "a float8 tensor": (_torch(lambda torch: torch.tensor([1.0, -2.0]).to(torch.float8_e4m3fn)), [1.0, -2.0], 0, 0),
+    "a quantized tensor": (_quantized, [1.0, 2.0], 0, 0),
+    "a nested tensor": (_nested, [[1.0, 1.0], [0.0, 0.0, 0.0]], 0, 0),
+    "a bfloat16 tensor": (_torch(lambda torch: torch.tensor([0.5], dtype=torch.bfloat16)), [0.5], 0, 0),
+    "a meta tensor (placeholder for that value only)": (
+        _torch(lambda torch: torch.empty(3, device="meta")),
+        lambda value: value[PLACEHOLDER_KEY] == "Tensor" and "meta" in value["reason"], 1, 0),
+}
+
+
+def run_serializer_value(save_dir: Path, name: str) -> RoundTwoOutcome:
+    """One record holding a value of ``SERIALIZER_CASES`` beside ordinary fields, through a
+    real writer: the value reads back as stated, the other fields are kept, and the
+    placeholders and non-finite values are counted as stated."""
+    make, expected, placeholders, nonfinite = SERIALIZER_CASES[name]
+    with SnapshotWriter(save_dir) as writer:
+        writer.submit("custom", {"value": make(), "other": [1, 2.5, "kept"]})
+    outcome = RoundTwoOutcome.of(writer.stats())
+    (record,) = [record for save in open_run(save_dir).saves("custom") for record in save.records()]
+    outcome.expect(record.get("other") == [1, 2.5, "kept"], "the rest of the record was lost")
+    value = record.get("value")
+    outcome.expect(expected(value) if callable(expected) else value == expected, f"read back as {value!r}")
+    stats = writer.stats()
+    outcome.expect((stats["placeholders"], stats["nonfinite_values"]) == (placeholders, nonfinite),
+                   f"counted {stats['placeholders']} placeholder(s), {stats['nonfinite_values']} non-finite")
     return outcome
