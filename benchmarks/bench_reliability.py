@@ -58,25 +58,13 @@ def tmpfs_mounts(root: Path) -> Iterator[Callable[[str], Path]]:
 
 
 @dataclass
-class RoundTwoRow:
+class RoundTwoRow(Tally):
     """One row of the issue-12 table: a scenario's runs added up, and the promises they broke."""
 
-    scenario: str
-    trials: int = 0
-    submitted: int = 0
-    written: int = 0
-    dropped: int = 0
-    failed: int = 0
-    lost: int = 0
     problems: list[str] = field(default_factory=list)
 
-    def add(self, outcome: round_two.RoundTwoOutcome) -> None:
-        self.trials += 1
-        self.submitted += outcome.submitted
-        self.written += outcome.written
-        self.dropped += outcome.dropped
-        self.failed += outcome.failed
-        self.lost += outcome.lost
+    def add_outcome(self, outcome: round_two.RoundTwoOutcome) -> None:
+        self.add(outcome.submitted, outcome.written, outcome.dropped, outcome.failed, outcome.lost, 0)
         self.problems += outcome.problems
 
 
@@ -122,7 +110,7 @@ def run_round_two(work: Path) -> list[RoundTwoRow]:
         for repeat in range(trials(*round_two.REPEATS)):
             folder = work / "round_two" / f"{number:02d}-{repeat}"
             folder.mkdir(parents=True)
-            row.add(run(folder))
+            row.add_outcome(run(folder))
             shutil.rmtree(folder, ignore_errors=True)
         rows.append(row)
     return rows
