@@ -66,7 +66,8 @@ class SnapshotWriter:
         all of them, so that a slow store is paid once per drain, not once per save.
         Default 64.
     :param drain_interval: seconds between the writer thread's scheduled drains; a
-        quarter-full queue, :meth:`flush` and :meth:`close` wake it sooner. Longer
+        queue a quarter full (by count or bytes), :meth:`flush` and :meth:`close` wake
+        it sooner. Longer
         intervals mean fewer GIL hand-overs with the training thread; 0 wakes it for
         every snapshot. Default 0.05.
     :param io: ``"direct"`` (default) or ``"aiofiles"``; see :class:`LocalSink`.
@@ -444,9 +445,8 @@ class SnapshotWriter:
 
     async def _dispatch(self, batch: list[Snapshot]) -> None:
         """Start every snapshot's store: files at most ``max_in_flight`` (and
-        ``queue_bytes``) at a time,
-        lines of one category as one append (categories concurrently). Then advance the
-        completion mark."""
+        ``queue_bytes``) at a time, lines of one category as one append (categories
+        concurrently). Then advance the completion mark."""
         lines: dict[str, list[tuple[Snapshot, dict[str, Any]]]] = {}
         self._unfinished.update(snapshot.sequence for snapshot in batch)
         self._taken_sequence = batch[-1].sequence
