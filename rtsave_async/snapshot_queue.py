@@ -6,6 +6,12 @@ early only when the queue fills up, so that saving does not make the two threads
 trade the GIL on every snapshot. When the queue is full the back-pressure policy
 decides what happens, and every snapshot that does not make it is counted per
 category -- never silently lost.
+
+The queue is bounded twice: by a count (``capacity`` snapshots) and by bytes
+(``max_bytes``, measured with :func:`estimate_bytes`, a cheap estimate taken on the
+training thread). It is full when either bound would be passed. A single snapshot
+larger than ``max_bytes`` is still accepted once the queue is empty (alone it may pass
+the byte bound), so a big save is delayed, never refused for its size alone.
 """
 
 from __future__ import annotations
@@ -17,9 +23,58 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from rtsave_async.validation import check_number, check_positive_int
 
 _ROOM_POLL_SECONDS = 0.01
+DEFAULT_QUEUE_BYTES = 512 * 1024 * 1024
+RECORD_BYTES = 64  # a record's JSON size apart from the values estimate_bytes sizes
+VALUE_BYTES = 16  # a scalar or a value too deep to look at
+_ESTIMATE_DEPTH = 4  # containers below this depth count as VALUE_BYTES
+_ESTIMATE_SAMPLES = 2  # a longer list is sized from its first and last items
+_SCALAR_TYPES = frozenset((int, float, bool, type(None)))
+
+
+def estimate_bytes(value: Any, depth: int = 0) -> int:
+    """A cheap estimate of ``value``'s size once stored, in bytes, for the queue's byte bound.
+
+    Exact for what dominates big saves (numpy arrays and tensors: ``nbytes``; str and
+    bytes: their length); a dict counts ``RECORD_BYTES`` plus its values, a scalar
+    ``VALUE_BYTES``; a list of more than two items is sized from its first and last
+    items (the records of one save are alike, one per env), so the cost does not grow
+    with the list. Below four levels of nesting, a container counts ``VALUE_BYTES``.
+    Never raises.
+    """
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return VALUE_BYTES
+    if kind is str or kind is bytes or kind is bytearray:
+        return len(value)
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, np.generic):
+        return VALUE_BYTES
+    if depth >= _ESTIMATE_DEPTH:
+        return VALUE_BYTES
+    if isinstance(value, dict):
+        total = RECORD_BYTES
+        for item in value.values():
+            total += VALUE_BYTES if type(item) in _SCALAR_TYPES else estimate_bytes(item, depth + 1)
+        return total
+    if isinstance(value, (list, tuple)):
+        if len(value) > _ESTIMATE_SAMPLES:
+            sampled = estimate_bytes(value[0], depth + 1) + estimate_bytes(value[-1], depth + 1)
+            return VALUE_BYTES + sampled * len(value) // 2
+        return VALUE_BYTES + sum(estimate_bytes(item, depth + 1) for item in value)
+    if isinstance(value, (str, bytes, bytearray)):  # subclasses
+        return len(value)
+    if kind.__module__.startswith("torch") and hasattr(value, "element_size"):
+        try:
+            return int(value.nelement() * value.element_size())
+        except Exception:  # a tensor that cannot tell (e.g. nested): its JSON will say
+            return VALUE_BYTES
+    return VALUE_BYTES
 
 
 class BackPressure(str, enum.Enum):
@@ -46,10 +101,12 @@ class Snapshot:
     attachments: dict[str, Callable[[], bytes]] = field(default_factory=dict)  # suffix -> encoder
     on_written: Callable[[str | None], Any] | None = None  # hears the stored url, or None
     sequence: int = 0  # enqueue order within one queue, starting at 1
+    size: int = 0  # estimate_bytes of the payload, set by the queue
 
 
 class SnapshotQueue:
-    """A FIFO of :class:`Snapshot` holding at most ``capacity`` items.
+    """A FIFO of :class:`Snapshot` holding at most ``capacity`` items and, but for a
+    single oversized one, at most ``max_bytes`` estimated bytes.
 
     ``on_ready`` is called (from the producer's thread) when the queue reaches
     ``wake_at`` items while the consumer is waiting for work; below that the consumer
@@ -69,8 +126,10 @@ class SnapshotQueue:
         on_ready: Callable[[], None] = lambda: None,
         wake_at: int = 1,
         on_evict: Callable[[Snapshot], None] = lambda snapshot: None,
+        max_bytes: int = DEFAULT_QUEUE_BYTES,
     ) -> None:
         self.capacity = check_positive_int("queue_size", capacity)
+        self.max_bytes = check_positive_int("queue_bytes", max_bytes)
         self.block_timeout = check_number("block_timeout", block_timeout, 0, "seconds")
         try:
             self.policy = BackPressure(policy)
@@ -86,56 +145,82 @@ class SnapshotQueue:
         self._consumer_waiting = False
         self.last_sequence = 0
         self.peak_depth = 0
+        self.peak_bytes = 0
+        # Queued bytes = added - taken - evicted; each counter has one writing thread, so
+        # the consumer needs no lock (an int's += is not atomic across threads).
+        self._bytes_added = 0  # producers, under _producers
+        self._bytes_evicted = 0  # producers, under _producers
+        self._bytes_taken = 0  # the consumer
         self.dropped: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def queued_bytes(self) -> int:
+        """The estimated bytes of the snapshots waiting now."""
+        return self._bytes_added - self._bytes_evicted - self._bytes_taken
+
     def put(self, snapshot: Snapshot) -> bool:
         """Enqueue ``snapshot``; False if it was dropped (see :class:`BackPressure`)."""
-        evicted, refused, wake = None, False, False
+        snapshot.size = estimate_bytes(snapshot.payload)
+        evicted: list[Snapshot] = []
+        refused = wake = False
         with self._producers:
-            if len(self._items) >= self.capacity:
+            if self._full(snapshot.size):
                 if self.policy is BackPressure.DROP_OLDEST:
-                    evicted = self._evict_oldest()
-                elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room():
+                    evicted = self._evict_for(snapshot.size)
+                elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room(snapshot.size):
                     self.dropped[snapshot.category] += 1
                     refused = True
             if not refused:
                 snapshot.sequence = self.last_sequence + 1
+                self._bytes_added += snapshot.size
                 self._items.append(snapshot)
                 self.last_sequence = snapshot.sequence  # after the append: a flush never waits for a missing item
                 self.peak_depth = max(self.peak_depth, len(self._items))
-                wake = self._consumer_waiting and len(self._items) >= self._wake_at
+                self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
+                wake = self._consumer_waiting and (len(self._items) >= self._wake_at
+                                                   or self.queued_bytes >= self.max_bytes // 4)
                 if wake:
                     self._consumer_waiting = False
-        if evicted is not None or refused:
+        if evicted or refused:
             # The queue is full: hand the GIL over, or producers that keep submitting
             # starve the writer thread, which needs it back after every system call.
             time.sleep(0)
-        if evicted is not None:
-            self._on_evict(evicted)
+        for snapshot_evicted in evicted:
+            self._on_evict(snapshot_evicted)
         if wake:
             self._on_ready()
         return not refused
 
-    def _evict_oldest(self) -> Snapshot | None:
-        try:
-            evicted = self._items.popleft()
-        except IndexError:  # the consumer emptied the queue meanwhile
-            return None
-        self.dropped[evicted.category] += 1
+    def _full(self, size: int) -> bool:
+        """Whether a snapshot of ``size`` bytes has no room: the count is reached, or its
+        bytes would pass ``max_bytes`` (an empty queue always has room)."""
+        return len(self._items) >= self.capacity or bool(self._items) and self.queued_bytes + size > self.max_bytes
+
+    def _evict_for(self, size: int) -> list[Snapshot]:
+        """Under ``drop_oldest``: evict from the front until a snapshot of ``size`` fits."""
+        evicted = []
+        while self._full(size):
+            try:
+                oldest = self._items.popleft()
+            except IndexError:  # the consumer emptied the queue meanwhile
+                break
+            self._bytes_evicted += oldest.size
+            self.dropped[oldest.category] += 1
+            evicted.append(oldest)
         return evicted
 
-    def _wait_for_room(self) -> bool:
-        """Under ``block``: wait up to ``block_timeout`` for a free slot."""
+    def _wait_for_room(self, size: int) -> bool:
+        """Under ``block``: wait up to ``block_timeout`` for room for ``size`` bytes."""
         deadline = time.monotonic() + self.block_timeout
-        while len(self._items) >= self.capacity:
+        while self._full(size):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             with self._room:
-                if len(self._items) >= self.capacity:
+                if self._full(size):
                     # Short slices: the consumer only notifies when it gets the lock without waiting.
                     self._room.wait(min(remaining, _ROOM_POLL_SECONDS))
         return True
@@ -161,9 +246,11 @@ class SnapshotQueue:
         batch: list[Snapshot] = []
         while len(batch) < max_items:
             try:
-                batch.append(self._items.popleft())
+                snapshot = self._items.popleft()
             except IndexError:
                 break
+            self._bytes_taken += snapshot.size
+            batch.append(snapshot)
         return batch
 
     def forget_after_fork(self) -> int:
@@ -171,6 +258,7 @@ class SnapshotQueue:
         thread of the parent may have held at the fork. Returns how many were pending."""
         pending = len(self._items)
         self._items = deque()
+        self._bytes_added = self._bytes_evicted = self._bytes_taken = 0
         self._producers = threading.RLock()
         self._room = threading.Condition(threading.Lock())
         return pending

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def python_child(code: str, *args: str, **popen_kwargs) -> subprocess.Popen:
-    """Start ``python -c code args...`` with the project importable, stdout piped."""
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **popen_kwargs,
-    )
+from tests.support.processes import PROJECT_ROOT, python_child  # noqa: F401  (tests import them from here)
 
 
 @pytest.fixture

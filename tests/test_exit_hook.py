@@ -13,70 +13,17 @@ import pytest
 from conftest import python_child
 from rtsave_async import list_snapshot_files, load_records
 from rtsave_async.writer import STATS_FILE_NAME
-
-# A child that queues ``count`` snapshots behind a slow disk (2 ms a file), reports how
-# many are still queued, then ends as ``mode`` says.
-SLOW_PRODUCER = """
-    import os, sys, time, signal
-    from rtsave_async import SnapshotWriter
-    from rtsave_async.sinks import LocalSink
-    from tests.support.sinks import SlowSink
-
-    save_dir, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    SIGNAL_MODES = sys.argv[4].split(",")
-    if mode == "chained_sigterm":
-        def user_handler(signum, frame):
-            open(os.path.join(save_dir, "user_handler_ran"), "w").close()
-            sys.exit(7)
-        os.makedirs(save_dir, exist_ok=True)
-        signal.signal(signal.SIGTERM, user_handler)
-    writer = SnapshotWriter(save_dir, queue_size=count, exit_timeout=30, sink=SlowSink(LocalSink(save_dir), 0.002))
-    for index in range(count):
-        writer.submit("episodes", {"index": index})
-    print("queued", len(writer._queue), flush=True)
-    if mode == "raise":
-        raise RuntimeError("training crashed")
-    if mode == "sys_exit":
-        sys.exit(3)
-    if mode in SIGNAL_MODES:
-        time.sleep(120)
-"""
-
-SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sighup": signal.SIGHUP,
-           "chained_sigterm": signal.SIGTERM}
+from tests.support.round_two_scenarios import PRODUCER_ENDS, run_slow_producer_end
 
 
-def run_slow_producer(save_dir: Path, mode: str, count: int = 300) -> tuple[int, str, int]:
-    child = python_child(SLOW_PRODUCER, str(save_dir), mode, str(count), ",".join(SIGNALS))
-    queued_line = child.stdout.readline()
-    if mode in SIGNALS:
-        child.send_signal(SIGNALS[mode])
-    _, stderr = child.communicate(timeout=120)
-    assert queued_line.startswith("queued"), stderr
-    return child.returncode, stderr, int(queued_line.split()[1])
-
-
-@pytest.mark.parametrize("mode", ["return", "raise", "sys_exit", "sigint", "sigterm", "sighup"])
+@pytest.mark.parametrize("mode", PRODUCER_ENDS)
 def test_every_submitted_record_is_on_disk_after_the_process_ends(tmp_path: Path, mode: str) -> None:
-    returncode, stderr, still_queued = run_slow_producer(tmp_path, mode)
-    assert still_queued > 0  # the end came while records were waiting
-    expected_returncode = {"return": 0, "raise": 1, "sys_exit": 3, "sigterm": -signal.SIGTERM,
-                           "sighup": -signal.SIGHUP}
-    if mode in expected_returncode:
-        assert returncode == expected_returncode[mode], stderr
-    else:
-        assert "KeyboardInterrupt" in stderr and returncode != 0
-    indexes = [snapshot[0]["index"] for snapshot in load_records(tmp_path, "episodes")]
-    assert indexes == list(range(300))
-    stats = orjson.loads((tmp_path / STATS_FILE_NAME).read_bytes())
-    assert stats["written"] == stats["submitted"] == 300 and stats["dropped"] == 0
+    assert run_slow_producer_end(tmp_path, mode).problems == []
 
 
 def test_sigterm_flushes_then_chains_to_the_users_handler(tmp_path: Path) -> None:
-    returncode, stderr, _ = run_slow_producer(tmp_path, "chained_sigterm")
-    assert returncode == 7, stderr
+    assert run_slow_producer_end(tmp_path, "chained_sigterm").problems == []  # exit status 7: the user's handler
     assert (tmp_path / "user_handler_ran").exists()
-    assert len(list_snapshot_files(tmp_path, "episodes")) == 300
 
 
 STREAMER = """

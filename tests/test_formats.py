@@ -78,8 +78,9 @@ def test_segments_round_trip_every_category_and_checkpoints_stay_files(tmp_path:
 def test_segments_rotate_by_size_and_continue_in_order(tmp_path: Path) -> None:
     payload = os.urandom(300_000).hex()  # incompressible: 600 kB a save
     with SnapshotWriter(tmp_path, format="jsonl.zst", segment_bytes=1024 * 1024, batch_size=1) as writer:
-        for index in range(6):
+        for index in range(6):  # flushed one by one: a backlog would be coalesced into one frame
             writer.submit("episodes", [{"index": index, "payload": payload}])
+            writer.flush()
     segments = sorted(parse_name(path.name) for path in (tmp_path / "episodes").iterdir())
     assert len(segments) >= 2 and all(segment.kind == "segment" for segment in segments)
     assert [segment.seq for segment in segments] == list(range(1, len(segments) + 1))

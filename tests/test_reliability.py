@@ -37,6 +37,8 @@ from tests.support.reliability_scenarios import (
     READER_SECONDS,
     SIGKILL_STREAM_TRIALS,
     SIGKILL_TRAIN_TRIALS,
+    SLOW_DISK_CASES,
+    SLOW_DISK_TIMESTEPS,
     STALLED_ENDS,
     STALLED_EXIT_BOUND,
     KillTrial,
@@ -57,6 +59,7 @@ from tests.support.reliability_scenarios import (
     run_graceful_end,
     run_load,
     run_sigkill_trials,
+    run_slow_disk,
     run_stalled_disk_exit,
     trials,
 )
@@ -383,6 +386,21 @@ def test_eight_flat_out_producers_on_a_small_queue_add_up_exactly(tmp_path: Path
     print(f"\nload {policy}: {outcome.submitted} submitted, {stats['written']} written, {stats['dropped']} dropped; "
           f"peak RSS {outcome.peak_rss / MiB:.1f} MiB (+{growth / MiB:.1f} MiB)")
     assert growth < LOAD_RSS_GROWTH_LIMIT
+
+
+@pytest.mark.parametrize("format_name, policy", [case for case in SLOW_DISK_CASES
+                                                  if case in (("jsonl.zst", "block"), ("json", "drop_newest"))])
+def test_training_on_a_slow_store_loses_nothing_and_counts_every_drop(tmp_path: Path, format_name: str,
+                                                                     policy: str) -> None:
+    outcome = run_slow_disk(tmp_path, format_name, policy, trials(*SLOW_DISK_TIMESTEPS))
+    stats = outcome.stats
+    print(f"\nslow store {format_name} {policy}: {outcome.ratio:.2f}x of no saving, {stats['stores']} stores for "
+          f"{stats['written']} saves, {stats['dropped']} dropped")
+    assert outcome.lost == 0 and outcome.torn == 0 and outcome.in_order
+    assert stats["pending"] == stats["failed"] == 0
+    assert outcome.saves_read_back == stats["written"]
+    if format_name == "jsonl.zst":  # coalesced: the slow store is paid per drain, and block never had to drop
+        assert stats["dropped"] == 0 and stats["stores"] < stats["written"] // 4
 
 
 # ---------------------------------------------------------------- 7. readers during writes

@@ -128,9 +128,9 @@ class RealTimeSavingCallback(BaseCallback):
     :param verbose: 0 silent, 1 a summary at training end, 2 also one line per save
     :param save_learning_metrics: write ``learning_metrics`` records; default True
     :param writer_options: keyword arguments for the :class:`SnapshotWriter` the
-        callback creates (``queue_size``, ``policy``, ``block_timeout``, ``durable``,
-        ``exit_timeout``, ``batch_size``, ``drain_interval``, ``io``); default None =
-        writer defaults
+        callback creates (``queue_size``, ``queue_bytes``, ``policy``, ``block_timeout``,
+        ``durable``, ``exit_timeout``, ``batch_size``, ``drain_interval``, ``io``);
+        default None = writer defaults
     :param writer: an existing writer to submit to instead (its ``save_dir`` must be
         ``save_dir``); the callback flushes but never closes it; default None
     :param success_window: finished episodes averaged in ``recent_success_rate_avg``;

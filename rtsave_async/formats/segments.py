@@ -22,7 +22,7 @@ from rtsave_async.formats.metadata import segment_line
 from rtsave_async.sinks.base import Sink
 from rtsave_async.snapshot_queue import Snapshot
 from rtsave_async.validation import check_number, check_positive_int
-from rtsave_async.formats.serialize import SnapshotSerializer
+from rtsave_async.formats.serialize import PIECE_BYTES, PIECES_ABOVE_BYTES, SnapshotSerializer
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 MIN_SEGMENT_BYTES = 1024 * 1024
@@ -72,9 +72,8 @@ class SegmentStore:
         spent serializing and compressing.
         """
         encode_started = time.perf_counter_ns()
-        dumps = self._serializer.dumps
-        frame = self._compressor.compress(
-            b"".join([dumps(segment_line(snapshot.payload, metadata)) + b"\n" for snapshot, metadata in items]))
+        lines = [self._serializer.dumps(segment_line(snapshot.payload, metadata)) for snapshot, metadata in items]
+        frame = self._compress(lines)
         encode_ns = time.perf_counter_ns() - encode_started
         segment = self._open.get(category)
         if segment is None:
@@ -84,6 +83,24 @@ class SegmentStore:
         if segment.size >= self._segment_bytes:
             await self.publish(category)
         return segment.key, len(frame), encode_ns
+
+    def _compress(self, lines: list[bytes | bytearray]) -> bytes | bytearray:
+        """One zstd frame of ``lines``, each ended by a newline. Hundreds of MB are fed
+        to the compressor ``PIECE_BYTES`` at a time, handing the GIL over in between,
+        instead of joined first (a copy that would hold the GIL as long as orjson did)."""
+        size = sum(map(len, lines)) + len(lines)
+        if size <= PIECES_ABOVE_BYTES:
+            return self._compressor.compress(b"\n".join(lines) + b"\n")
+        stream = self._compressor.compressobj(size=size)
+        frame = bytearray()
+        for line in lines:
+            view = memoryview(line)
+            for start in range(0, len(view), PIECE_BYTES):
+                frame += stream.compress(view[start:start + PIECE_BYTES])
+                time.sleep(0)
+            frame += stream.compress(b"\n")
+        frame += stream.flush()
+        return frame
 
     async def publish_aged(self) -> None:
         """Publish every segment open longer than ``segment_age``."""

@@ -9,6 +9,10 @@ sets, bytes, paths); the rest become a marked placeholder
 ``{"$unserializable": <type>, "repr": ..., "reason": ...}`` in place of that value only,
 and are counted. NaN and +-Inf are written as ``null`` and counted.
 
+orjson holds the GIL for as long as one call runs (about 1 s for a 200 MB array), so
+a very large payload's big arrays and long lists are encoded in pieces of about 1 MiB
+with a GIL hand-over between them; the bytes are identical to the one-piece encoding.
+
 A cheap first orjson pass, which writes no numpy data, decides whether the payload can
 take that fast path. Payloads it refuses go through a pure-Python repair pass first:
 cycles, nesting deeper than 254, integers beyond 64 bits, strings that are not valid
@@ -31,10 +35,15 @@ import base64
 import dataclasses
 import math
 import os
+import re
+import time
+import uuid
 from typing import Any
 
 import numpy as np
 import orjson
+
+from rtsave_async.snapshot_queue import estimate_bytes
 
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 PLACEHOLDER_KEY = "$unserializable"
@@ -42,6 +51,9 @@ BYTES_KEY = "$bytes_base64"
 _MAX_DEPTH = 200  # below orjson's own limit of 254, leaving room for default() results
 _INT_RANGE = (-(2**63), 2**64 - 1)
 _REPR_LIMIT = 200
+PIECES_ABOVE_BYTES = 8 * 1024 * 1024  # payloads estimated larger have their big values serialized in pieces
+PIECE_BYTES = 1024 * 1024  # of a numpy array's data per orjson call (a few ms of GIL)
+PIECE_ITEMS = 65536  # of a list of plain values per orjson call
 _LEAF_TYPES = frozenset((str, int, float, bool, type(None)))  # exact types: nothing inside to walk
 _NUMBER_TYPES = frozenset((float, int, bool))  # all accepted by math.isfinite
 _NUMPY_SCALARS_NOT_DATETIME = frozenset(
@@ -59,8 +71,24 @@ class SnapshotSerializer:
         self.nonfinite = 0  # NaN/Inf values written as null
         self._pending_placeholders = 0
 
-    def dumps(self, payload: Any) -> bytes:
-        """Serialize ``payload``; always returns valid JSON bytes."""
+    def dumps(self, payload: Any) -> bytes | bytearray:
+        """Serialize ``payload``; always returns valid JSON bytes.
+
+        A payload estimated above ``PIECES_ABOVE_BYTES`` has its big numpy arrays and
+        long lists of plain values serialized ``PIECE_BYTES`` (or ``PIECE_ITEMS``
+        items) at a time, handing the GIL to other threads between pieces; the bytes
+        are the same as in one piece, returned as a ``bytearray`` (assembled piece by
+        piece too).
+        """
+        pieced = self._encode_in_pieces(payload) if estimate_bytes(payload) > PIECES_ABOVE_BYTES else None
+        data, has_null = pieced if pieced is not None else self._encode(payload)
+        if has_null:
+            self.nonfinite += count_nonfinite(payload)
+        return data
+
+    def _encode(self, payload: Any) -> tuple[bytes, bool]:
+        """``payload`` in one orjson call (after a repair pass if it needs one), and
+        whether the text holds a ``null`` (only then are non-finite values counted)."""
         try:
             _check_fast_path(payload)
             data = self._attempt(payload)
@@ -71,9 +99,57 @@ class SnapshotSerializer:
             except (TypeError, RecursionError) as exc:
                 self._pending_placeholders = 0
                 data = self._attempt([self._placeholder(payload, f"whole snapshot: {exc}")])
-        if b"null" in data:
-            self.nonfinite += count_nonfinite(payload)
-        return data
+        return data, b"null" in data
+
+    def _encode_in_pieces(self, payload: Any) -> tuple[bytearray, bool] | None:
+        """``payload`` with its big values cut out, encoded, and each big value spliced
+        back in where its marker string landed, encoded piece by piece. None when there
+        is nothing big to cut out, or the payload's shape (a cycle, deep nesting, a
+        marker that did not survive) is left to the one-piece encoding."""
+        token = f"$rtsave-piece-{uuid.uuid4().hex}-"
+        large: list[Any] = []
+        try:
+            skeleton = _cut_out_large(payload, token, large, set(), 0)
+        except _KeepWhole:
+            return None
+        if not large:
+            return None
+        placeholders_before = self.placeholders
+        head, has_null = self._encode(skeleton)
+        markers = list(re.finditer(b'"' + re.escape(token.encode()) + rb'(\d+)"', head))
+        if sorted(int(marker.group(1)) for marker in markers) != list(range(len(large))):
+            self.placeholders = placeholders_before  # e.g. the skeleton became one placeholder
+            return None
+        parts: list[bytes | memoryview] = []
+        written = 0
+        for marker in markers:
+            parts.append(memoryview(head)[written:marker.start()])
+            has_null = self._encode_large(large[int(marker.group(1))], parts) or has_null
+            written = marker.end()
+        parts.append(memoryview(head)[written:])
+        data = bytearray()
+        for part in parts:  # no b"".join: one copy of hundreds of MB would hold the GIL for as long again
+            data += part
+            time.sleep(0)
+        return data, has_null
+
+    def _encode_large(self, value: np.ndarray | list[Any], parts: list[bytes | memoryview]) -> bool:
+        """Append ``value``'s JSON array to ``parts`` a piece at a time; whether it holds a null."""
+        if isinstance(value, np.ndarray):
+            step = max(1, PIECE_BYTES // max(1, value.nbytes // len(value)))
+        else:
+            step = PIECE_ITEMS
+        has_null = False
+        parts.append(b"[")
+        for start in range(0, len(value), step):
+            piece, piece_has_null = self._encode(value[start:start + step])
+            has_null = has_null or piece_has_null
+            if start:
+                parts.append(b",")
+            parts.append(memoryview(piece)[1:-1])
+            time.sleep(0)  # orjson holds the GIL while it runs: let the training thread in between pieces
+        parts.append(b"]")
+        return has_null
 
     def _attempt(self, payload: Any) -> bytes:
         """One orjson pass; placeholders made for it count only if it succeeds."""
@@ -221,6 +297,39 @@ def count_nonfinite(obj: Any) -> int:
             seen.add(id(item))
             stack.extend(getattr(item, field.name) for field in dataclasses.fields(item))
     return count
+
+
+class _KeepWhole(Exception):
+    """The payload is left to the one-piece encoding."""
+
+
+def _is_large(value: Any) -> bool:
+    """A value worth encoding in pieces: a plain numeric numpy array of more than
+    ``PIECE_BYTES``, or a list of more than ``PIECE_ITEMS`` plain values."""
+    if type(value) is np.ndarray:
+        return value.dtype.kind in "biuf" and value.ndim >= 1 and len(value) > 1 and value.nbytes > PIECE_BYTES
+    return type(value) is list and len(value) > PIECE_ITEMS and set(map(type, value)) <= _LEAF_TYPES
+
+
+def _cut_out_large(value: Any, token: str, large: list[Any], active: set[int], depth: int) -> Any:
+    """A copy of ``value``'s dicts, lists and tuples with every large value replaced by
+    the string ``token + <its index in large>``. Raises ``_KeepWhole`` on a cycle or
+    nesting the one-piece encoding must judge."""
+    if _is_large(value):
+        large.append(value)
+        return f"{token}{len(large) - 1}"
+    kind = type(value)
+    if kind is not dict and kind is not list and kind is not tuple:
+        return value
+    if id(value) in active or depth >= _MAX_DEPTH:
+        raise _KeepWhole
+    active.add(id(value))
+    try:
+        if kind is dict:
+            return {key: _cut_out_large(item, token, large, active, depth + 1) for key, item in value.items()}
+        return [_cut_out_large(item, token, large, active, depth + 1) for item in value]
+    finally:
+        active.discard(id(value))
 
 
 def _check_fast_path(payload: Any) -> None:

@@ -28,7 +28,7 @@ from rtsave_async.formats.segments import DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_B
 from rtsave_async.formats.serialize import SnapshotSerializer
 from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
-from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
+from rtsave_async.snapshot_queue import DEFAULT_QUEUE_BYTES, BackPressure, Snapshot, SnapshotQueue
 from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook, manifest
 from rtsave_async.writer.stats import WriterStats
@@ -49,6 +49,10 @@ class SnapshotWriter:
 
     :param save_dir: root folder; created when the writer starts.
     :param queue_size: how many submitted snapshots may wait. Default 1024.
+    :param queue_bytes: how many bytes they may hold, as estimated on the training thread
+        (numpy arrays, tensors and strings by their size, plus 64 per record; see
+        :func:`~rtsave_async.snapshot_queue.estimate_bytes`). A single larger snapshot is
+        still taken, once the queue is empty. Default 512 MiB.
     :param policy: back-pressure when the queue is full: ``"block"`` (default),
         ``"drop_oldest"`` or ``"drop_newest"``; see :class:`BackPressure`.
     :param block_timeout: seconds ``submit`` waits for room under ``"block"`` before
@@ -56,10 +60,14 @@ class SnapshotWriter:
     :param durable: fsync every file, append and folder (local sink). Default False.
     :param exit_timeout: seconds that ``close()`` and the exit hook (normal exit,
         SIGTERM, SIGINT) wait for the queue to drain. Default 10.0.
-    :param batch_size: most snapshots taken from the queue per drain; with
-        ``"jsonl.zst"`` a batch's saves of one category become one zstd frame. Default 64.
+    :param batch_size: most snapshots taken from the queue per drain. With
+        ``"jsonl.zst"`` a drain's saves of one category become one zstd frame, one
+        append, and when more are waiting (the writer has fallen behind) a drain takes
+        all of them, so that a slow store is paid once per drain, not once per save.
+        Default 64.
     :param drain_interval: seconds between the writer thread's scheduled drains; a
-        quarter-full queue, :meth:`flush` and :meth:`close` wake it sooner. Longer
+        queue a quarter full (by count or bytes), :meth:`flush` and :meth:`close` wake
+        it sooner. Longer
         intervals mean fewer GIL hand-overs with the training thread; 0 wakes it for
         every snapshot. Default 0.05.
     :param io: ``"direct"`` (default) or ``"aiofiles"``; see :class:`LocalSink`.
@@ -70,8 +78,10 @@ class SnapshotWriter:
     :param segment_age: ``"jsonl.zst"``: ... or once it is this many seconds old. Default 300.
     :param writer_name: this writer's id in the data and manifests; default
         ``<host>-<pid>-<YYYYMMDDTHHMMSSZ>`` of its start.
-    :param max_in_flight: most stores the writer awaits at once (helps slow, e.g.
-        remote, sinks). Default 4.
+    :param max_in_flight: most file stores the writer awaits at once (a slow, e.g.
+        remote, sink overlaps them; ``"json"`` writes one file per save, so this bounds
+        how many saves per store latency it can absorb; stores in flight also hold
+        at most ``queue_bytes``, but for a lone bigger one). Default 32.
     :param sink: where to store; default ``LocalSink(save_dir, durable, io)``.
     """
 
@@ -80,6 +90,7 @@ class SnapshotWriter:
         save_dir: str | os.PathLike[str],
         *,
         queue_size: int = 1024,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         policy: BackPressure | str = BackPressure.BLOCK,
         block_timeout: float = 1.0,
         durable: bool = False,
@@ -91,7 +102,7 @@ class SnapshotWriter:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         segment_age: float = DEFAULT_SEGMENT_AGE,
         writer_name: str | None = None,
-        max_in_flight: int = 4,
+        max_in_flight: int = 32,
         sink: Sink | None = None,
     ) -> None:
         if "\0" in os.fspath(save_dir):
@@ -100,6 +111,7 @@ class SnapshotWriter:
         check_number("drain_interval", drain_interval, 0, "seconds")
         check_positive_int("batch_size", batch_size)
         check_positive_int("queue_size", queue_size)
+        check_positive_int("queue_bytes", queue_bytes)
         check_positive_int("max_in_flight", max_in_flight)
         self.format = validate_format(format)
         self.save_dir = Path(save_dir)
@@ -121,14 +133,15 @@ class SnapshotWriter:
                           if self.format == JSONL_ZST else None)
         wake_at = 1 if drain_interval == 0 else max(1, queue_size // 4)
         self._queue = SnapshotQueue(queue_size, policy, block_timeout, on_ready=self._wake_writer, wake_at=wake_at,
-                                    on_evict=self._evicted)
+                                    on_evict=self._evicted, max_bytes=queue_bytes)
         self._stats = WriterStats()
         self._info = manifest.writer_info(self.writer_id, self.format, self._started)
         self._valid_categories: set[str] = set()
         self._snapshot_counts: dict[str, int] = {}  # category -> saves numbered so far (_rtsave.seq)
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # queue sequence -> its file store
         self._unfinished: set[int] = set()  # queue sequences taken, not yet stored or failed
-        self._in_flight_slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._in_flight_bytes = 0  # estimated bytes of the snapshots in self._in_flight
         self._taken_sequence = 0
         self._stats_written_at = 0.0
         self._drops_reported = 0
@@ -295,6 +308,7 @@ class SnapshotWriter:
             "format": self.format,
             "policy": self._queue.policy.value,
             "queue_capacity": self._queue.capacity,
+            "queue_bytes_capacity": self._queue.max_bytes,
             "submitted": self._submitted,
             "written": sum(stats.written.values()),
             "failed": sum(stats.failed.values()),
@@ -303,6 +317,8 @@ class SnapshotWriter:
             - self._queue.dropped.total(),
             "queue_depth": len(self._queue),
             "peak_queue_depth": self._queue.peak_depth,
+            "peak_queue_bytes": self._queue.peak_bytes,
+            "stores": stats.stores,
             "bytes_written": stats.bytes_written,
             "nonfinite_values": self._serializer.nonfinite,
             "placeholders": self._serializer.placeholders,
@@ -387,6 +403,8 @@ class SnapshotWriter:
     async def _drain(self) -> None:
         while True:
             batch = self._queue.take_batch(self._batch_size)
+            if self._segments is not None and len(self._queue):  # fallen behind: coalesce the whole backlog
+                batch += self._queue.take_batch(self._queue.capacity)
             if batch:
                 await self._dispatch(batch)
             elif self._stopping:
@@ -426,8 +444,9 @@ class SnapshotWriter:
         self._wake.clear()
 
     async def _dispatch(self, batch: list[Snapshot]) -> None:
-        """Start every snapshot's store: files at most ``max_in_flight`` at a time,
-        lines of one category as one append. Then advance the completion mark."""
+        """Start every snapshot's store: files at most ``max_in_flight`` (and
+        ``queue_bytes``) at a time, lines of one category as one append (categories
+        concurrently). Then advance the completion mark."""
         lines: dict[str, list[tuple[Snapshot, dict[str, Any]]]] = {}
         self._unfinished.update(snapshot.sequence for snapshot in batch)
         self._taken_sequence = batch[-1].sequence
@@ -436,21 +455,29 @@ class SnapshotWriter:
             if self._segments is not None and self._segments.takes(snapshot):
                 lines.setdefault(snapshot.category, []).append((snapshot, metadata))
                 continue
-            await self._in_flight_slots.acquire()
+            await self._room_in_flight(snapshot.size)
             try:
                 stem = await self._files.reserve_stem(snapshot)
             except OSError as exc:
-                self._in_flight_slots.release()
                 self._fail([snapshot], exc)
                 self._finished([snapshot])
                 continue
             task = self._loop.create_task(self._store_file(snapshot, stem, metadata))
             self._in_flight[snapshot.sequence] = task
+            self._in_flight_bytes += snapshot.size
             task.add_done_callback(lambda _task, done=snapshot: self._store_done(done))
-        for category, items in lines.items():
-            await self._append_lines(category, items)
-            self._finished([snapshot for snapshot, _ in items])
+        # One append per category, all categories at once: a slow store's latency is paid once per drain.
+        await asyncio.gather(*(self._append_lines(category, items) for category, items in lines.items()))
+        self._finished([snapshot for items in lines.values() for snapshot, _ in items])
         await self._housekeeping()
+
+    async def _room_in_flight(self, size: int) -> None:
+        """Until fewer than ``max_in_flight`` file stores are in flight and, but for a
+        lone one, a snapshot of ``size`` bytes keeps them within ``queue_bytes``: what the
+        writer holds in its hands is bounded like what waits in the queue."""
+        while len(self._in_flight) >= self._max_in_flight or (
+                self._in_flight and self._in_flight_bytes + size > self._queue.max_bytes):
+            await asyncio.wait(list(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED)
 
     def _next_metadata(self, snapshot: Snapshot) -> dict[str, Any]:
         count = self._snapshot_counts.get(snapshot.category, 0) + 1
@@ -459,7 +486,7 @@ class SnapshotWriter:
 
     def _store_done(self, snapshot: Snapshot) -> None:
         del self._in_flight[snapshot.sequence]
-        self._in_flight_slots.release()
+        self._in_flight_bytes -= snapshot.size
         self._finished([snapshot])
 
     def _finished(self, snapshots: list[Snapshot]) -> None:

@@ -35,6 +35,7 @@ class WriterStats:
         self.written: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.bytes_written = 0
+        self.stores = 0  # data stores made: a segment append holding many saves counts once
         self.errors: list[str] = []  # the first distinct messages, at most _ERRORS_KEPT
         self._error_kinds: set[tuple[object, ...]] = set()
         self.serialize_latency = LatencyWindow()
@@ -43,6 +44,7 @@ class WriterStats:
     def record_written(self, category: str, size: int, serialize_ns: int, write_ns: int, count: int = 1) -> None:
         """``count`` snapshots stored together (one segment frame: one latency sample each)."""
         self.written[category] += count
+        self.stores += 1
         self.bytes_written += size
         self.serialize_latency.add(serialize_ns)
         self.write_latency.add(write_ns)

@@ -315,9 +315,10 @@ class KillTrial:
 
     @property
     def loss_bound(self) -> int:
-        """The most that can be queued or in the writer's hands: the queue, the batch being
-        dispatched, the stores of the previous batch still in flight, one submit per category."""
-        return self.queue_size + BATCH_SIZE + MAX_IN_FLIGHT + len(self.counted_categories)
+        """The most that can be queued or in the writer's hands: the queue, the drain being
+        dispatched (a batch, or a whole coalesced queue when the writer fell behind), the
+        stores of the previous drain still in flight, one submit per category."""
+        return 2 * self.queue_size + BATCH_SIZE + MAX_IN_FLIGHT + len(self.counted_categories)
 
 
 def run_sigkill_trial(kind: str, trial_dir: Path, rng: random.Random, format_name: str = "json") -> KillTrial:
@@ -1183,6 +1184,78 @@ def run_concurrent_readers(save_dir: Path, seconds: float, log_dir: Path) -> Rea
     summary = orjson.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"checked": 0, "problems": ["no summary"]}
     return ReaderOutcome(written_stats["written"], thread_result["checked"], thread_result["problems"][:20],
                          summary["checked"], summary["problems"], exited)
+
+
+# ---------------------------------------------------------------- a slow disk
+SLOW_DISK_SECONDS_PER_STORE = 0.02  # a network file system
+SLOW_DISK_ENVS = 16
+SLOW_DISK_TIMESTEPS = (4096, 32768)  # per measured training, with and without saving
+SLOW_DISK_QUEUE_SIZE = 1024  # the writer's default
+SLOW_DISK_CASES = tuple((format_name, policy) for format_name in ("jsonl.zst", "json")
+                        for policy in ("block", "drop_oldest", "drop_newest"))
+SLOW_DISK_PPO_OPTIONS: dict[str, Any] = {"n_steps": 32, "batch_size": 256, "n_epochs": 1,
+                                         "policy_kwargs": {"net_arch": [16]}}
+
+
+@dataclasses.dataclass
+class SlowDiskOutcome:
+    """Training with saving every step to a slow store, against the same training without saving."""
+
+    format: str
+    policy: str
+    steps_per_second: float
+    baseline_steps_per_second: float
+    stats: dict[str, Any]
+    saves_read_back: int  # saves open_run finds on disk
+    in_order: bool  # every category's saves come back in submit order (``_rtsave.seq`` 1, 2, ...)
+    peak_store_concurrency: int
+    torn: int  # files that do not read back whole
+
+    @property
+    def ratio(self) -> float:
+        return self.steps_per_second / self.baseline_steps_per_second
+
+    @property
+    def lost(self) -> int:
+        """Accepted but neither read back nor counted as failed."""
+        stats = self.stats
+        return stats["submitted"] - stats["dropped"] - stats["failed"] - self.saves_read_back
+
+
+def _training_speed(timesteps: int, callback: BaseCallback | None) -> float:
+    """Env-steps per second of PPO on ``SLOW_DISK_ENVS`` CartPoles (setup not timed)."""
+    env = make_vec_env("CartPole-v1", n_envs=SLOW_DISK_ENVS, seed=0)
+    model = PPO("MlpPolicy", env, seed=0, device="cpu", **SLOW_DISK_PPO_OPTIONS)
+    started = time.perf_counter()
+    model.learn(timesteps, callback=callback)
+    elapsed = time.perf_counter() - started
+    env.close()
+    return model.num_timesteps / elapsed
+
+
+def run_slow_disk(save_dir: Path, format_name: str, policy: str, timesteps: int) -> SlowDiskOutcome:
+    """PPO, 16 envs, ``save_frequency=1`` on a sink taking 20 ms per store (awaited, as a
+    network store that several stores can overlap); training speed against the same
+    training without saving, measured right before it."""
+    from tests.support.sinks import SlowSink
+    from rtsave_async.readers.run import open_run
+    from rtsave_async.sinks import LocalSink
+
+    torch.set_num_threads(1)
+    baseline = _training_speed(timesteps, None)
+    sink = SlowSink(LocalSink(save_dir), SLOW_DISK_SECONDS_PER_STORE, blocking=False)
+    saving = RealTimeSavingCallback(save_dir, save_frequency=1, save_checkpoints=False, writer_options={
+        "format": format_name, "policy": policy, "queue_size": SLOW_DISK_QUEUE_SIZE, "sink": sink})
+    speed = _training_speed(timesteps, saving)
+    stats = saving.writer_stats
+    run = open_run(save_dir)
+    saves_read_back, in_order = 0, True
+    for category in run.categories():
+        sequences = [save.seq for save in run.saves(category)]
+        saves_read_back += len(sequences)
+        in_order = in_order and sequences == sorted(sequences)
+    return SlowDiskOutcome(format_name, policy, speed, baseline, stats, saves_read_back, in_order,
+                           sink.peak_concurrent, torn_count(inspect_save_dir(save_dir, load_checkpoints=False)))
 
 
 # ---------------------------------------------------------------- the table

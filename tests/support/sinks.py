@@ -13,21 +13,31 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from rtsave_async.names import JSON_SUFFIX
 from rtsave_async.sinks import LocalSink, Sink
 
 
 class DelegatingSink(Sink):
-    """Forwards every call to ``inner``; subclasses override :meth:`before_store`."""
+    """Forwards every call to ``inner``; subclasses override :meth:`before_store`.
+
+    ``data_stores`` counts the creates, replaces and appends of category data (not the
+    run's manifests) that went through.
+    """
 
     def __init__(self, inner: Sink) -> None:
         self.inner = inner
         self.supports_append = inner.supports_append
+        self.data_stores = 0
 
     async def before_store(self, key: str) -> None:
         """Runs before each create, replace and append of ``key``."""
+
+    async def _store(self, key: str, store: Callable[[], Awaitable[None]]) -> None:
+        await self.before_store(key)
+        await store()
+        self.data_stores += _is_data(key)
 
     async def start(self) -> None:
         await self.inner.start()
@@ -36,16 +46,13 @@ class DelegatingSink(Sink):
         await self.inner.close()
 
     async def create(self, key: str, data: bytes) -> None:
-        await self.before_store(key)
-        await self.inner.create(key, data)
+        await self._store(key, lambda: self.inner.create(key, data))
 
     async def replace(self, key: str, data: bytes) -> None:
-        await self.before_store(key)
-        await self.inner.replace(key, data)
+        await self._store(key, lambda: self.inner.replace(key, data))
 
     async def append(self, key: str, data: bytes) -> None:
-        await self.before_store(key)
-        await self.inner.append(key, data)
+        await self._store(key, lambda: self.inner.append(key, data))
 
     async def rename(self, key: str, new_key: str) -> None:
         await self.inner.rename(key, new_key)
