@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import numpy as np
-import pytest
 
 from rtsave_async.dashboard.data import RunData, writer_health
 from rtsave_async.dashboard.series import downsample
