@@ -7,6 +7,7 @@ before the heavy modules load.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import time
@@ -79,6 +80,14 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+#: Commands in modules of their own, each with ``add_parser(commands)`` setting ``handler``.
+COMMAND_MODULES = (
+    "rtsave_async.cli.inspect",
+    "rtsave_async.cli.tail",
+    "rtsave_async.cli.export",
+    "rtsave_async.cli.archive",
+)
+
 ALLOW_PICKLE_HELP = ("load the pickled state of a checkpoint written by an older version (unpickling runs code: "
                      "trusted files only; default off)")
 
@@ -143,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "replay_buffer.pkl (default sb3)")
     export.add_argument("--torch_threads", type=positive_int, default=1, help=TORCH_THREADS_HELP)
     export.add_argument("--allow_pickle", action="store_true", help=ALLOW_PICKLE_HELP)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parser(commands)
     return parser
 
 
@@ -231,6 +242,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     fits its action space, and the save folder is checked writable.
     """
     args = build_parser().parse_args(seed_style_argv(argv))
+    if getattr(args, "handler", None) is not None:
+        return args
     if args.command == "checkpoint":
         check_model_path("CKPT", args.checkpoint)
         return args

@@ -51,7 +51,7 @@ from rtsave_async.names import (
 )
 from rtsave_async.readers.flatten import records_to_frame
 from rtsave_async.readers.lineage import Entry, TrainingStart, superseded
-from rtsave_async.readers.segments import scan_frames
+from rtsave_async.readers.segments import FRAME_MAGIC, scan_frames
 from rtsave_async.readers.store import RunStore, open_store
 
 if TYPE_CHECKING:
@@ -432,8 +432,28 @@ class Run:
             self.report(key, offset, message)
         if scan.torn and key == data_file.cursor_key:
             self.report(key, scan.end, "unfinished last frame in a closed segment (skipped)")
+        return self._frame_saves(category, data_file, key, scan.frames), scan.end
+
+    def read_segment_tail(self, category: str, data_file: DataFile, tail_bytes: int) -> tuple[list[Save], bool]:
+        """The saves in the complete frames of a segment's last ``tail_bytes`` bytes (the
+        newest saves, cheaply), and whether that was the whole segment. Damage is not
+        reported here: the first bytes may be the inside of an earlier frame."""
+        for key in dict.fromkeys((data_file.key, data_file.cursor_key)):
+            try:
+                start = max(0, self.store.size(key) - tail_bytes)
+                data = self.store.read(key, start)
+            except FileNotFoundError:
+                continue
+            first = 0 if start == 0 else data.find(FRAME_MAGIC)
+            if first < 0:
+                return [], start == 0
+            frames = scan_frames(data[first:], start + first).frames
+            return self._frame_saves(category, data_file, key, frames), start == 0
+        return [], True
+
+    def _frame_saves(self, category: str, data_file: DataFile, key: str, frames: list[tuple[int, bytes]]) -> list[Save]:
         saves = []
-        for frame_offset, payload in scan.frames:
+        for frame_offset, payload in frames:
             for line_number, line in enumerate(payload.splitlines()):
                 if not line.strip():
                     continue
@@ -444,7 +464,7 @@ class Run:
                     self.report(key, frame_offset, f"line {line_number + 1} of the frame is not a save ({exc!r})")
                     continue
                 saves.append(_save(category, data, data_file, metadata))
-        return saves, scan.end
+        return saves
 
     def report(self, key: str, offset: int | None, message: str) -> None:
         """Record a :class:`Problem` (once per file and offset); raise it if ``errors="raise"``."""
