@@ -56,7 +56,8 @@ def export(args: argparse.Namespace) -> int:
 
 
 def write_frame(frame: Any, format: str, path: str) -> None:
-    """Write ``frame``: Parquet keeps list columns as lists; CSV and JSON lines write them as JSON text / arrays."""
+    """Write ``frame``: Parquet keeps list columns as lists; CSV writes them as JSON text, JSON lines as arrays
+    (missing values: empty in CSV, null in JSON lines)."""
     if format == "parquet":
         frame.to_parquet(path, index=False, compression="zstd")
     elif format == "csv":
@@ -66,5 +67,10 @@ def write_frame(frame: Any, format: str, path: str) -> None:
                 frame[name] = frame[name].map(lambda value: json.dumps(value) if isinstance(value, (list, dict))
                                               else value)
         frame.to_csv(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:  # orjson: every float as written (pandas' to_json rounds to 10 digits)
+        import orjson
+
+        option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+        with open(path, "wb") as handle:
+            for row in frame.to_dict(orient="records"):
+                handle.write(orjson.dumps(row, option=option))
