@@ -63,7 +63,7 @@ def read_table(data: bytes) -> pa.Table:
     """The table in Parquet file bytes ``data`` (``ValueError`` if they are not one of ours)."""
     pyarrow = import_pyarrow()
     try:
-        table = pyarrow.parquet.read_table(io.BytesIO(data))
+        table = pyarrow.parquet.ParquetFile(io.BytesIO(data)).read()  # read_table would import pyarrow.dataset
     except (pyarrow.ArrowException, OSError) as exc:
         raise ValueError(f"not a valid Parquet file ({exc})") from None
     metadata = table.schema.metadata or {}
