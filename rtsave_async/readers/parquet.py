@@ -146,9 +146,13 @@ def parquet_frame(run: Run, category: str, data_files: Sequence[DataFile], with_
         tables.append(table)
     table = pyarrow.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     if len(tables) > 1:
-        order = pyarrow.compute.sort_indices(table, sort_keys=[(TIME_COLUMN, "ascending"), (WRITER_COLUMN, "ascending"),
-                                                               (SEQ_COLUMN, "ascending")], null_placement="at_start")
-        table = table.take(order)
+        compute = pyarrow.compute
+        keys = pyarrow.table({  # Save.order: no time, writer or seq sorts as "", "" and 0 (stable sort)
+            "time": compute.fill_null(table.column(TIME_COLUMN), ""),
+            "writer": compute.fill_null(table.column(WRITER_COLUMN), ""),
+            "seq": compute.fill_null(table.column(SEQ_COLUMN), 0)})
+        table = table.take(compute.sort_indices(keys, sort_keys=[("time", "ascending"), ("writer", "ascending"),
+                                                                 ("seq", "ascending")]))
     table = table.filter(pyarrow.compute.not_equal(table.column(SHAPE_COLUMN), EMPTY_SAVE_SHAPE))
     if branches == "current":
         keep = run.current_branch_mask(category, _lineage_columns(table))
