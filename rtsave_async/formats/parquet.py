@@ -34,6 +34,8 @@ from rtsave_async.readers.run import METADATA_KEY, Save
 
 #: zstd level of the Parquet pages: most of the size win of higher levels, at a fraction of their time.
 ZSTD_LEVEL = 9
+#: Rows per row group: the newest rows of a file (``inspect``) are read without decoding the rest.
+ROW_GROUP_ROWS = 16_384
 Shape = tuple[tuple[str, ...], ...] | None  # a ShapeBlock's paths (None: records that are not dicts)
 
 
@@ -60,7 +62,8 @@ def encode_saves(saves: Sequence[Save]) -> bytes:
             break
         as_json |= failed
     sink = io.BytesIO()
-    pyarrow.parquet.write_table(table, sink, compression="zstd", compression_level=ZSTD_LEVEL)
+    pyarrow.parquet.write_table(table, sink, compression="zstd", compression_level=ZSTD_LEVEL,
+                                row_group_size=ROW_GROUP_ROWS)
     return sink.getvalue()
 
 

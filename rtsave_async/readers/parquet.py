@@ -21,7 +21,7 @@ publishes a file (:mod:`rtsave_async.formats.parquet`).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -59,17 +59,33 @@ def import_pyarrow() -> Any:
     return pyarrow
 
 
-def read_table(data: bytes) -> pa.Table:
-    """The table in Parquet file bytes ``data`` (``ValueError`` if they are not one of ours)."""
+def open_parquet(data: bytes) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` over file bytes ``data`` (``ValueError`` if they are not one of ours)."""
     pyarrow = import_pyarrow()
     try:
-        table = pyarrow.parquet.ParquetFile(io.BytesIO(data)).read()  # read_table would import pyarrow.dataset
+        file = pyarrow.parquet.ParquetFile(io.BytesIO(data))  # read_table would import pyarrow.dataset
     except (pyarrow.ArrowException, OSError) as exc:
         raise ValueError(f"not a valid Parquet file ({exc})") from None
-    metadata = table.schema.metadata or {}
-    if TEMPLATES_KEY not in metadata or any(name not in table.column_names for name in METADATA_COLUMNS):
+    names = file.schema_arrow.names
+    if TEMPLATES_KEY not in (file.schema_arrow.metadata or {}) or any(name not in names for name in METADATA_COLUMNS):
         raise ValueError("a Parquet file without the rtsave columns")
-    return table
+    return file
+
+
+def read_table(data: bytes, columns: Callable[[list[str]], list[str]] | None = None,
+               first_row_group: int = 0) -> pa.Table:
+    """The table in Parquet file bytes ``data`` (``ValueError`` if they are not one of ours);
+    ``columns(all names)`` picks the columns to decode (default all); ``first_row_group``:
+    only the row groups from this one on (the file's newest rows)."""
+    pyarrow = import_pyarrow()
+    file = open_parquet(data)
+    names = None if columns is None else columns(file.schema_arrow.names)
+    try:
+        if first_row_group:
+            return file.read_row_groups(range(first_row_group, file.num_row_groups), columns=names)
+        return file.read(columns=names)
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise ValueError(f"not a valid Parquet file ({exc})") from None
 
 
 def table_saves(table: pa.Table, category: str, key: str) -> list[Save]:
@@ -135,26 +151,36 @@ def parquet_frame(run: Run, category: str, data_files: Sequence[DataFile], with_
 
     pyarrow = import_pyarrow()
     pandas = import_pandas()
+    compute = pyarrow.compute
+    resumed = branches == "current" and run.resumed()
+    # Files of one archive are in order; a category's Parquet files are of one archive
+    # unless a store was assembled by hand: then they are merged by Save.order.
+    merge = len({data_file.name.tag for data_file in data_files}) > 1
+    wanted = {SHAPE_COLUMN, *((SAVE_COLUMN, WRITER_COLUMN, SEQ_COLUMN, TIME_COLUMN)
+                              if with_metadata or resumed or merge else ())}
+
+    def columns(names: list[str]) -> list[str]:
+        return [name for name in names if name in wanted or not name.startswith(f"{METADATA_KEY}.")]
+
     tables = []
     for data_file in data_files:
         try:
-            table = read_table(run.store.read(data_file.key))
+            table = read_table(run.store.read(data_file.key), columns)
         except (ValueError, FileNotFoundError):
             return None  # the record-by-record path reports it
-        if JSON_SHAPE in table.column(SHAPE_COLUMN).to_pylist():
+        if compute.any(compute.equal(table.column(SHAPE_COLUMN), JSON_SHAPE)).as_py():
             return None
         tables.append(table)
     table = pyarrow.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-    if len(tables) > 1:
-        compute = pyarrow.compute
+    if merge:
         keys = pyarrow.table({  # Save.order: no time, writer or seq sorts as "", "" and 0 (stable sort)
             "time": compute.fill_null(table.column(TIME_COLUMN), ""),
             "writer": compute.fill_null(table.column(WRITER_COLUMN), ""),
             "seq": compute.fill_null(table.column(SEQ_COLUMN), 0)})
         table = table.take(compute.sort_indices(keys, sort_keys=[("time", "ascending"), ("writer", "ascending"),
                                                                  ("seq", "ascending")]))
-    table = table.filter(pyarrow.compute.not_equal(table.column(SHAPE_COLUMN), EMPTY_SAVE_SHAPE))
-    if branches == "current":
+    table = table.filter(compute.not_equal(table.column(SHAPE_COLUMN), EMPTY_SAVE_SHAPE))
+    if resumed:
         keep = run.current_branch_mask(category, _lineage_columns(table))
         if keep is not None:
             table = table.filter(pyarrow.array(keep))
@@ -162,11 +188,47 @@ def parquet_frame(run: Run, category: str, data_files: Sequence[DataFile], with_
     if with_metadata:
         data_names += [WRITER_COLUMN, SEQ_COLUMN, TIME_COLUMN]
     table = table.select(data_names)
-    frame = table.to_pandas()
-    for name, kind in zip(table.column_names, table.schema.types):
-        if pyarrow.types.is_list(kind) or pyarrow.types.is_large_list(kind) or pyarrow.types.is_struct(kind):
-            frame[name] = pandas.Series(table.column(name).to_pylist(), dtype=object)
+    nested = {name for name, kind in zip(table.column_names, table.schema.types) if _is_nested(pyarrow, kind)}
+    frame = table.select([name for name in data_names if name not in nested]).to_pandas()
+    for position, name in enumerate(data_names):
+        if name in nested:  # lists of Python values, as the record-by-record path gives
+            frame.insert(position, name, pandas.Series(python_values(pyarrow, table.column(name).combine_chunks()),
+                                                       dtype=object))
     return frame
+
+
+def _is_nested(pyarrow: Any, kind: Any) -> bool:
+    return pyarrow.types.is_list(kind) or pyarrow.types.is_large_list(kind) or pyarrow.types.is_struct(kind)
+
+
+def python_values(pyarrow: Any, array: pa.Array) -> list[Any]:
+    """``array.to_pylist()``, several times faster for lists and structs without nulls:
+    the leaves are converted in bulk (numpy), then sliced and zipped back into rows."""
+    if array.null_count:
+        return array.to_pylist()
+    kind = array.type
+    if pyarrow.types.is_list(kind) or pyarrow.types.is_large_list(kind):
+        import numpy
+
+        offsets = array.offsets.to_numpy()
+        values = array.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        lengths = numpy.diff(offsets)
+        if len(lengths) and (lengths == lengths[0]).all() and _is_number(pyarrow, values.type) and not values.null_count:
+            return values.to_numpy(zero_copy_only=False).reshape(len(lengths), int(lengths[0])).tolist()
+        flat = python_values(pyarrow, values)
+        bounds = (offsets - offsets[0]).tolist()
+        return [flat[start:end] for start, end in zip(bounds, bounds[1:])]
+    if pyarrow.types.is_struct(kind):
+        names = [kind.field(index).name for index in range(kind.num_fields)]
+        fields = [python_values(pyarrow, array.field(index)) for index in range(kind.num_fields)]
+        return [dict(zip(names, row)) for row in zip(*fields)]
+    if _is_number(pyarrow, kind):
+        return array.to_numpy(zero_copy_only=False).tolist()
+    return array.to_pylist()
+
+
+def _is_number(pyarrow: Any, kind: Any) -> bool:
+    return pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_boolean(kind)
 
 
 def _lineage_columns(table: pa.Table) -> list[tuple[Any, ...]]:

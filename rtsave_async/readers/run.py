@@ -497,6 +497,10 @@ class Run:
                    for save, time, writer, timestep in rows]
         return [not dropped for dropped in superseded(entries, resumes)]
 
+    def resumed(self) -> bool:
+        """Whether a training start resumed from a checkpoint (a step > 0): only then can records be superseded."""
+        return any(start is not None and start.timestep > 0 for start in self._training_starts())
+
     def _training_starts(self) -> list[TrainingStart | None]:
         saves = self.saves(HYPERPARAMETERS)
         return [_training_start(save, record) for save in saves for record in save.records()]

@@ -45,7 +45,7 @@ from rtsave_async.names import (
     parse_utc_iso,
     utc_iso,
 )
-from rtsave_async.readers.run import Run, Save
+from rtsave_async.readers.run import DataFile, Run, Save
 from rtsave_async.readers.status import run_status
 
 #: Finished episodes in the "last window" figures (the SB3 logger's ep_info_buffer is 100 too).
@@ -53,8 +53,6 @@ DEFAULT_WINDOW = 100
 SPARK_BUCKETS = 20
 #: Bytes of a segment's end read first for its newest saves (grown 8x while not enough).
 _TAIL_BYTES = 1 << 20
-#: Rows of a Parquet file's end decoded first (grown 8x while not enough).
-_TAIL_ROWS = 4096
 _HYPERPARAMETER_NAMES = (
     "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
     "vf_coef", "buffer_size", "learning_starts", "tau", "train_freq", "gradient_steps", "seed", "device",
@@ -74,9 +72,11 @@ def summarize(run: Run, window: int = DEFAULT_WINDOW, full: bool = False, now: f
     status = run_status(run, now=now)
     starts = run.hyperparameters()
     latest_start = starts[-1] if starts else {}
-    episodes_read = newest_saves(run, EPISODES, lambda saves: _finished_count(saves) >= window, everything=full)
-    states = newest_saves(run, ENVIRONMENT_STATES, bool)
-    learning = newest_saves(run, LEARNING_METRICS, bool)
+    files = run.files_by_category()  # listed once: a json run's listing is most of the cost
+    episodes_read = newest_saves(run, files.get(EPISODES, []), lambda saves: _finished_count(saves) >= window,
+                                 everything=full)
+    states = newest_saves(run, files.get(ENVIRONMENT_STATES, []), bool)
+    learning = newest_saves(run, files.get(LEARNING_METRICS, []), bool)
     newest_state = _last_record(states.saves)
     newest_learning = _last_record(learning.saves)
     manifest = run.manifest() or {}
@@ -94,7 +94,7 @@ def summarize(run: Run, window: int = DEFAULT_WINDOW, full: bool = False, now: f
         "learning": _learning(newest_learning),
         "curriculum": {"rand_power": newest_state.get("rand_power"),
                        "curriculum_progress": newest_learning.get("curriculum_progress")},
-        **_checkpoints(run),
+        **_checkpoints(run, CHECKPOINTS in files),
         "writer_health": writer_health(run),
     }
 
@@ -107,12 +107,11 @@ class NewestSaves:
         self.complete = complete
 
 
-def newest_saves(run: Run, category: str, enough: Callable[[list[Save]], bool], everything: bool = False) -> NewestSaves:
-    """Saves of ``category`` read from the newest data file backwards until ``enough(saves)``
-    (saves in order), and at least the newest file of every writer."""
-    if category not in run.categories():
-        return NewestSaves([], True)
-    files = run.data_files(category)
+def newest_saves(run: Run, files: Sequence[DataFile], enough: Callable[[list[Save]], bool],
+                 everything: bool = False) -> NewestSaves:
+    """Saves from a category's data ``files`` (as ``Run.data_files`` lists them), read from the
+    newest file backwards until ``enough(saves)`` (saves in order), and at least the newest
+    file of every writer; ``everything``: all of them."""
     writers_left = {data_file.name.tag for data_file in files}
     chunks: list[list[Save]] = []  # per file read, newest file first
     complete = True
@@ -123,7 +122,7 @@ def newest_saves(run: Run, category: str, enough: Callable[[list[Save]], bool], 
     for position in range(len(files) - 1, -1, -1):
         data_file = files[position]
         writers_left.discard(data_file.name.tag)
-        file_saves, whole = _newest_of_file(run, category, data_file,
+        file_saves, whole = _newest_of_file(run, data_file,
                                             lambda found: not everything and enough(gathered(found)))
         chunks.append(file_saves)
         complete = complete and whole
@@ -137,10 +136,11 @@ def _order(save: Save) -> tuple[int, str, str, int]:
     return save.order
 
 
-def _newest_of_file(run: Run, category: str, data_file: Any, enough: Callable[[list[Save]], bool]) -> tuple[
+def _newest_of_file(run: Run, data_file: DataFile, enough: Callable[[list[Save]], bool]) -> tuple[
         list[Save], bool]:
     """The newest saves of one data file, growing the part read until ``enough``; and whether it was all."""
     kind = data_file.name.kind
+    category = data_file.key.partition("/")[0]
     if kind == "json":
         return run.read_whole_file(category, data_file), True
     if kind == "parquet":
@@ -153,26 +153,27 @@ def _newest_of_file(run: Run, category: str, data_file: Any, enough: Callable[[l
         tail *= 8
 
 
-def _parquet_tail(run: Run, category: str, data_file: Any, enough: Callable[[list[Save]], bool]) -> tuple[
+def _parquet_tail(run: Run, category: str, data_file: DataFile, enough: Callable[[list[Save]], bool]) -> tuple[
         list[Save], bool]:
-    from rtsave_async.readers.parquet import read_table, table_saves
+    """The saves of a Parquet file's last row groups, as many as ``enough`` needs."""
+    from rtsave_async.readers.parquet import open_parquet, read_table, table_saves
 
     try:
-        table = read_table(run.store.read(data_file.key))
+        data = run.store.read(data_file.key)
+        groups = open_parquet(data).num_row_groups
+        first = groups - 1
+        while True:
+            saves = table_saves(read_table(data, first_row_group=max(first, 0)), category, data_file.key)
+            if first <= 0:
+                return saves, True
+            if len(saves) > 1 and enough(saves[1:]):  # the first save may begin in an earlier row group
+                return saves[1:], False
+            first -= max(1, groups - first)  # twice as many groups
     except FileNotFoundError:
         return [], True
     except ValueError as exc:
         run.report(data_file.key, None, str(exc))
         return [], True
-    rows = _TAIL_ROWS
-    while True:
-        start = max(0, len(table) - rows)
-        saves = table_saves(table.slice(start), category, data_file.key)
-        if start == 0:
-            return saves, True
-        if len(saves) > 1 and enough(saves[1:]):  # the first save may be cut by the slice
-            return saves[1:], False
-        rows *= 8
 
 
 def _last_record(saves: Sequence[Save]) -> dict[str, Any]:
@@ -288,8 +289,8 @@ def _learning(record: dict[str, Any]) -> dict[str, Any]:
                         if name.startswith(("train/", "rollout/")) and _number(value) is not None}}
 
 
-def _checkpoints(run: Run) -> dict[str, Any]:
-    if CHECKPOINTS not in run.categories():
+def _checkpoints(run: Run, any_written: bool) -> dict[str, Any]:
+    if not any_written:
         return {"checkpoints": [], "resume_command": None}
     complete = {checkpoint.key: checkpoint for checkpoint in run.checkpoints()}
     listed = []
@@ -334,8 +335,9 @@ def run_row(name: str, run: Run, now: float | None = None) -> dict[str, Any]:
     """One line of a parent folder's table: name, status, timesteps, success rate, last update."""
     now = time.time() if now is None else now
     status = run_status(run, now=now)
-    episodes = newest_saves(run, EPISODES, bool)
-    reads = [episodes, newest_saves(run, LEARNING_METRICS, bool)]
+    files = run.files_by_category()
+    episodes = newest_saves(run, files.get(EPISODES, []), bool)
+    reads = [episodes, newest_saves(run, files.get(LEARNING_METRICS, []), bool)]
     newest = [record.get("timestep") for read in reads for save in read.saves[-1:] for record in save.records()
               if isinstance(record, dict)]
     counts = _episodes(episodes, DEFAULT_WINDOW)
