@@ -42,7 +42,7 @@ NAIVE_SAMPLE_FILES = 2_000
 
 def build_run(path: Path, saves: int, envs: int) -> None:
     rng = random.Random(0)
-    writer = SnapshotWriter(path)
+    writer = SnapshotWriter(path, block_timeout=600.0)  # the workload must be whole: wait, never drop
     writer.submit("hyperparameters", {"timestep": 0, "total_timesteps": saves * 100, "model_type": "PPO",
                                       "algorithm_hyperparameters": {"learning_rate": 0.0003}})
     for save in range(saves):
@@ -52,6 +52,8 @@ def build_run(path: Path, saves: int, envs: int) -> None:
             writer.submit("learning_metrics", [{"timestep": timestep, "fps": 500.0,
                                                 "logger": {"train/loss": rng.random()}}])
     writer.close()
+    if writer.stats()["dropped"] or writer.stats()["failed"]:
+        raise RuntimeError(f"building the run lost snapshots: {writer.stats()}")
 
 
 def rtsave_seconds(*args: str) -> float:

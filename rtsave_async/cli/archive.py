@@ -33,8 +33,13 @@ def archive(args: argparse.Namespace) -> int:
         report = archive_run(args.run, args.format)
     print(f"rtsave: archived {report.url} as {report.format}: {report.files_before:,} files, "
           f"{format_bytes(report.bytes_before)} -> {report.files_after:,} files, {format_bytes(report.bytes_after)} "
-          f"({report.ratio:.1f}x smaller, {time.perf_counter() - started:.1f} s); checkpoints unchanged")
+          f"({_ratio(report.ratio)}, {time.perf_counter() - started:.1f} s); checkpoints unchanged")
     for category, sizes in report.categories.items():
         print(f"  {category}: {sizes['files_before']:,} files, {format_bytes(sizes['bytes_before'])} -> "
               f"{sizes['files_after']:,}, {format_bytes(sizes['bytes_after'])}")
     return 0
+
+
+def _ratio(ratio: float) -> str:
+    """``5.8x smaller``, or ``1.7x larger`` (a small run: Parquet's per-column overhead outweighs the JSON)."""
+    return f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger"

@@ -103,7 +103,7 @@ def render_summary(summary: dict[str, Any]) -> None:
                              f"{_number(learning['memory_mb'])} MB" + (f"\n{metrics}" if metrics else ""))
     curriculum = summary["curriculum"]
     grid.add_row("curriculum", f"rand_power {_numbers(curriculum['rand_power'])}, curriculum progress "
-                               f"{_percent(curriculum['curriculum_progress'])}")
+                               f"{_number(curriculum['curriculum_progress'])}")
     grid.add_row("checkpoints", _checkpoints(summary["checkpoints"]))
     grid.add_row("writer health", _health(summary["writer_health"]))
     console = Console()
