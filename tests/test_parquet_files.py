@@ -58,3 +58,13 @@ def test_a_damaged_parquet_file_is_reported_by_name(tmp_path):
     victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(ValueError, match=victim.name):
         list(open_run(tmp_path, errors="raise").records("episodes"))
+
+
+def test_an_archive_that_fails_leaves_the_run_as_it_was(tmp_path):
+    finished_run(tmp_path, saves=6)
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file())
+    victim = sorted((tmp_path / "learning_metrics").iterdir())[0]  # archived after episodes were written
+    victim.write_text("not json")
+    with pytest.raises(ValueError, match=victim.name):
+        archive_run(str(tmp_path), "parquet")
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file()) == before

@@ -87,57 +87,63 @@ async def _archive(run: Run, sink: Sink, format: str, records_per_file: int) -> 
         run = open_run(run.store, errors="raise")  # what the clean-up left
         tag = names.writer_tag(f"archive-{names.default_writer_id(time.time())}-{time.monotonic_ns()}")
         report = ArchiveReport(run.url, format, tag)
-        await sink.create(names.archive_manifest_key(tag, pending=True), _dumps({"format": format, "started":
-                                                                                names.utc_iso(time.time())}))
+        pending = names.archive_manifest_key(tag, pending=True)
+        await sink.create(pending, _dumps({"format": format, "started": names.utc_iso(time.time())}))
         replaces: dict[str, list[str]] = {}
         written: dict[str, list[str]] = {}
-        for category in run.categories():
-            if category == names.CHECKPOINTS:
-                continue
-            originals = run.data_files(category)
-            try:
-                saves = run.saves(category)
-            except ValueError as exc:
-                raise ArchiveRefused(f"{exc}; nothing was archived") from None
-            keys = await _write_category(run, sink, category, saves, format, tag, records_per_file)
-            before = sum(run.store.size(data_file.key) for data_file in originals)
-            after = sum(run.store.size(key) for key in keys)
-            replaces[category] = [data_file.cursor_key for data_file in originals]
-            written[category] = keys
-            report.categories[category] = {"files_before": len(originals), "files_after": len(keys),
-                                           "bytes_before": before, "bytes_after": after}
-            report.files_before += len(originals)
-            report.files_after += len(keys)
-            report.bytes_before += before
-            report.bytes_after += after
+        try:
+            for category in run.categories():
+                if category != names.CHECKPOINTS:
+                    await _archive_category(run, sink, category, format, tag, records_per_file, report,
+                                            replaces, written.setdefault(category, []))
+        except BaseException:
+            # Not published, so the run is as it was: remove what was written (after a
+            # crash instead, the next archive does).
+            for key in [key for keys in written.values() for key in keys]:
+                await sink.delete(key)
+            await sink.delete(pending)
+            raise
         await sink.create(names.archive_manifest_key(tag), _dumps({
             "format": format, "created": names.utc_iso(time.time()), "files": written, "replaces": replaces,
             "bytes_before": report.bytes_before, "bytes_after": report.bytes_after}))
-        await sink.delete(names.archive_manifest_key(tag, pending=True))
+        await sink.delete(pending)
         await _delete_replaced(run, sink, [key for keys in replaces.values() for key in keys])
         return report
     finally:
         await sink.close()
 
 
-async def _write_category(run: Run, sink: Sink, category: str, saves: list[Save], format: str, tag: str,
-                          records_per_file: int) -> list[str]:
-    """Store ``saves`` in archive files of at most ``records_per_file`` records; each is
-    read back through the reader and compared before the next is written."""
-    keys = []
+async def _archive_category(run: Run, sink: Sink, category: str, format: str, tag: str, records_per_file: int,
+                            report: ArchiveReport, replaces: dict[str, list[str]], keys: list[str]) -> None:
+    """Store ``category``'s saves in archive files of at most ``records_per_file`` records,
+    each read back and compared before the next is written; ``keys`` gets each file
+    once stored, ``replaces`` the category's original files, ``report`` the sizes."""
+    originals = run.data_files(category)
+    try:
+        saves = run.saves(category)
+    except ValueError as exc:
+        raise ArchiveRefused(f"{exc}; nothing was archived") from None
+    suffix = names.PARQUET_SUFFIX if format == PARQUET else names.SEGMENT_SUFFIX
     for sequence, chunk in enumerate(_chunks(saves, records_per_file), start=1):
         stem = names.snapshot_stem(names.file_prefix(category), time.time(), sequence, tag)
-        suffix = names.PARQUET_SUFFIX if format == PARQUET else names.SEGMENT_SUFFIX
         key = names.key(category, stem + suffix)
         await sink.create(key, _encode(chunk, format))
+        keys.append(key)
         data_file = DataFile(key, names.parse_name(names.split_key(key)[1]))
         stored = run.read_whole_file(category, data_file) if format == PARQUET else \
             run.read_segment(category, data_file, 0)[0]
         if _fingerprint(stored) != _fingerprint(chunk):
             raise ArchiveRefused(f"{sink.url(key)}: the archive file does not read back as the records it was "
-                                 f"written from; the run is unchanged")
-        keys.append(key)
-    return keys
+                                 f"written from; nothing was archived")
+    before = sum(run.store.size(data_file.key) for data_file in originals)
+    after = sum(run.store.size(key) for key in keys)
+    replaces[category] = [data_file.cursor_key for data_file in originals]
+    report.categories[category] = {"files_before": len(originals), "files_after": len(keys),
+                                   "bytes_before": before, "bytes_after": after}
+    report.files_before += len(originals)
+    report.files_after += len(keys)
+    report.bytes_before += before
+    report.bytes_after += after
 
 
 def _chunks(saves: list[Save], records_per_file: int) -> list[list[Save]]:
