@@ -18,21 +18,17 @@ ARROWS = {"up": "[green]↑[/]", "down": "[red]↓[/]", "flat": "→", None: ""}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    from rtsave_async.cli.arguments import positive_int  # loaded already: it is building this parser
+
     parser = add_command(commands, "inspect", "summarize a run, or list the runs of a parent folder", EXAMPLE,
                          inspect)
     parser.add_argument("run", metavar="RUN", help=RUN_HELP + ", or a folder holding runs")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object (for scripts)")
-    parser.add_argument("--window", type=_positive, default=100,
+    parser.add_argument("--window", type=positive_int, default=100,
                         help="finished episodes in the 'last window' figures (default 100)")
     parser.add_argument("--full", action="store_true",
                         help="read every episode record, for the mean return over all episodes (default: only "
                              "the newest files are read)")
-
-
-def _positive(text: str) -> int:
-    from rtsave_async.cli.arguments import positive_int
-
-    return positive_int(text)
 
 
 def inspect(args: argparse.Namespace) -> int:

@@ -35,17 +35,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from rtsave_async.names import (
     CHECKPOINTS,
     ENVIRONMENT_STATES,
     EPISODES,
+    HYPERPARAMETERS,
     LEARNING_METRICS,
     parse_utc_iso,
     utc_iso,
 )
-from rtsave_async.readers.run import DataFile, Run, Save
+from rtsave_async.readers.run import DataFile, Record, Run, Save
 from rtsave_async.readers.status import run_status
 
 #: Finished episodes in the "last window" figures (the SB3 logger's ep_info_buffer is 100 too).
@@ -70,8 +71,8 @@ def summarize(run: Run, window: int = DEFAULT_WINDOW, full: bool = False, now: f
     """
     now = time.time() if now is None else now
     status = run_status(run, now=now)
-    starts = run.hyperparameters()
-    latest_start = starts[-1] if starts else {}
+    starts = list(run.records(HYPERPARAMETERS, with_metadata=True))  # one per training start
+    latest_start = starts[-1].data if starts else {}
     files = run.files_by_category()  # listed once: a json run's listing is most of the cost
     episodes_read = newest_saves(run, files.get(EPISODES, []), lambda saves: _finished_count(saves) >= window,
                                  everything=full)
@@ -89,7 +90,7 @@ def summarize(run: Run, window: int = DEFAULT_WINDOW, full: bool = False, now: f
         "policy": latest_start.get("policy_type"),
         "env": _env(newest_state),
         "hyperparameters": _hyperparameters(latest_start),
-        "progress": _progress(run, starts, [episodes_read, states, learning], status.state, now),
+        "progress": _progress(starts, [episodes_read, states, learning], status.state, now),
         "episodes": _episodes(episodes_read, window),
         "learning": _learning(newest_learning),
         "curriculum": {"rand_power": newest_state.get("rand_power"),
@@ -99,12 +100,11 @@ def summarize(run: Run, window: int = DEFAULT_WINDOW, full: bool = False, now: f
     }
 
 
-class NewestSaves:
+class NewestSaves(NamedTuple):
     """The newest saves of a category (oldest first) and whether they are all of them."""
 
-    def __init__(self, saves: list[Save], complete: bool):
-        self.saves = saves
-        self.complete = complete
+    saves: list[Save]
+    complete: bool
 
 
 def newest_saves(run: Run, files: Sequence[DataFile], enough: Callable[[list[Save]], bool],
@@ -214,21 +214,20 @@ def _hyperparameters(start: dict[str, Any]) -> dict[str, Any]:
             if name in values and (values[name] is None or isinstance(values[name], (int, float, str, bool)))}
 
 
-def _progress(run: Run, starts: list[dict[str, Any]], reads: list[NewestSaves], state: str, now: float) -> dict[
-        str, Any]:
+def _progress(starts: list[Record], reads: list[NewestSaves], state: str, now: float) -> dict[str, Any]:
     newest = [(save.time, record.get("timestep")) for read in reads for save in read.saves[-1:]
               for record in save.records() if isinstance(record, dict)]
     timesteps = max((timestep for _, timestep in newest if isinstance(timestep, int)), default=None)
     last_time = max((parse_utc_iso(moment) for moment, _ in newest if moment), default=None)
-    start_saves = run.records("hyperparameters", with_metadata=True)
-    start_times = [parse_utc_iso(record.time) for record in start_saves]
+    start_times = [parse_utc_iso(record.time) for record in starts]
     first_start = next((moment for moment in start_times if moment is not None), None)
     latest_start_time = start_times[-1] if start_times else None
-    total = starts[-1].get("total_timesteps") if starts else None
+    latest = starts[-1].data if starts and isinstance(starts[-1].data, dict) else {}
+    total = latest.get("total_timesteps")
     end = now if state == "running" else last_time
     wall = None if first_start is None or end is None else max(0.0, end - first_start)
     speed = None
-    start_step = starts[-1].get("timestep") if starts else None
+    start_step = latest.get("timestep")
     if None not in (latest_start_time, last_time, timesteps, start_step) and last_time > latest_start_time:
         speed = (timesteps - start_step) / (last_time - latest_start_time)
     eta = None
