@@ -24,8 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        if getattr(args, "handler", None) is not None:
-            return args.handler(args)
+        if "run_command" in args:
+            return args.run_command(args)
         if args.command == "train":
             from rtsave_async.cli.train import train
 

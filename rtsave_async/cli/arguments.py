@@ -80,8 +80,9 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-#: Commands in modules of their own, each with ``add_parser(commands)`` setting ``handler``.
+#: Commands in modules of their own, each with ``add_parser(commands)`` setting ``run_command``.
 COMMAND_MODULES = (
+    "rtsave_async.cli.dashboard",
     "rtsave_async.cli.inspect",
     "rtsave_async.cli.tail",
     "rtsave_async.cli.export",
@@ -242,7 +243,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     fits its action space, and the save folder is checked writable.
     """
     args = build_parser().parse_args(seed_style_argv(argv))
-    if getattr(args, "handler", None) is not None:
+    if "run_command" in args:  # a command that checks its own arguments (cli/<command>.py)
         return args
     if args.command == "checkpoint":
         check_model_path("CKPT", args.checkpoint)

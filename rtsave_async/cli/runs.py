@@ -18,10 +18,10 @@ class ExampleFormatter(argparse.RawDescriptionHelpFormatter):
 
 def add_command(commands: argparse._SubParsersAction, name: str, help: str, example: str,
                 handler: object) -> argparse.ArgumentParser:
-    """A sub-command with ``--help`` ending in ``example`` that runs ``handler(args)``."""
+    """A sub-command with ``--help`` ending in ``example`` that runs ``handler(args)`` (its ``run_command``)."""
     parser = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
                                  epilog=f"example:\n{example}", formatter_class=ExampleFormatter)
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(run_command=handler)
     return parser
 
 
