@@ -224,3 +224,12 @@ def test_sigkill_during_archive_loses_nothing(tmp_path, kill_when):
     assert snapshot(tmp_path) == before
     assert all(name.endswith(".parquet") for name in os.listdir(tmp_path / "episodes"))
     assert not [name for name in os.listdir(tmp_path / "archives") if name.endswith(".pending.json")]
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """``rtsave tail RUN | head``: more than a pipe buffer of lines, the reader leaves: exit 0, no message."""
+    finished_run(tmp_path, saves=300)
+    pipeline = subprocess.run(["bash", "-c", f'{sys.executable} -m rtsave_async tail {tmp_path} --lines 100000 | '
+                               f'head -c 1; exit "${{PIPESTATUS[0]}}"'], capture_output=True, text=True,
+                              env=child_env(), timeout=120)
+    assert (pipeline.returncode, len(pipeline.stdout), pipeline.stderr) == (0, 1, "")

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from rtsave_async.cli.runs import RUN_HELP, add_command, format_bytes, open_run_argument, reading
+from rtsave_async.cli.runs import RUN_HELP, add_command, format_bytes, open_run_argument, reading, write_out
 
 EXAMPLE = """  rtsave inspect models/go1_demo/realtime_data
   rtsave inspect models                       # one line per run inside
@@ -43,13 +43,13 @@ def inspect(args: argparse.Namespace) -> int:
                 open_run_argument(args.run)  # says why this is no run
             rows = [run_row(name, open_run(store, errors="raise")) for name, store in runs.items()]
             if args.json:
-                print(json.dumps({"runs": rows}))
+                write_out(json.dumps({"runs": rows}) + "\n")
             else:
                 render_runs(args.run, rows)
             return 0
         summary = summarize(open_run_argument(args.run), window=args.window, full=args.full)
     if args.json:
-        print(json.dumps(summary))
+        write_out(json.dumps(summary) + "\n")
     else:
         render_summary(summary)
     return 0

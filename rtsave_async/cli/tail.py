@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
-from rtsave_async.cli.runs import RUN_HELP, add_command, open_run_argument, reading
+from rtsave_async.cli.runs import RUN_HELP, add_command, open_run_argument, reading, write_out
 
 EXAMPLE = """  rtsave tail models/go1_demo/realtime_data
   rtsave tail models/go1_demo/realtime_data --category episodes --fields timestep,env_id,success_rate
@@ -50,8 +49,7 @@ def tail(args: argparse.Namespace) -> int:
 def show(records: list[Any], fields: list[str] | None) -> None:
     """Print one line per record and flush (so a pipe sees each batch at once)."""
     if records:
-        sys.stdout.write("".join(line(record, fields) + "\n" for record in records))
-        sys.stdout.flush()
+        write_out("".join(line(record, fields) + "\n" for record in records))
 
 
 def line(record: Any, fields: list[str] | None) -> str:
