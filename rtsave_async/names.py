@@ -9,6 +9,9 @@ A run is a tree of relative POSIX keys (``"<category>/<file name>"``) below its 
     episodes/episodes_<YYYYMMDD_HHMMSS>_<seq>_<tag>.jsonl.zst     format "jsonl.zst"
     episodes/episodes_<YYYYMMDD_HHMMSS>_<seq>_<tag>.jsonl.zst.open   (being appended)
     checkpoints/checkpoint_<YYYYMMDD_HHMMSS>_<seq>_<tag>.zip      (and .json, written last)
+    episodes/episodes_<YYYYMMDD_HHMMSS>_<seq>_<tag>.parquet       written by ``rtsave archive``
+    archives/<tag>.json                              a finished archive: the files it replaced
+    archives/<tag>.pending.json                      an archive in progress (its files are not read yet)
 
 The stamp is local time (as in the seed layout); ``seq`` is an 8-digit counter per
 writer per category that starts after the highest one found in the folder; ``tag`` is
@@ -72,11 +75,16 @@ def file_prefix(category: str) -> str:
 RUN_MANIFEST_KEY = "run.json"
 STATS_KEY = "writer_stats.json"
 WRITERS_FOLDER = "writers"
+ARCHIVES_FOLDER = "archives"
+#: Run-level folders that hold no records.
+NON_CATEGORY_FOLDERS: tuple[str, ...] = (WRITERS_FOLDER, ARCHIVES_FOLDER)
 RUN_LOCK_NAME = ".run.lock"
 PUBLISH_LOCK_NAME = ".publish.lock"  # held by LocalSink publishing where the file system has no hard links
 
 JSON_SUFFIX = ".json"
 SEGMENT_SUFFIX = ".jsonl.zst"
+PARQUET_SUFFIX = ".parquet"
+PENDING_SUFFIX = ".pending.json"
 OPEN_SUFFIX = ".open"
 TEMP_SUFFIX = ".tmp"
 
@@ -104,6 +112,12 @@ def split_key(key_: str) -> tuple[str, str]:
 def writer_manifest_key(writer_id: str) -> str:
     """The key of a writer's manifest and stats: ``writers/<writer_id>.json``."""
     return key(WRITERS_FOLDER, writer_id + JSON_SUFFIX)
+
+
+def archive_manifest_key(tag: str, pending: bool = False) -> str:
+    """``archives/<tag>.json`` (an archive that is published) or ``archives/<tag>.pending.json``
+    (one in progress); ``tag`` is the archive's writer tag in its files' names."""
+    return key(ARCHIVES_FOLDER, tag + (PENDING_SUFFIX if pending else JSON_SUFFIX))
 
 
 # ------------------------------------------------------------------ writer ids
@@ -156,12 +170,13 @@ _SEQUENCE_WIDTH = 8
 _NAME_PATTERN = re.compile(
     r"(?P<prefix>.+)_(?P<stamp>\d{8}_\d{6})_(?P<seq>\d+)(?:_(?P<tag>[0-9a-f]{6}))?(?P<suffix>\.[A-Za-z0-9._-]+)"
 )
-_KINDS = {JSON_SUFFIX: "json", SEGMENT_SUFFIX: "segment", SEGMENT_SUFFIX + OPEN_SUFFIX: "segment_open"}
+_KINDS = {JSON_SUFFIX: "json", SEGMENT_SUFFIX: "segment", SEGMENT_SUFFIX + OPEN_SUFFIX: "segment_open",
+          PARQUET_SUFFIX: "parquet"}
 
 
 class ParsedName(NamedTuple):
     """A data file name taken apart. ``kind``: ``"json"``, ``"segment"``,
-    ``"segment_open"`` or ``"attachment"`` (a checkpoint's other files)."""
+    ``"segment_open"``, ``"parquet"`` or ``"attachment"`` (a checkpoint's other files)."""
 
     prefix: str
     stamp: str  # YYYYMMDD_HHMMSS, local time

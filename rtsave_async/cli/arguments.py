@@ -7,6 +7,7 @@ before the heavy modules load.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import time
@@ -17,7 +18,6 @@ from typing import Any, NoReturn
 from rtsave_async import __version__
 from rtsave_async.formats import FORMATS, JSON
 from rtsave_async.names import CHECKPOINTS
-from rtsave_async.cli import dashboard
 from rtsave_async.cli.environments import (
     ALGORITHM_ACTION_SPACES,
     GO1_ENV_ID,
@@ -79,6 +79,15 @@ def json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError("must be a JSON object of keyword arguments")
     return value
 
+
+#: Commands in modules of their own, each with ``add_parser(commands)`` setting ``run_command``.
+COMMAND_MODULES = (
+    "rtsave_async.cli.dashboard",
+    "rtsave_async.cli.inspect",
+    "rtsave_async.cli.tail",
+    "rtsave_async.cli.export",
+    "rtsave_async.cli.archive",
+)
 
 ALLOW_PICKLE_HELP = ("load the pickled state of a checkpoint written by an older version (unpickling runs code: "
                      "trusted files only; default off)")
@@ -144,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "replay_buffer.pkl (default sb3)")
     export.add_argument("--torch_threads", type=positive_int, default=1, help=TORCH_THREADS_HELP)
     export.add_argument("--allow_pickle", action="store_true", help=ALLOW_PICKLE_HELP)
-    dashboard.add_parser(commands)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parser(commands)
     return parser
 
 

@@ -3,7 +3,7 @@
 A cursor remembers how far it has read, so a poll costs a listing of the category
 folders plus reading what is new, never a re-read of whole files: per segment the byte
 offset after its last complete frame (keyed by the segment's published name, so the
-rename ``.open`` -> final keeps it), a set of the json files already read, and the
+rename ``.open`` -> final keeps it), a set of the json and Parquet files already read, and the
 published segments read to their end (not even looked at again).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rtsave_async.readers.run import Record, Save
+from rtsave_async.readers.run import WHOLE_FILE_KINDS, Record, Save
 
 if TYPE_CHECKING:
     from rtsave_async.readers.run import DataFile, Run
@@ -31,7 +31,7 @@ class RunCursor:
         self.category = category
         self._segment_offsets: dict[str, int] = {}
         self._finished_segments: set[str] = set()
-        self._seen_json: set[str] = set()
+        self._seen_files: set[str] = set()
 
     def poll(self) -> list[Record]:
         """The records written since the previous poll (all so far on the first)."""
@@ -48,12 +48,11 @@ class RunCursor:
 
     def _read_new(self, category: str, data_file: DataFile) -> list[Save]:
         key = data_file.cursor_key
-        if data_file.name.kind == "json":
-            if key in self._seen_json:
+        if data_file.name.kind in WHOLE_FILE_KINDS:
+            if key in self._seen_files:
                 return []
-            self._seen_json.add(key)
-            save = self.run.read_json_save(category, data_file)
-            return [] if save is None else [save]
+            self._seen_files.add(key)
+            return self.run.read_whole_file(category, data_file)
         if key in self._finished_segments:
             return []
         offset = self._segment_offsets.get(key, 0)

@@ -12,13 +12,15 @@ missing values there).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _NUMERIC_TYPES = (int, float, bool)
+#: The column of records that are not dicts.
+VALUE_COLUMN = "value"
 Filler = Callable[[Sequence[Any], int], tuple[int, list[list[Any]]]]
 
 
@@ -31,25 +33,51 @@ def import_pandas() -> Any:
     return pandas
 
 
+class ShapeBlock(NamedTuple):
+    """Consecutive records of one shape: ``records[start:end]`` as leaf columns.
+
+    ``paths``: each column's key path (``("detailed_info", "robot_state", "position", "x")``),
+    or None for records that are not dicts (one column of the records themselves).
+    """
+
+    paths: list[tuple[str, ...]] | None
+    start: int
+    end: int
+    columns: list[list[Any]]
+
+
+def shape_blocks(records: Sequence[Any], start: int = 0) -> Iterator[ShapeBlock]:
+    """``records[start:]`` cut into runs of one shape (same keys at every level), in order.
+
+    A leaf of the block's first record may hold a dict in later records of the block
+    (``{}`` first, then keys): :func:`records_to_frame` expands those into sub-columns.
+    """
+    while start < len(records):
+        if type(records[start]) is dict:
+            paths, fill = _column_filler(records[start])
+            end, columns = fill(records, start)
+            yield ShapeBlock(paths, start, end, columns)
+        else:
+            end = next((index for index in range(start, len(records)) if type(records[index]) is dict), len(records))
+            yield ShapeBlock(None, start, end, [list(records[start:end])])
+        start = end
+
+
 def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
     """One row per record, nested dict fields as dotted columns (see the module docstring)."""
     pandas = import_pandas()
-    blocks = []
-    start = 0
-    while start < len(records):
-        if type(records[start]) is dict:
-            names, fill = _column_filler(records[start])
-            end, columns = fill(records, start)
-        else:  # records that are not dicts: one column, "value"
-            end = next((index for index in range(start, len(records)) if type(records[index]) is dict), len(records))
-            names, columns = ["value"], [list(records[start:end])]
-        blocks.append(_block_frame(pandas, names, columns, end - start))
-        start = end
+    blocks = [_block_frame(pandas, column_names(block.paths), block.columns, block.end - block.start)
+              for block in shape_blocks(records)]
     if not blocks:
         return pandas.DataFrame()
     if len(blocks) == 1:
         return blocks[0]
     return pandas.concat(blocks, ignore_index=True, sort=False)
+
+
+def column_names(paths: list[tuple[str, ...]] | None) -> list[str]:
+    """The dotted column names of a :class:`ShapeBlock`'s ``paths`` (``["value"]`` for None)."""
+    return [VALUE_COLUMN] if paths is None else [".".join(path) for path in paths]
 
 
 def _block_frame(pandas: Any, names: list[str], columns: list[list[Any]], rows: int) -> pd.DataFrame:
@@ -87,8 +115,8 @@ def _leaf_paths(record: dict[str, Any], path: tuple[str, ...], out: list[tuple[s
             out.append(path + (name,))
 
 
-def _column_filler(record: dict[str, Any]) -> tuple[list[str], Filler]:
-    """Dotted column names, and ``fill(records, start) -> (end, columns)``: the leaf
+def _column_filler(record: dict[str, Any]) -> tuple[list[tuple[str, ...]], Filler]:
+    """The leaf key paths, and ``fill(records, start) -> (end, columns)``: the leaf
     values of ``records[start:end]``, column by column, where ``end`` is the first
     record of another shape (other keys at some level, or not a dict)."""
     paths: list[tuple[str, ...]] = []
@@ -126,7 +154,7 @@ def _column_filler(record: dict[str, Any]) -> tuple[list[str], Filler]:
     ])
     namespace: dict[str, Any] = {"islice": itertools.islice}
     exec(source, namespace)  # built from the record's own keys, each written as a repr() literal
-    return [".".join(path) for path in paths], namespace["fill"]
+    return paths, namespace["fill"]
 
 
 def _at(record: dict[str, Any], path: Iterable[str]) -> dict[str, Any]:

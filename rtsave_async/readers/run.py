@@ -32,8 +32,12 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import orjson
 
 from rtsave_async.names import (
+    ARCHIVES_FOLDER,
     CHECKPOINTS,
     HYPERPARAMETERS,
+    JSON_SUFFIX,
+    NON_CATEGORY_FOLDERS,
+    PENDING_SUFFIX,
     RUN_MANIFEST_KEY,
     STANDARD_CATEGORIES,
     STATS_KEY,
@@ -47,7 +51,7 @@ from rtsave_async.names import (
 )
 from rtsave_async.readers.flatten import records_to_frame
 from rtsave_async.readers.lineage import Entry, TrainingStart, superseded
-from rtsave_async.readers.segments import scan_frames
+from rtsave_async.readers.segments import FRAME_MAGIC, scan_frames
 from rtsave_async.readers.store import RunStore, open_store
 
 if TYPE_CHECKING:
@@ -58,7 +62,9 @@ if TYPE_CHECKING:
 METADATA_KEY = "_rtsave"
 Branches = Literal["current", "all"]
 Errors = Literal["warn", "raise"]
-_DATA_KINDS = ("json", "segment", "segment_open")
+_DATA_KINDS = ("json", "segment", "segment_open", "parquet")
+#: Data files read whole, once (a segment is read from an offset on).
+WHOLE_FILE_KINDS = ("json", "parquet")
 
 
 class RunDamageWarning(UserWarning):
@@ -174,6 +180,7 @@ class Run:
     errors: Errors = "warn"
     problems: list[Problem] = field(default_factory=list)
     _reported: set[tuple[str, int | None]] = field(default_factory=set, repr=False)
+    _archive_manifests: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -192,7 +199,7 @@ class Run:
         """Each category's data files (as :meth:`data_files`), in :meth:`categories` order."""
         found = {}
         for folder in self.store.folders():
-            if folder != WRITERS_FOLDER and not folder.startswith("."):
+            if folder not in NON_CATEGORY_FOLDERS and not folder.startswith("."):
                 files = self._data_files(folder)
                 if files:
                     found[folder] = files
@@ -207,15 +214,39 @@ class Run:
     def _data_files(self, category: str) -> list[DataFile]:
         prefix = file_prefix(category)
         files: dict[str, DataFile] = {}
+        replaced, pending_tags = self.archive_state()
         for file_key in self.store.list(category):
             name = parse_name(file_key.rpartition("/")[2])
             if name is None or name.prefix != prefix or name.kind not in _DATA_KINDS:
                 continue
+            if name.tag in pending_tags or published_name(file_key) in replaced:
+                continue  # an archive's files before it is published, or the files it replaced
             data_file = DataFile(file_key, name)
             # During a rename both names may be listed: the published one wins.
             if data_file.cursor_key not in files or name.kind != "segment_open":
                 files[data_file.cursor_key] = data_file
         return sorted(files.values(), key=lambda data_file: (data_file.name.seq, data_file.name.tag or ""))
+
+    def archive_state(self) -> tuple[set[str], set[str]]:
+        """What ``rtsave archive`` left (:mod:`rtsave_async.formats.archive`): the keys
+        its published archives replaced (hidden even while still on disk), and the writer
+        tags of archives in progress (their files are not read until published)."""
+        replaced: set[str] = set()
+        pending: set[str] = set()
+        published: set[str] = set()
+        for manifest_key in self.store.list(ARCHIVES_FOLDER):
+            name = _file_name(manifest_key)
+            if name.startswith("."):
+                continue
+            if name.endswith(PENDING_SUFFIX):
+                pending.add(name.removesuffix(PENDING_SUFFIX))
+            elif name.endswith(JSON_SUFFIX):
+                published.add(name.removesuffix(JSON_SUFFIX))
+                if manifest_key not in self._archive_manifests:  # published once, never changed
+                    self._archive_manifests[manifest_key] = self._read_json_object(manifest_key) or {}
+                for keys in (self._archive_manifests[manifest_key].get("replaces") or {}).values():
+                    replaced.update(keys)
+        return replaced, pending - published
 
     def _check_category(self, category: str) -> None:
         validate_category(category)
@@ -313,6 +344,13 @@ class Run:
         positions) stay list values. ``with_metadata`` adds ``_rtsave.writer``,
         ``_rtsave.seq`` and ``_rtsave.time`` columns. Needs pandas (the ``export`` extra).
         """
+        data_files = self.data_files(category)
+        if data_files and all(data_file.name.kind == "parquet" for data_file in data_files):
+            from rtsave_async.readers.parquet import parquet_frame
+
+            frame = parquet_frame(self, category, data_files, with_metadata, branches)
+            if frame is not None:
+                return frame
         with paused_gc():
             pairs = self._record_pairs(category, None, branches)
             if with_metadata:
@@ -339,14 +377,27 @@ class Run:
         payload as stored (a list of records, or one object) without ``_rtsave``."""
         saves: list[Save] = []
         for data_file in self.data_files(category):
-            if data_file.name.kind == "json":
-                save = self.read_json_save(category, data_file)
-                if save is not None:
-                    saves.append(save)
+            if data_file.name.kind in WHOLE_FILE_KINDS:
+                saves.extend(self.read_whole_file(category, data_file))
             else:
                 saves.extend(self.read_segment(category, data_file, 0)[0])
         saves.sort(key=lambda save: save.order)
         return saves
+
+    def read_whole_file(self, category: str, data_file: DataFile) -> list[Save]:
+        """The saves of a json or Parquet file (none, reported, if it is damaged or has vanished)."""
+        if data_file.name.kind == "json":
+            save = self.read_json_save(category, data_file)
+            return [] if save is None else [save]
+        from rtsave_async.readers.parquet import read_table, table_saves
+
+        try:
+            return table_saves(read_table(self.store.read(data_file.key)), category, data_file.key)
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:
+            self.report(data_file.key, None, str(exc))
+            return []
 
     def read_json_save(self, category: str, data_file: DataFile) -> Save | None:
         """The save in one json file (None, reported, if it is not JSON or has vanished)."""
@@ -381,8 +432,28 @@ class Run:
             self.report(key, offset, message)
         if scan.torn and key == data_file.cursor_key:
             self.report(key, scan.end, "unfinished last frame in a closed segment (skipped)")
+        return self._frame_saves(category, data_file, key, scan.frames), scan.end
+
+    def read_segment_tail(self, category: str, data_file: DataFile, tail_bytes: int) -> tuple[list[Save], bool]:
+        """The saves in the complete frames of a segment's last ``tail_bytes`` bytes (the
+        newest saves, cheaply), and whether that was the whole segment. Damage is not
+        reported here: the first bytes may be the inside of an earlier frame."""
+        for key in dict.fromkeys((data_file.key, data_file.cursor_key)):
+            try:
+                start = max(0, self.store.size(key) - tail_bytes)
+                data = self.store.read(key, start)
+            except FileNotFoundError:
+                continue
+            first = 0 if start == 0 else data.find(FRAME_MAGIC)
+            if first < 0:
+                return [], start == 0
+            frames = scan_frames(data[first:], start + first).frames
+            return self._frame_saves(category, data_file, key, frames), start == 0
+        return [], True
+
+    def _frame_saves(self, category: str, data_file: DataFile, key: str, frames: list[tuple[int, bytes]]) -> list[Save]:
         saves = []
-        for frame_offset, payload in scan.frames:
+        for frame_offset, payload in frames:
             for line_number, line in enumerate(payload.splitlines()):
                 if not line.strip():
                     continue
@@ -393,7 +464,7 @@ class Run:
                     self.report(key, frame_offset, f"line {line_number + 1} of the frame is not a save ({exc!r})")
                     continue
                 saves.append(_save(category, data, data_file, metadata))
-        return saves, scan.end
+        return saves
 
     def report(self, key: str, offset: int | None, message: str) -> None:
         """Record a :class:`Problem` (once per file and offset); raise it if ``errors="raise"``."""
@@ -408,16 +479,27 @@ class Run:
 
     def _current_branch(self, category: str, pairs: Iterable[tuple[Save, Any]]) -> list[tuple[Save, Any]]:
         pairs = list(pairs)
-        starts = self._training_starts() if category != HYPERPARAMETERS else [
-            _training_start(save, record) for save, record in pairs]
+        starts = None if category != HYPERPARAMETERS else [_training_start(save, record) for save, record in pairs]
+        keep = self.current_branch_mask(category, [(id(save), save.time, save.writer, _timestep(record))
+                                                   for save, record in pairs], starts)
+        return pairs if keep is None else [pair for pair, kept in zip(pairs, keep) if kept]
+
+    def current_branch_mask(self, category: str, rows: list[tuple[Any, str | None, str | None, Any]],
+                            starts: list[TrainingStart | None] | None = None) -> list[bool] | None:
+        """Which of ``rows`` (save identity, save time, writer, record timestep), a
+        category's records in write order, are on the current branch; None: all are."""
+        starts = self._training_starts() if starts is None else starts
         resumes = [start for start in starts if start is not None and start.timestep > 0]
         if not resumes:
-            return pairs
-        save_numbers: dict[int, int] = {}
-        entries = [Entry(save_numbers.setdefault(id(save), len(save_numbers)), save.time, save.writer,
-                         _timestep(record)) for save, record in pairs]
-        flags = superseded(entries, resumes)
-        return [pair for pair, dropped in zip(pairs, flags) if not dropped]
+            return None
+        save_numbers: dict[Any, int] = {}
+        entries = [Entry(save_numbers.setdefault(save, len(save_numbers)), time, writer, _int_or_none(timestep))
+                   for save, time, writer, timestep in rows]
+        return [not dropped for dropped in superseded(entries, resumes)]
+
+    def resumed(self) -> bool:
+        """Whether a training start resumed from a checkpoint (a step > 0): only then can records be superseded."""
+        return any(start is not None and start.timestep > 0 for start in self._training_starts())
 
     def _training_starts(self) -> list[TrainingStart | None]:
         saves = self.saves(HYPERPARAMETERS)
@@ -465,8 +547,15 @@ def _pop_metadata(data: Any) -> dict[str, Any] | None:
 
 
 def _timestep(record: Any) -> int | None:
-    timestep = record.get("timestep") if isinstance(record, dict) else None
-    return timestep if isinstance(timestep, int) and not isinstance(timestep, bool) else None
+    return _int_or_none(record.get("timestep") if isinstance(record, dict) else None)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _file_name(file_key: str) -> str:
+    return file_key.rpartition("/")[2]
 
 
 def _training_start(save: Save, record: Any) -> TrainingStart | None:
