@@ -1,4 +1,4 @@
-"""Command line: ``rtsave train`` / ``rtsave test`` / ``rtsave checkpoint export`` (also ``python -m rtsave_async``).
+"""Command line: ``rtsave train`` / ``test`` / ``checkpoint export`` / ``sync`` (also ``python -m rtsave_async``).
 
 The seed's form ``--run train|test`` is accepted too::
 
@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rtsave_async.cli.test import test
 
             return test(args)
+        if args.command == "sync":
+            from rtsave_async.cli.sync import sync
+
+            return sync(args)
         from rtsave_async.cli.checkpoint import export
 
         return export(args)

@@ -70,16 +70,42 @@ def redact_url(url: str) -> str:
     return re.sub(r"://[^/@]*@", "://***@", url)
 
 
-def default_spool_dir(url: RemoteUrl) -> Path:
-    """The spool folder of ``url``: ``$RTSAVE_SPOOL_ROOT`` (default
-    ``$XDG_CACHE_HOME/rtsave_async/spool``, i.e. ``~/.cache/...``) ``/<protocol>/<path>``;
-    two writers of one URL on one host share it, as they would share a local save_dir."""
-    root = os.environ.get(SPOOL_ROOT_VARIABLE)
-    if not root:
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(cache, "rtsave_async", "spool")
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/rtsave_async`` (default ``~/.cache/rtsave_async``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache, "rtsave_async")
+
+
+def local_mirror(root: str | os.PathLike[str], url: RemoteUrl) -> Path:
+    """``<root>/<protocol>/<bucket>/<path>``: where a local copy of ``url`` lives."""
     folder = Path(root, url.protocol, *url.path.split("/"))
     if len(str(folder)) > 1024:  # a path this long would fail to open: keep the bucket, hash the rest
         bucket = url.path.split("/", 1)[0]
         folder = Path(root, url.protocol, bucket, hashlib.sha1(url.path.encode()).hexdigest())
     return folder
+
+
+def default_spool_dir(url: RemoteUrl) -> Path:
+    """The spool folder of ``url``: :func:`local_mirror` under ``$RTSAVE_SPOOL_ROOT``
+    (default ``~/.cache/rtsave_async/spool``); two writers of one URL on one host share
+    it, as they would share a local save_dir."""
+    return local_mirror(os.environ.get(SPOOL_ROOT_VARIABLE) or cache_root() / "spool", url)
+
+
+def run_url_of_checkpoint(url: str) -> str:
+    """``s3://b/run/checkpoints/checkpoint_....json`` -> ``s3://b/run``."""
+    return url.rstrip("/").rsplit("/", 2)[0]
+
+
+def save_location(save_dir: str | os.PathLike[str]) -> Path | str:
+    """``save_dir`` as the package keeps it: a URL string for object storage (a ``Path``
+    would fold its ``//``), else a ``Path``."""
+    return str(save_dir) if is_url(save_dir) else Path(save_dir)
+
+
+def same_location(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
+    """Whether two save_dirs name the same run (URLs compared without trailing slashes)."""
+    first, second = save_location(first), save_location(second)
+    if isinstance(first, str) or isinstance(second, str):
+        return str(first).rstrip("/") == str(second).rstrip("/")
+    return first.resolve() == second.resolve()

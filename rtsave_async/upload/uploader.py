@@ -112,7 +112,7 @@ class Uploader:
         self._backoff = 0.0
         self._outage_errors = 0
         self.stats: dict[str, Any] = {"uploaded_files": 0, "uploaded_bytes": 0, "parts": 0, "deleted": 0,
-                                      "errors": 0, "conflicts": 0, "last_error": None}
+                                      "already_there": 0, "errors": 0, "conflicts": 0, "last_error": None}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, run_in_background: bool = True) -> None:
@@ -329,6 +329,8 @@ class Uploader:
         if data is None or self._uploaded.get(key) == len(data):
             return
         remote = self._remote.get(key) if self._remote is not None else None
+        if remote is not None and remote[0] == len(data):
+            self.stats["already_there"] += 1
         if remote is None:
             try:
                 await self._fs._pipe_file(self.url.join(key), data, mode="create")
@@ -399,7 +401,7 @@ class Uploader:
     async def _upload_parts(self, key: str) -> None:
         covered = self._covered.get(key)
         if covered is None:
-            covered = self._covered[key] = await self._remote_coverage(key)
+            covered = self._covered[key] = await self.remote_coverage(key)
         data = self._local(key, covered)
         if not data:
             return
@@ -412,7 +414,12 @@ class Uploader:
         self._covered[key] = covered + len(data)
         self._last_part[key] = time.monotonic()
 
-    async def _remote_coverage(self, key: str) -> int:
+    def uploaded_coverage(self, key: str) -> int | None:
+        """How many bytes of open segment ``key`` its parts hold, as far as this uploader knows."""
+        return self._covered.get(key)
+
+    async def remote_coverage(self, key: str) -> int:
+        """How many bytes of open segment ``key`` the bucket's parts cover from 0 on."""
         try:
             entries = await self._fs._ls(self.url.join(names.parts_folder(key)), detail=True, refresh=True)
         except FileNotFoundError:

@@ -27,7 +27,7 @@ from rtsave_async.formats.metadata import snapshot_metadata
 from rtsave_async.formats.segments import DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, SegmentStore
 from rtsave_async.formats.serialize import SnapshotSerializer
 from rtsave_async.sinks.base import Sink
-from rtsave_async.remote.urls import is_url
+from rtsave_async.remote.urls import save_location
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.sinks.spooled import SpooledSink
 from rtsave_async.upload.uploader import DEFAULT_PART_INTERVAL
@@ -126,10 +126,13 @@ class SnapshotWriter:
         check_number("part_interval", part_interval, 0.05, "seconds")
         self.format = validate_format(format)
         #: The folder, or the URL (a str) for a run in object storage.
-        self.save_dir: Path | str = str(save_dir) if is_url(save_dir) else Path(save_dir)
+        self.save_dir = save_location(save_dir)
         self.exit_timeout = exit_timeout
         self._batch_size = batch_size
         self._drain_interval = drain_interval
+        if not isinstance(self.save_dir, str) and (spool_dir is not None or storage_options):
+            raise ValueError(f"spool_dir and storage_options are only for a URL save_dir (s3://...), not "
+                             f"{self.save_dir}")
         if sink is None and isinstance(self.save_dir, str):
             sink = SpooledSink(self.save_dir, spool_dir, storage_options=storage_options,
                                part_interval=part_interval, durable=durable, io=io)
