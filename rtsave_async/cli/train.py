@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -205,5 +206,9 @@ def print_resume_hint(saving: ComprehensiveSavingCallback) -> None:
         print("rtsave: no checkpoint was written yet; nothing to resume from", file=sys.stderr)
         return
     # Only the command is needed: reading the JSON, not hashing every file again as find_checkpoint does.
-    command = read_checkpoint_metadata(written[-1])["recovery_info"]["resume_command"]
+    newest = written[-1]
+    if isinstance(newest, str):  # a URL: its JSON is in the writer's local spool too
+        upload = (saving.writer_stats or {}).get("upload", {})
+        newest = Path(upload["spool"], newest[len(str(saving.save_dir)):].lstrip("/"))
+    command = read_checkpoint_metadata(newest)["recovery_info"]["resume_command"]
     print(f"rtsave: resume with: {command}", flush=True)
