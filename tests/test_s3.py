@@ -273,5 +273,10 @@ def test_cli_train_to_s3_then_test_from_s3(bucket, tmp_path):
     tested = rtsave("test", "--model_path", checkpoint, "--env", "CartPole-v1", "--episodes", "1")
     assert tested.returncode == 0, tested.stderr
     assert "mean return" in tested.stdout
+    resumed = rtsave("train", "--model_path", checkpoint, "--total_timesteps", "384", "--checkpoint_frequency", "128",
+                     "--spool_dir", str(tmp_path / "spool"), "--no_progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "rtsave: resumed from" in resumed.stdout
+    assert open_run(url).checkpoints()[-1].timestep >= 384  # written on into the same run URL (PPO ends a rollout)
     missing = rtsave("test", "--model_path", f"s3://{bucket}/cli/run/checkpoints/nothing.json", "--env", "CartPole-v1")
     assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr

@@ -174,8 +174,10 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise CliError(f"--run_name is {name_bytes} bytes long; a folder name may have at most {MAX_NAME_BYTES}")
     if args.save_dir is not None and "\0" in args.save_dir:
         raise CliError(f"--save_dir {args.save_dir!r} contains a null byte")
-    if args.spool_dir is not None and not (args.save_dir and is_url(args.save_dir)):
-        raise CliError("--spool_dir is only for a storage URL --save_dir (s3://...)")
+    remote = is_url(args.save_dir) if args.save_dir else is_url(args.model_path)  # a resumed run stays where it was
+    if args.spool_dir is not None and not remote:
+        raise CliError("--spool_dir is only for a run in object storage (--save_dir s3://..., or resuming from "
+                       "--model_path s3://... without --save_dir)")
 
 
 def check_model_path(option: str, model_path: str | None) -> None:
