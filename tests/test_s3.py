@@ -23,7 +23,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from conftest import PROJECT_ROOT, python_child
 from rtsave_async import ComprehensiveSavingCallback, SnapshotWriter
 from rtsave_async.checkpoints import load_checkpoint
-from rtsave_async.readers import open_run
+from rtsave_async.readers import find_runs, open_run
 from rtsave_async.readers.remote_store import FsspecRunStore
 from support.s3 import ACCESS_KEY, SECRET_KEY
 
@@ -147,6 +147,20 @@ def test_two_writers_of_one_run_prefix_merge_in_time_order(bucket, tmp_path):
     assert {r.writer for r in records} == {"rank0", "rank1"}
     assert sorted(run.manifest()["writers"]) == ["rank0", "rank1"]
     assert sorted(run.writer_stats()["writers"]) == ["rank0", "rank1"]
+    assert list(find_runs(f"s3://{bucket}/sweep")) == ["run"]  # a parent prefix lists its runs
+
+
+def test_checkpoint_retention_prunes_the_bucket_too(s3_server, bucket, tmp_path):
+    url = f"s3://{bucket}/kept"
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    saving = ComprehensiveSavingCallback(url, checkpoint_frequency=128, checkpoint_options={"keep_last": 1},
+                                         writer_options={"spool_dir": tmp_path / "spool"})
+    model.learn(512, callback=saving)
+    env.close()
+    remote = sorted(key.rpartition("/")[2] for key in s3_server.keys(bucket, "kept/checkpoints/"))
+    assert remote == sorted(os.listdir(tmp_path / "spool" / "checkpoints"))
+    assert [c.timestep for c in open_run(url).checkpoints()] == [512]
 
 
 # ---------------------------------------------------------------------------- faults
