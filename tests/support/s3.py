@@ -108,3 +108,62 @@ def s3_server() -> Iterator[S3Server]:
 def bucket(s3_server: S3Server) -> str:
     """A new, empty bucket on the session's server."""
     return s3_server.new_bucket()
+
+
+SERVE_CODE = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from support.s3 import serve_commands
+serve_commands(int(sys.argv[1]))
+"""
+
+
+def serve_commands(port: int) -> None:
+    """Run an :class:`S3Server` on ``port`` in this process, taking ``stop`` / ``start``
+    lines on stdin (answered with ``ok``), until stdin closes."""
+    import sys
+
+    server = S3Server(port)
+    server.start()
+    print("ok", flush=True)
+    for line in sys.stdin:
+        (server.stop if line.strip() == "stop" else server.start)()
+        print("ok", flush=True)
+    server.stop()
+
+
+class S3ServerProcess(S3Server):
+    """An :class:`S3Server` in a child process (for benchmarks: it then takes no CPU
+    time from the measured process's GIL); :meth:`stop` and :meth:`start` keep the data."""
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        if getattr(self, "_child", None) is None:
+            self._child = subprocess.Popen(
+                [sys.executable, "-c", SERVE_CODE, str(self.port), str(Path(__file__).resolve().parents[1])],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        else:
+            self._command("start")
+            return
+        if self._child.stdout.readline().strip() != "ok":
+            raise RuntimeError("the S3 server process did not start")
+
+    def _command(self, word: str) -> None:
+        self._child.stdin.write(word + "\n")
+        self._child.stdin.flush()
+        if self._child.stdout.readline().strip() != "ok":
+            raise RuntimeError(f"the S3 server process did not {word}")
+
+    def stop(self) -> None:
+        if getattr(self, "_child", None) is not None:
+            self._command("stop")
+
+    def close(self) -> None:
+        """End the child process (and its data)."""
+        if getattr(self, "_child", None) is not None:
+            self._child.stdin.close()
+            self._child.wait(30)
+            self._child = None
