@@ -165,6 +165,7 @@ def checkpoint_times(url: str, local: Path, mib: int) -> tuple[float, float, flo
 # ---------------------------------------------------------------------------- 4. training
 TRAIN_CODE = """
 import json, sys, time
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.callbacks import BaseCallback
@@ -182,6 +183,7 @@ class StepClock(BaseCallback):
 
 
 save_dir, timesteps, hyperparameters = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+torch.set_num_threads(1)  # as rtsave train's default --torch_threads 1: fastest, and steadier on a shared machine
 env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
 model = PPO("MlpPolicy", env, seed=0, device="cpu", **hyperparameters)
 saving = ComprehensiveSavingCallback(save_dir, total_timesteps=timesteps, writer_options={"exit_timeout": 120})
@@ -287,7 +289,7 @@ def report(args, scale, load_before, rates, lags, checkpoints, rounds, outage_lo
                      f"in the bucket | {local_seconds * 1000:.0f} ms / {spool_seconds * 1000:.0f} ms / "
                      f"{bucket_seconds * 1000:.0f} ms |")
     lines += [
-        f"| PPO CartPole, 4 envs, {scale.ppo}, {scale.timesteps} timesteps, callback defaults: steps/s local "
+        f"| PPO CartPole, 4 envs, 1 torch thread, {scale.ppo}, {scale.timesteps} timesteps, callback defaults: steps/s local "
         f"vs s3:// "
         f"({len(rounds)} interleaved rounds) | "
         + "; ".join(f"{r['local']:,.0f} vs {r['s3']:,.0f}" for r in rounds) + " |",

@@ -294,3 +294,35 @@ def test_cli_train_to_s3_then_test_from_s3(bucket, tmp_path):
     assert open_run(url).checkpoints()[-1].timestep >= 384  # written on into the same run URL (PPO ends a rollout)
     missing = rtsave("test", "--model_path", f"s3://{bucket}/cli/run/checkpoints/nothing.json", "--env", "CartPole-v1")
     assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr
+
+
+def test_rtsave_sync_while_the_writer_still_writes_is_safe_and_idempotent(bucket, tmp_path):
+    import asyncio
+    import threading
+
+    from rtsave_async.remote.urls import parse_url
+    from rtsave_async.upload.sync import sync_run
+
+    url, spool = f"s3://{bucket}/busy", tmp_path / "spool"
+    writer = SnapshotWriter(url, format="jsonl.zst", spool_dir=spool, part_interval=0.2)
+
+    def produce():
+        for i in range(200):
+            writer.submit("episodes", {"i": i})
+            time.sleep(0.005)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    reports = []
+    while producer.is_alive():  # racing the writer's own uploader for the same open segment
+        reports.append(asyncio.run(sync_run(spool, parse_url(url), timeout=60)))
+    producer.join()
+    writer.close()
+    final = asyncio.run(sync_run(spool, parse_url(url), timeout=60))
+    assert reports and all(report.complete and not report.mismatched for report in reports + [final])
+    assert final.complete and not final.missing and final.stats["uploaded_files"] == 0
+    remote = open_run(url)
+    assert [r["i"] for r in remote.records("episodes")] == list(range(200))
+    saves = remote.saves("episodes")
+    assert len({(save.writer, save.seq) for save in saves}) == len(saves) == 200
+    assert not any(".parts/" in key for key in FsspecRunStore(url).list("episodes"))

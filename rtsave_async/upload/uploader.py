@@ -116,13 +116,16 @@ class Uploader:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, run_in_background: bool = True) -> None:
-        """Open the file system on this loop (no network yet). With ``run_in_background``
-        start the task that uploads what :meth:`changed` reports, after first queuing
-        whatever the spool holds that the bucket lacks (left by an earlier writer)."""
-        self._fs = await async_filesystem(self.url, self._storage_options)
+        """Without ``run_in_background``: open the file system on this loop, for calls
+        made by the caller (``rtsave sync``). With it: start the task that opens it, lists
+        the bucket, queues whatever the spool holds that the bucket lacks (left by an
+        earlier writer), then uploads what :meth:`changed` reports. Neither waits for the
+        network (botocore may look for credentials, e.g. on an instance metadata service)."""
         self._catching_up = run_in_background
         if run_in_background:
             self._task = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._fs = await async_filesystem(self.url, self._storage_options)
 
     async def finish(self, timeout: float) -> bool:
         """Upload everything pending (open segments' newest bytes too), waiting at most
@@ -219,6 +222,8 @@ class Uploader:
         while True:
             if self._catching_up:
                 try:
+                    if self._fs is None:
+                        self._fs = await async_filesystem(self.url, self._storage_options)
                     await self.list_remote()
                     self.queue_spool()
                     self._catching_up = False
@@ -413,6 +418,10 @@ class Uploader:
         self._count(data, part=True)
         self._covered[key] = covered + len(data)
         self._last_part[key] = time.monotonic()
+
+    async def exists(self, key: str) -> bool:
+        """Whether the bucket holds an object under ``key``."""
+        return await self._fs._exists(self.url.join(key))
 
     def uploaded_coverage(self, key: str) -> int | None:
         """How many bytes of open segment ``key`` its parts hold, as far as this uploader knows."""
