@@ -209,6 +209,13 @@ def test_wrong_bucket_or_endpoint_is_one_clear_error_and_training_goes_on(bucket
     assert len(only_local) == 1 and f"rtsave sync {tmp_path / 'spool'} {url}" in only_local[0]
     assert_no_credentials([record.getMessage() for record in caplog.records] + [str(stats)])
     assert records_by_category(open_run(tmp_path / "spool"))  # nothing lost: all in the spool
+    if where == "endpoint":  # a reader gets one line naming the URL too
+        with pytest.raises(ConnectionError, match=f"^{url}: cannot be read") as raised:
+            open_run(url, storage_options=options)
+        assert_no_credentials([str(raised.value)])
+    else:
+        with pytest.raises(FileNotFoundError, match=url):
+            open_run(url)
 
 
 # ---------------------------------------------------------------------------- sync

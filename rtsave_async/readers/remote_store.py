@@ -14,7 +14,7 @@ from typing import Any
 
 from rtsave_async.names import OPEN_SUFFIX, PARTS_SUFFIX, parts_folder, part_offset, split_key
 from rtsave_async.readers.store import RunStore
-from rtsave_async.remote.filesystem import filesystem
+from rtsave_async.remote.filesystem import filesystem, scrub
 from rtsave_async.remote.parts import Part, contiguous, pieces_between
 from rtsave_async.remote.urls import RemoteUrl, parse_url
 
@@ -91,10 +91,15 @@ class FsspecRunStore(RunStore):
         return str(self.remote.child(key)) if key else str(self.remote)
 
     def is_run_root(self) -> bool:
+        """False for a missing prefix or bucket; ``ConnectionError`` naming the URL (never
+        the credentials) when the storage cannot be asked: a wrong endpoint, no network."""
         try:
             return self.fs.isdir(self.remote.path)
         except (FileNotFoundError, PermissionError):
             return False
+        except Exception as exc:
+            raise ConnectionError(f"{self.remote}: cannot be read "
+                                  f"({scrub(f'{type(exc).__name__}: {exc}', self.storage_options)})") from None
 
     def child(self, folder: str) -> FsspecRunStore:
         return FsspecRunStore(self.remote.child(folder), self.storage_options, fs=self.fs)

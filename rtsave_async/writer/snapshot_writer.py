@@ -26,12 +26,12 @@ from rtsave_async.formats.files import FileStore, SequenceCounter
 from rtsave_async.formats.metadata import snapshot_metadata
 from rtsave_async.formats.segments import DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, SegmentStore
 from rtsave_async.formats.serialize import SnapshotSerializer
-from rtsave_async.sinks.base import Sink
 from rtsave_async.remote.urls import save_location
+from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.sinks.spooled import SpooledSink
-from rtsave_async.upload.uploader import DEFAULT_PART_INTERVAL
 from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
+from rtsave_async.upload.uploader import DEFAULT_PART_INTERVAL
 from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook, manifest
 from rtsave_async.writer.stats import WriterStats
@@ -437,7 +437,10 @@ class SnapshotWriter:
         except OSError as exc:
             self._report_storage_error(exc, names.STATS_KEY)
         deadline = self._stop_deadline or time.monotonic() + self.exit_timeout
-        await self._sink.finish(max(0.0, deadline - time.monotonic() - _JOIN_MARGIN))
+        try:
+            await self._sink.finish(max(0.0, deadline - time.monotonic() - _JOIN_MARGIN))
+        except Exception as exc:  # a background copy's bug must not keep the sink from closing
+            self._report_error(exc, f"could not finish storing to {self._sink.url('')}: {exc!r}")
         try:
             await self._sink.close()
         except OSError as exc:
