@@ -10,7 +10,7 @@ child process so it takes no GIL time from the measured one. Measured:
 2. Upload lag: saves submitted at a steady rate; a reader in another process follows
    the run through ``open_run(url).cursor()`` and notes when each record first shows;
    lag = seen - submitted (one host clock), median and p99, at the default
-   ``part_interval`` (2 s).
+   ``upload_interval`` (2 s).
 3. Checkpoint upload: a checkpoint of incompressible attachments (1, 16, 64 MiB):
    local write time (submit -> ``on_written``) against the time until its JSON is
    in the bucket.
@@ -283,7 +283,7 @@ def report(args, scale, load_before, rates, lags, checkpoints, rounds, outage_lo
         f"| records/s, jsonl.zst, submit -> close() with everything uploaded, s3:// | {rates['s3']:,.0f} |",
         f"| records/s, same, local folder | {rates['local']:,.0f} |",
         f"| upload lag (submitted -> seen by a remote `open_run` cursor), {len(lags)} records at "
-        f"{scale.lag_rate:g}/s, part_interval 2 s: median / p99 | {statistics.median(lags):.2f} s / "
+        f"{scale.lag_rate:g}/s, upload_interval 2 s: median / p99 | {statistics.median(lags):.2f} s / "
         f"{percentile(lags, 0.99):.2f} s |",
     ]
     for mib, (spool_seconds, bucket_seconds, local_seconds) in checkpoints.items():

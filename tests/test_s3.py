@@ -111,7 +111,7 @@ def test_run_trained_to_s3_has_the_seed_layout_and_reads_back_as_the_spool(s3_se
 
 def test_remote_reader_follows_an_open_segment_while_it_is_written(bucket, tmp_path):
     url = f"s3://{bucket}/live"
-    writer = SnapshotWriter(url, format="jsonl.zst", spool_dir=tmp_path / "spool", part_interval=0.2)
+    writer = SnapshotWriter(url, format="jsonl.zst", spool_dir=tmp_path / "spool", upload_interval=0.2)
     cursor = None
     seen: list[int] = []
     try:
@@ -135,7 +135,7 @@ def test_remote_reader_follows_an_open_segment_while_it_is_written(bucket, tmp_p
 def test_two_writers_of_one_run_prefix_merge_in_time_order(bucket, tmp_path):
     url = f"s3://{bucket}/sweep/run"
     writers = [SnapshotWriter(url, format="jsonl.zst", spool_dir=tmp_path / f"host{n}", writer_name=f"rank{n}",
-                              part_interval=0.2) for n in range(2)]
+                              upload_interval=0.2) for n in range(2)]
     for i in range(40):
         writers[i % 2].submit("episodes", {"i": i})
         time.sleep(0.002)  # distinct write times
@@ -175,7 +175,7 @@ def test_server_outage_mid_training_loses_and_duplicates_nothing(s3_server, buck
     with caplog.at_level(logging.WARNING, logger="rtsave_async"):
         try:
             _, saving = train_cartpole(url, timesteps=1024, extra_callbacks=[outage], spool_dir=tmp_path / "spool",
-                                       format="jsonl.zst", part_interval=0.2, exit_timeout=60)
+                                       format="jsonl.zst", upload_interval=0.2, exit_timeout=60)
         finally:
             if outages and outages[0].down:
                 s3_server.start()
@@ -222,7 +222,7 @@ def test_wrong_bucket_or_endpoint_is_one_clear_error_and_training_goes_on(bucket
 WRITE_THEN_WAIT = """
 import sys, time
 from rtsave_async import SnapshotWriter
-writer = SnapshotWriter(sys.argv[1], format="jsonl.zst", spool_dir=sys.argv[2], part_interval=3600)
+writer = SnapshotWriter(sys.argv[1], format="jsonl.zst", spool_dir=sys.argv[2], upload_interval=3600)
 for i in range(300):
     writer.submit("episodes", {"i": i})
     if i == 150:
@@ -311,7 +311,7 @@ def test_rtsave_sync_while_the_writer_still_writes_is_safe_and_idempotent(bucket
     from rtsave_async.upload.sync import sync_run
 
     url, spool = f"s3://{bucket}/busy", tmp_path / "spool"
-    writer = SnapshotWriter(url, format="jsonl.zst", spool_dir=spool, part_interval=0.2)
+    writer = SnapshotWriter(url, format="jsonl.zst", spool_dir=spool, upload_interval=0.2)
 
     def produce():
         for i in range(200):

@@ -19,7 +19,7 @@ from rtsave_async.remote.filesystem import check_backend
 from rtsave_async.remote.urls import default_spool_dir, parse_url
 from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
-from rtsave_async.upload.uploader import DEFAULT_PART_INTERVAL, Uploader
+from rtsave_async.upload.uploader import DEFAULT_UPLOAD_INTERVAL, Uploader
 
 logger = logging.getLogger("rtsave_async")
 
@@ -32,20 +32,20 @@ class SpooledSink(Sink):
     :param spool_dir: the local folder; default :func:`~rtsave_async.remote.default_spool_dir`.
     :param storage_options: options of the fsspec file system; default: the backend's
         environment and config (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ...).
-    :param part_interval: seconds between uploads of an open segment's new bytes. Default 2.
+    :param upload_interval: seconds between uploads of an open segment's new bytes. Default 2.
     :param durable, io: as for :class:`LocalSink` (the spool).
     """
 
     supports_append = True
 
     def __init__(self, url: str, spool_dir: str | os.PathLike[str] | None = None, *,
-                 storage_options: Mapping[str, Any] | None = None, part_interval: float = DEFAULT_PART_INTERVAL,
+                 storage_options: Mapping[str, Any] | None = None, upload_interval: float = DEFAULT_UPLOAD_INTERVAL,
                  durable: bool = False, io: str = "direct") -> None:
         self.remote = parse_url(url)
         check_backend(self.remote)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(self.remote)
         self.local = LocalSink(self.spool_dir, durable=durable, io=io)
-        self.uploader = Uploader(self.spool_dir, self.remote, storage_options, part_interval=part_interval)
+        self.uploader = Uploader(self.spool_dir, self.remote, storage_options, upload_interval=upload_interval)
 
     async def start(self) -> None:
         await self.local.start()

@@ -1,14 +1,15 @@
 """The uploader: a local run folder (the spool) copied to a storage URL, on an asyncio loop.
 
 The writer stores through the crash-safe :class:`~rtsave_async.sinks.local.LocalSink`
-into the spool; the uploader then copies each key to ``<url>/<key>``:
+into the spool; the uploader then copies each new or changed key to ``<url>/<key>``,
+in one pass every ``upload_interval`` seconds:
 
 * a file that never changes once published (a save, a closed segment, a checkpoint's
   attachments and JSON) with one create-only PUT (``If-None-Match: *``); if the object
   exists already with the same size (an earlier attempt whose answer was lost, or a
   second uploader), it counts as uploaded; a different size is an :class:`UploadConflict`;
 * an open segment (``.open``) as numbered parts (:mod:`rtsave_async.remote.parts`): the
-  bytes added since the last part, at most every ``part_interval`` seconds; once the
+  bytes added since the last part; once the
   segment is published, the whole segment goes up under its final name and its parts
   are removed (a reader prefers the published name while both exist);
 * the run's manifests (``run.json``, ``writers/<id>.json``, ``writer_stats.json``) are
@@ -44,7 +45,7 @@ from rtsave_async.remote.urls import RemoteUrl
 
 logger = logging.getLogger("rtsave_async")
 
-DEFAULT_PART_INTERVAL = 2.0  # seconds between two parts of one open segment
+DEFAULT_UPLOAD_INTERVAL = 2.0  # seconds between two upload passes
 MIN_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 DEFAULT_CONCURRENCY = 8
@@ -84,31 +85,31 @@ class Uploader:
     """Copies keys of the spool folder ``spool`` to ``url`` (see the module docstring).
 
     :param storage_options: options of the fsspec file system (never logged or stored).
-    :param part_interval: seconds between two parts of one open segment; a remote
-        reader lags the writer by about this much. Default 2.
+    :param upload_interval: seconds between two upload passes (each uploads everything
+        new: files, and an open segment's new bytes as one part); a remote reader lags
+        the writer by about this much. Default 2.
     :param concurrency: most uploads at once. Default 8.
     """
 
     def __init__(self, spool: str | os.PathLike[str], url: RemoteUrl, storage_options: Mapping[str, Any] | None = None,
-                 *, part_interval: float = DEFAULT_PART_INTERVAL, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+                 *, upload_interval: float = DEFAULT_UPLOAD_INTERVAL, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         self.spool = Path(spool)
         self.url = url
         self._storage_options = dict(storage_options or {})
-        self.part_interval = part_interval
+        self.upload_interval = upload_interval
         self._concurrency = concurrency
         self._fs: Any = None
         self._pending: dict[str, tuple[str, int]] = {}  # key -> ("upload" or "delete", version), in order
         self._versions = itertools.count()
         self._uploaded: dict[str, object] = {}  # key -> what was uploaded (size, md5 or covered bytes)
         self._covered: dict[str, int] = {}  # open segment -> bytes its parts cover
-        self._last_part: dict[str, float] = {}  # open segment -> time.monotonic() of its last part
         self._published_from: dict[str, str] = {}  # published segment -> its .open key
         self._remote: dict[str, tuple[int, str]] | None = None  # key -> (size, etag), when listed
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()
         self._catching_up = True  # the background task first lists the bucket and queues the spool
         self._task: asyncio.Task[None] | None = None
-        self._hurry = False  # finishing: no waiting between parts
+        self._hurry = False  # finishing: no waiting between passes
         self._backoff = 0.0
         self._outage_errors = 0
         self.stats: dict[str, Any] = {"uploaded_files": 0, "uploaded_bytes": 0, "parts": 0, "deleted": 0,
@@ -219,6 +220,9 @@ class Uploader:
 
     # ------------------------------------------------------------------ the work
     async def _run(self) -> None:
+        """One pass every ``upload_interval`` seconds over everything new since the last
+        one: the network wake-ups of the writer thread come in clusters, so the training
+        thread hands the GIL over a few times per interval, not several times per file."""
         while True:
             if self._catching_up:
                 try:
@@ -229,63 +233,38 @@ class Uploader:
                     self._catching_up = False
                 except Exception as exc:
                     self._failed(exc)
-                    await self._wait_to_retry()
+                    await self._wait_to_retry(self._backoff)
                     continue
             if not self._pending:
                 self._wake.clear()
                 await self._wake.wait()
-            did = await self._pass()
-            if self._backoff:
-                await self._wait_to_retry()
-                continue
-            delay = self._next_part_delay() or (0.0 if did else 0.05)
-            if delay:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+            started = time.monotonic()
+            await self._pass()
+            pause = self._backoff or max(0.0, started + self.upload_interval - time.monotonic())
+            await self._wait_to_retry(pause)
 
-    async def _wait_to_retry(self) -> None:
-        """Sleep the backoff (new stores do not cut it short; :meth:`finish` does)."""
+    async def _wait_to_retry(self, seconds: float) -> None:
+        """Sleep ``seconds`` (new stores do not cut it short; :meth:`finish` does)."""
+        if self._hurry:
+            await asyncio.sleep(0.01 if not self._backoff else min(self._backoff, MIN_BACKOFF))
+            return
         self._retry_now.clear()
         try:
-            await asyncio.wait_for(self._retry_now.wait(), self._backoff)
+            await asyncio.wait_for(self._retry_now.wait(), seconds)
         except asyncio.TimeoutError:
             pass
 
-    def _next_part_delay(self) -> float:
-        """Seconds until an open segment may get its next part; 0 when a key other than
-        an open segment is pending (or nothing is)."""
-        now = time.monotonic()
-        waits = []
-        for key, (action, _) in self._pending.items():
-            if action != "upload" or not key.endswith(names.OPEN_SUFFIX):
-                return 0.0
-            waits.append(self._last_part.get(key, 0.0) + self.part_interval - now)
-        return max(0.05, min(waits)) if waits else 0.0
-
     def _ready(self) -> list[str]:
-        """Pending keys that may go now: open segments whose interval has passed, and
-        checkpoint JSON files none of whose attachments is still pending."""
-        now = time.monotonic()
+        """Pending keys that may go now: all but checkpoint JSON files one of whose
+        attachments is still pending (they go in the next pass)."""
         pending_stems = {key.split(".", 1)[0] for key in self._pending
                          if names.split_key(key)[0] == names.CHECKPOINTS and not key.endswith(names.JSON_SUFFIX)}
-        ready = []
-        for key, (action, _) in self._pending.items():
-            if action == "upload":
-                if (key.endswith(names.OPEN_SUFFIX) and not self._hurry
-                        and now - self._last_part.get(key, -self.part_interval) < self.part_interval):
-                    continue
-                if (names.split_key(key)[0] == names.CHECKPOINTS and key.endswith(names.JSON_SUFFIX)
-                        and key.split(".", 1)[0] in pending_stems):
-                    continue
-            ready.append(key)
-        return ready
+        return [key for key, (action, _) in self._pending.items()
+                if not (action == "upload" and names.split_key(key)[0] == names.CHECKPOINTS
+                        and key.endswith(names.JSON_SUFFIX) and key.split(".", 1)[0] in pending_stems)]
 
-    async def _pass(self) -> bool:
-        """Try each ready key once, ``concurrency`` at a time; stop at the first failure.
-        Returns whether any key was ready."""
+    async def _pass(self) -> None:
+        """Try each ready key once, ``concurrency`` at a time; stop at the first failure."""
         ready = self._ready()
         for start in range(0, len(ready), self._concurrency):
             chunk = [(key, self._pending[key]) for key in ready[start:start + self._concurrency]
@@ -305,10 +284,9 @@ class Uploader:
                     failure = result
             if failure is not None:
                 self._failed(failure)
-                return True
+                return
         if ready:
             self._recovered()
-        return bool(ready)
 
     async def _one(self, key: str, action: str) -> None:
         if action == "delete":
@@ -353,7 +331,6 @@ class Uploader:
 
     async def _remove_parts(self, open_key: str) -> None:
         known = self._covered.pop(open_key, None)
-        self._last_part.pop(open_key, None)
         listed = self._remote is not None and any(name.startswith(names.parts_folder(open_key) + "/")
                                                   for name in self._remote)
         if known or listed:
@@ -417,7 +394,6 @@ class Uploader:
             return
         self._count(data, part=True)
         self._covered[key] = covered + len(data)
-        self._last_part[key] = time.monotonic()
 
     async def exists(self, key: str) -> bool:
         """Whether the bucket holds an object under ``key``."""

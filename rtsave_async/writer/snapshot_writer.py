@@ -31,7 +31,7 @@ from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.sinks.spooled import SpooledSink
 from rtsave_async.snapshot_queue import BackPressure, Snapshot, SnapshotQueue
-from rtsave_async.upload.uploader import DEFAULT_PART_INTERVAL
+from rtsave_async.upload.uploader import DEFAULT_UPLOAD_INTERVAL
 from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook, manifest
 from rtsave_async.writer.stats import WriterStats
@@ -84,7 +84,7 @@ class SnapshotWriter:
     :param storage_options: URL ``save_dir`` only: options of the fsspec file system
         (never stored or logged); default the backend's environment and config
         (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``~/.aws/config``).
-    :param part_interval: URL ``save_dir`` only: seconds between uploads of an open
+    :param upload_interval: URL ``save_dir`` only: seconds between uploads of an open
         segment's new bytes (how far a remote reader lags). Default 2.
 
     A ``save_dir`` such as ``"s3://bucket/prefix/run"`` (any fsspec URL; S3 needs the
@@ -114,7 +114,7 @@ class SnapshotWriter:
         sink: Sink | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
-        part_interval: float = DEFAULT_PART_INTERVAL,
+        upload_interval: float = DEFAULT_UPLOAD_INTERVAL,
     ) -> None:
         if "\0" in os.fspath(save_dir):
             raise ValueError(f"save_dir {os.fspath(save_dir)!r} contains a null byte")
@@ -123,7 +123,7 @@ class SnapshotWriter:
         check_positive_int("batch_size", batch_size)
         check_positive_int("queue_size", queue_size)
         check_positive_int("max_in_flight", max_in_flight)
-        check_number("part_interval", part_interval, 0.05, "seconds")
+        check_number("upload_interval", upload_interval, 0.05, "seconds")
         self.format = validate_format(format)
         #: The folder, or the URL (a str) for a run in object storage.
         self.save_dir = save_location(save_dir)
@@ -135,7 +135,7 @@ class SnapshotWriter:
                              f"{self.save_dir}")
         if sink is None and isinstance(self.save_dir, str):
             sink = SpooledSink(self.save_dir, spool_dir, storage_options=storage_options,
-                               part_interval=part_interval, durable=durable, io=io)
+                               upload_interval=upload_interval, durable=durable, io=io)
         self._sink = sink if sink is not None else LocalSink(self.save_dir, durable=durable, io=io)
         if not isinstance(self._sink, Sink):
             raise ValueError(f"sink must be a rtsave_async.sinks.Sink, got {type(self._sink).__name__}")
