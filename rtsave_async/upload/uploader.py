@@ -264,29 +264,37 @@ class Uploader:
                         and key.endswith(names.JSON_SUFFIX) and key.split(".", 1)[0] in pending_stems)]
 
     async def _pass(self) -> None:
-        """Try each ready key once, ``concurrency`` at a time; stop at the first failure."""
-        ready = self._ready()
-        for start in range(0, len(ready), self._concurrency):
-            chunk = [(key, self._pending[key]) for key in ready[start:start + self._concurrency]
-                     if key in self._pending]
-            results = await asyncio.gather(*(self._one(key, action) for key, (action, _) in chunk),
-                                           return_exceptions=True)
-            failure = None
-            for (key, entry), result in zip(chunk, results):
-                if result is None or isinstance(result, UploadConflict):
-                    if self._pending.get(key) == entry:  # not changed again meanwhile
-                        del self._pending[key]
-                    if result is not None:
-                        self._conflict(result)
-                elif not isinstance(result, Exception):
-                    raise result
-                else:
-                    failure = result
-            if failure is not None:
-                self._failed(failure)
-                return
-        if ready:
+        """Try each ready key once, ``concurrency`` at a time; stop at the first failure.
+        A checkpoint JSON whose attachments went up in this pass goes in this pass too."""
+        tried: set[str] = set()
+        while ready := [key for key in self._ready() if key not in tried]:
+            tried.update(ready)
+            for start in range(0, len(ready), self._concurrency):
+                chunk = [(key, self._pending[key]) for key in ready[start:start + self._concurrency]
+                         if key in self._pending]
+                if not self._settle(chunk, await asyncio.gather(
+                        *(self._one(key, action) for key, (action, _) in chunk), return_exceptions=True)):
+                    return
+        if tried:
             self._recovered()
+
+    def _settle(self, chunk: list[tuple[str, tuple[str, int]]], results: list[object]) -> bool:
+        """Drop the keys done from the pending ones; False (counted, backoff) after a failure."""
+        failure = None
+        for (key, entry), result in zip(chunk, results):
+            if result is None or isinstance(result, UploadConflict):
+                if self._pending.get(key) == entry:  # not changed again meanwhile
+                    del self._pending[key]
+                if result is not None:
+                    self._conflict(result)
+            elif not isinstance(result, Exception):
+                raise result
+            else:
+                failure = result
+        if failure is not None:
+            self._failed(failure)
+            return False
+        return True
 
     async def _one(self, key: str, action: str) -> None:
         if action == "delete":
