@@ -54,9 +54,9 @@ def assert_no_credentials(texts) -> None:
 
 
 class ServerOutage(BaseCallback):
-    """Stops the S3 server at timestep ``stop_at``; starts it again from ``start_at`` on,
-    at the first step after the writer's uploader has counted a failed upload (so the
-    outage is seen whatever the machine's speed). Training steps on all the while."""
+    """Stops the S3 server at timestep ``stop_at``; starts it again at ``start_at`` once
+    the writer's uploader has counted a failed upload (waiting for that there if need
+    be, so the outage is seen whatever the machine's speed). Training steps on between."""
 
     def __init__(self, server, saving: ComprehensiveSavingCallback, stop_at: int, start_at: int):
         super().__init__()
@@ -70,7 +70,8 @@ class ServerOutage(BaseCallback):
             self.down = True
         elif self.down:
             self.steps_while_down += 1
-            if self.num_timesteps >= self.start_at and self.saving.writer.stats()["upload"]["errors"]:
+            if self.num_timesteps >= self.start_at and wait_until(
+                    lambda: self.saving.writer.stats()["upload"]["errors"] > 0, 60):
                 self.server.start()
                 self.down = False
         return True
