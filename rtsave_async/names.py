@@ -13,6 +13,10 @@ A run is a tree of relative POSIX keys (``"<category>/<file name>"``) below its 
     archives/<tag>.json                              a finished archive: the files it replaced
     archives/<tag>.pending.json                      an archive in progress (its files are not read yet)
 
+In object storage (issue #16) an open segment is a folder of immutable parts instead,
+``<segment>.jsonl.zst.open.parts/<offset>``, each holding the segment's bytes from
+``offset`` on (16 digits); readers see their concatenation as the ``.open`` file.
+
 The stamp is local time (as in the seed layout); ``seq`` is an 8-digit counter per
 writer per category that starts after the highest one found in the folder; ``tag`` is
 6 hex digits naming the writer, so two writers in one folder never pick the same
@@ -214,6 +218,26 @@ def parse_sequence(name: str, prefix: str) -> int | None:
 def published_name(name: str) -> str:
     """A segment's name once closed: ``name`` without ``.open`` (the key readers' cursors use)."""
     return name.removesuffix(OPEN_SUFFIX)
+
+
+# ------------------------------------------------------------------ segment parts (object storage)
+PARTS_SUFFIX = ".parts"
+_PART_WIDTH = 16
+
+
+def parts_folder(open_key: str) -> str:
+    """The folder holding the uploaded parts of open segment ``open_key``."""
+    return open_key + PARTS_SUFFIX
+
+
+def part_key(open_key: str, offset: int) -> str:
+    """The key of the part of ``open_key`` that starts at byte ``offset``."""
+    return key(parts_folder(open_key), f"{offset:0{_PART_WIDTH}d}")
+
+
+def part_offset(name: str) -> int | None:
+    """The start offset a part's file name gives, None for any other name."""
+    return int(name) if len(name) == _PART_WIDTH and name.isdigit() else None
 
 
 # ------------------------------------------------------------------ temp names

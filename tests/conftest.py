@@ -30,3 +30,6 @@ def mount_tmpfs(tmp_path: Path) -> Iterator:
     yield mount
     for target in mounted:
         subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+pytest_plugins = ["support.s3"]  # the loopback S3 server fixtures: s3_server, bucket

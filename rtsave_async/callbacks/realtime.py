@@ -12,7 +12,6 @@ import inspect
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from rtsave_async.collectors.env_state import env_attribute_names
 from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_KEYS, DEFAULT_SUCCESS_WINDOW
 from rtsave_async.collectors.hyperparameters import with_git_revision
 from rtsave_async.collectors.values import ValueProblems
+from rtsave_async.remote.urls import same_location, save_location
 from rtsave_async.validation import check_positive_int
 from rtsave_async.writer import SnapshotWriter
 
@@ -173,14 +173,14 @@ class RealTimeSavingCallback(BaseCallback):
         super().__init__(verbose)
         if writer is not None and writer_options:
             raise ValueError("pass either writer or writer_options, not both")
-        if writer is not None and Path(writer.save_dir).resolve() != Path(save_dir).resolve():
+        if writer is not None and not same_location(writer.save_dir, save_dir):
             raise ValueError(f"writer.save_dir {writer.save_dir} differs from save_dir {save_dir}")
         try:  # a misspelt option fails here, not inside learn()
             inspect.signature(SnapshotWriter).bind(save_dir, **(writer_options or {}))
         except TypeError as exc:
             raise TypeError(f"writer_options: {exc}") from None
         env_attribute_names(env_attributes)  # an unknown field fails here too
-        self.save_dir = Path(save_dir)
+        self.save_dir = save_location(save_dir)  # a Path, or the URL of a run in object storage
         self.save_frequency = save_frequency
         self.save_episode_data = save_episode_data
         self.save_environment_state = save_environment_state

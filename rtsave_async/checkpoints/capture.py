@@ -39,6 +39,7 @@ from rtsave_async.checkpoints.format import (
 from rtsave_async.checkpoints.state_format import UnsafeStateError, prepare_npz, to_npz
 from rtsave_async.collectors.hyperparameters import package_versions
 from rtsave_async.names import MODEL_SUFFIX, REPLAY_BUFFER_SUFFIX, STATE_SUFFIX, VEC_NORMALIZE_SUFFIX
+from rtsave_async.remote.urls import is_url
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -228,7 +229,8 @@ def capture_checkpoint(
     }
 
     def build_records(files: dict[str, Any]) -> dict[str, Any]:
-        model_path = str(Path(files[MODEL_SUFFIX.lstrip(".")]["path"]).absolute())
+        model_path = files[MODEL_SUFFIX.lstrip(".")]["path"]
+        model_path = model_path if is_url(model_path) else str(Path(model_path).absolute())
         command = resume_command(model_path, timestep)
         recovery_info = {
             "can_resume": True,

@@ -40,6 +40,7 @@ from rtsave_async.checkpoints.format import (
     read_checkpoint_metadata,
     restore_replay_buffer,
 )
+from rtsave_async.checkpoints.remote import RemoteCheckpointError, fetch_checkpoint
 from rtsave_async.checkpoints.state_format import decode_npz
 from rtsave_async.names import (
     JSON_SUFFIX,
@@ -50,6 +51,7 @@ from rtsave_async.names import (
     STATE_SUFFIX,
     VEC_NORMALIZE_SUFFIX,
 )
+from rtsave_async.remote.urls import is_url
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     name: getattr(stable_baselines3, name) for name in ("A2C", "DDPG", "DQN", "PPO", "SAC", "TD3")
@@ -104,8 +106,15 @@ class ResumedRun:
 def find_checkpoint(path: str | Path) -> CheckpointInfo:
     """Read and verify the checkpoint at ``path`` (its ``.zip`` or ``.json``).
 
-    A ``.zip`` without a JSON beside it is accepted as a bare SB3 model.
+    A ``.zip`` without a JSON beside it is accepted as a bare SB3 model. A URL
+    (``s3://bucket/run/checkpoints/checkpoint_....json``) is fetched into a local
+    cache first (:mod:`rtsave_async.checkpoints.remote`).
     """
+    if is_url(path):
+        try:
+            path = fetch_checkpoint(str(path))
+        except RemoteCheckpointError as exc:
+            raise CheckpointError(str(exc)) from None
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -142,7 +151,8 @@ def load_checkpoint(
 ) -> ResumedRun:
     """Load the model and everything saved with it.
 
-    :param path: the checkpoint's ``.zip`` or ``.json``, or what :func:`find_checkpoint`
+    :param path: the checkpoint's ``.zip`` or ``.json`` (a path, or a URL such as
+        ``s3://bucket/run/checkpoints/checkpoint_....json``), or what :func:`find_checkpoint`
         returned for it (its files are then not hashed again)
     :param env: the VecEnv to continue on, built like the original (any number of
         envs); when the checkpoint holds VecNormalize statistics they replace those of

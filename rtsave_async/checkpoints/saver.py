@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rtsave_async.checkpoints.capture import ResumeCommand, capture_checkpoint
 from rtsave_async.checkpoints.retention import prune_checkpoints
 from rtsave_async.names import CHECKPOINTS
+from rtsave_async.remote.urls import save_location
 from rtsave_async.validation import check_positive_int
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class CheckpointSaver:
         self.save_replay_buffer = save_replay_buffer
         self.resume_command = resume_command or script_resume_command
         self.submitted_timesteps: list[int] = []
-        self.written: list[Path] = []
+        self.written: list[Path | str] = []  # a URL (str) for a run in object storage
         self.failed = 0
         self.skipped = 0
         self._idle = threading.Event()
@@ -115,7 +116,7 @@ class CheckpointSaver:
             self.failed += 1
             self._idle.set()
             return None
-        self.written.append(Path(url))
+        self.written.append(save_location(url))
         return self._prune_then_idle(sink, writer_id)
 
     async def _prune_then_idle(self, sink: Sink, writer_id: str) -> None:

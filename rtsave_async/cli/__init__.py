@@ -1,4 +1,4 @@
-"""Command line: ``rtsave train`` / ``rtsave test`` / ``rtsave checkpoint export`` (also ``python -m rtsave_async``).
+"""Command line: ``rtsave train`` / ``test`` / ``checkpoint export`` / ``sync`` (also ``python -m rtsave_async``).
 
 The seed's form ``--run train|test`` is accepted too::
 

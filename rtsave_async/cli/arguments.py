@@ -28,6 +28,7 @@ from rtsave_async.cli.errors import CliError
 from rtsave_async.readers import list_snapshot_files
 from rtsave_async.readers.run import Run
 from rtsave_async.readers.store import LocalRunStore
+from rtsave_async.remote.urls import default_spool_dir, is_url, parse_url, save_location
 
 MAX_NAME_BYTES = 255  # NAME_MAX of Linux file systems (ext4, xfs, btrfs, tmpfs)
 VEC_ENV_NAMES = ("dummy", "subproc")
@@ -87,6 +88,7 @@ COMMAND_MODULES = (
     "rtsave_async.cli.tail",
     "rtsave_async.cli.export",
     "rtsave_async.cli.archive",
+    "rtsave_async.cli.sync",
 )
 
 ALLOW_PICKLE_HELP = ("load the pickled state of a checkpoint written by an older version (unpickling runs code: "
@@ -129,8 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep_last", type=positive_int, default=None,
                        help="newest checkpoints kept on disk (default all)")
     train.add_argument("--save_dir", default=None,
-                       help="real-time data folder (default models/<run_name>/realtime_data, or the resumed "
-                            "checkpoint's run folder)")
+                       help="real-time data folder, or a storage URL such as s3://bucket/prefix/run (needs "
+                            "the s3 extra; written through a local spool, uploaded behind) (default "
+                            "models/<run_name>/realtime_data, or the resumed checkpoint's run folder)")
+    train.add_argument("--spool_dir", default=None,
+                       help="URL --save_dir only: the local folder written first (default "
+                            "~/.cache/rtsave_async/spool/<protocol>/<bucket>/<path>)")
     train.add_argument("--vec", choices=VEC_ENV_NAMES, default="dummy", help="VecEnv class (default dummy)")
     train.add_argument("--format", choices=FORMATS, default=None,
                        help="how records are stored: json, one file per save, or jsonl.zst, compressed "
@@ -179,11 +185,15 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise CliError(f"--run_name is {name_bytes} bytes long; a folder name may have at most {MAX_NAME_BYTES}")
     if args.save_dir is not None and "\0" in args.save_dir:
         raise CliError(f"--save_dir {args.save_dir!r} contains a null byte")
+    remote = is_url(args.save_dir) if args.save_dir else is_url(args.model_path)  # a resumed run stays where it was
+    if args.spool_dir is not None and not remote:
+        raise CliError("--spool_dir is only for a run in object storage (--save_dir s3://..., or resuming from "
+                       "--model_path s3://... without --save_dir)")
 
 
 def check_model_path(option: str, model_path: str | None) -> None:
     """The checkpoint path names a file; a folder gets its newest checkpoint offered."""
-    if model_path is None:
+    if model_path is None or is_url(model_path):  # a URL is checked when it is fetched
         return
     path = Path(model_path)
     if path.is_dir():
@@ -202,8 +212,11 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
 
 
-def check_writable(folder: Path, option: str = "--save_dir") -> None:
-    """Create ``folder`` and write a file in it, so a folder that cannot be written fails before any work."""
+def check_writable(folder: Path | str, option: str = "--save_dir", spool_dir: str | None = None) -> None:
+    """Create ``folder`` and write a file in it, so a folder that cannot be written fails before any work.
+    For a URL: its spool folder (the network is never waited for: uploads retry in the background)."""
+    if isinstance(folder, str):
+        folder, option = spool_folder(folder, spool_dir), "the spool folder"
     probe = folder / f".rtsave-write-check-{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -213,22 +226,33 @@ def check_writable(folder: Path, option: str = "--save_dir") -> None:
         raise CliError(f"{option} {folder} is not writable ({exc.strerror or exc})") from None
 
 
-def save_dir_for(args: argparse.Namespace, resumed_run_folder: Path | None) -> Path:
-    """``--save_dir``, else the resumed checkpoint's run folder (without ``--run_name``), else models/<run_name>/realtime_data."""
+def spool_folder(url: str, spool_dir: str | None) -> Path:
+    """``--spool_dir``, else the default spool folder of ``url`` (a bad URL is a CliError)."""
+    try:
+        return Path(spool_dir) if spool_dir else default_spool_dir(parse_url(url))
+    except ValueError as exc:
+        raise CliError(f"--save_dir: {exc}") from None
+
+
+def save_dir_for(args: argparse.Namespace, resumed_run_folder: Path | str | None) -> Path | str:
+    """``--save_dir``, else the resumed checkpoint's run folder (without ``--run_name``),
+    else models/<run_name>/realtime_data. A URL stays a string."""
     if args.save_dir:
-        return Path(args.save_dir)
+        return save_location(args.save_dir)
     if resumed_run_folder is not None and args.run_name is None:
         return resumed_run_folder
     run_name = args.run_name or f"{args.env_id.split('/')[-1].lower()}_{args.algo}_{time.strftime('%Y%m%d_%H%M%S')}"
     return Path("models") / run_name / "realtime_data"
 
 
-def storage_format(requested: str | None, save_path: Path) -> str:
+def storage_format(requested: str | None, save_path: Path | str, spool_dir: str | None = None) -> str:
     """The ``--format`` to write with: the one asked for, else the run folder's, else json.
+    For a URL the spool's copy of the run is asked (no network at start).
 
     :raises CliError: if the run folder already holds records of another format
     """
-    manifest = Run(LocalRunStore(save_path)).manifest()  # None: a new run, or a run from before run.json
+    local = spool_folder(save_path, spool_dir) if isinstance(save_path, str) else save_path
+    manifest = Run(LocalRunStore(local)).manifest()  # None: a new run, or a run from before run.json
     recorded = manifest.get("format") if isinstance(manifest, dict) else None
     if requested and recorded and requested != recorded:
         raise CliError(f"--format {requested}: {save_path} holds a {recorded} run; resume it with --format "
@@ -259,6 +283,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.env_id, args.env_kwargs = environment_options(args, {})
         check_algorithm_fits(args.algo, args.env_id, args.env_kwargs)
         args.save_path = save_dir_for(args, None)
-        check_writable(args.save_path)
-        args.format = storage_format(args.format, args.save_path)
+        check_writable(args.save_path, spool_dir=args.spool_dir)
+        args.format = storage_format(args.format, args.save_path, args.spool_dir)
     return args

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from rtsave_async.cli.environments import GO1_ENV_ID, check_algorithm_fits, envi
 from rtsave_async.cli.errors import CliError
 from rtsave_async.cli.progress import ProgressBar, planned_stop, timesteps_per_round
 from rtsave_async.cli.session import build_vec_env, set_torch_threads, verified_checkpoint
+from rtsave_async.remote.urls import is_url, run_url_of_checkpoint
 
 EXIT_INTERRUPTED = 130
 EXIT_SAVING_FAILED = 1
@@ -31,10 +33,11 @@ def train(args: argparse.Namespace) -> int:
         args.algo = args.algo or (recorded.get("algorithm") or "ppo").lower()
         args.env_id, args.env_kwargs = environment_options(args, recorded)
         check_algorithm_fits(args.algo, args.env_id, args.env_kwargs)
-        run_folder = checkpoint.model_path.parent.parent if recorded else None  # <save_dir>/checkpoints/<ckpt>
+        run_folder = (run_url_of_checkpoint(args.model_path) if is_url(args.model_path)  # fetched to a cache
+                      else checkpoint.model_path.parent.parent) if recorded else None  # <save_dir>/checkpoints/<ckpt>
         args.save_path = save_dir_for(args, run_folder)
-        check_writable(args.save_path)
-        args.format = storage_format(args.format, args.save_path)
+        check_writable(args.save_path, spool_dir=args.spool_dir)
+        args.format = storage_format(args.format, args.save_path, args.spool_dir)
     env = build_vec_env(args.env_id, args.env_kwargs, args.num_envs, args.seed, args.vec)
     try:
         model, resumed = start_model(args, checkpoint, env)
@@ -44,7 +47,7 @@ def train(args: argparse.Namespace) -> int:
     started_at = model.num_timesteps
     saving = ComprehensiveSavingCallback(
         args.save_path, save_frequency=args.save_frequency, checkpoint_frequency=args.checkpoint_frequency,
-        total_timesteps=args.total_timesteps, verbose=0, writer_options={"format": args.format},
+        total_timesteps=args.total_timesteps, verbose=0, writer_options=writer_options(args),
         checkpoint_options={"keep_last": args.keep_last, "resume_command": resume_command_builder(args, started_at)},
     )
     callbacks: list[Any] = [saving]
@@ -74,6 +77,14 @@ def train(args: argparse.Namespace) -> int:
         print_resume_hint(saving)
         return EXIT_INTERRUPTED
     return print_summary(saving, model.num_timesteps)
+
+
+def writer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The SnapshotWriter options the flags give (``--spool_dir`` for a URL save_dir)."""
+    options: dict[str, Any] = {"format": args.format}
+    if args.spool_dir:
+        options["spool_dir"] = args.spool_dir
+    return options
 
 
 def start_model(args: argparse.Namespace, checkpoint: Any, env: Any) -> tuple[BaseAlgorithm, ResumedRun | None]:
@@ -195,5 +206,9 @@ def print_resume_hint(saving: ComprehensiveSavingCallback) -> None:
         print("rtsave: no checkpoint was written yet; nothing to resume from", file=sys.stderr)
         return
     # Only the command is needed: reading the JSON, not hashing every file again as find_checkpoint does.
-    command = read_checkpoint_metadata(written[-1])["recovery_info"]["resume_command"]
+    newest = written[-1]
+    if isinstance(newest, str):  # a URL: its JSON is in the writer's local spool too
+        upload = (saving.writer_stats or {}).get("upload", {})
+        newest = Path(upload["spool"], newest[len(str(saving.save_dir)):].lstrip("/"))
+    command = read_checkpoint_metadata(newest)["recovery_info"]["resume_command"]
     print(f"rtsave: resume with: {command}", flush=True)

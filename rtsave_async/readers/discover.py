@@ -21,13 +21,14 @@ def looks_like_run(store: RunStore) -> bool:
     return store.exists(RUN_MANIFEST_KEY) or any(folder in STANDARD_CATEGORIES for folder in store.folders())
 
 
-def find_runs(path_or_store: str | os.PathLike[str] | RunStore, max_depth: int = MAX_DEPTH) -> dict[str, RunStore]:
+def find_runs(path_or_store: str | os.PathLike[str] | RunStore, max_depth: int = MAX_DEPTH,
+              storage_options: dict | None = None) -> dict[str, RunStore]:
     """The runs at or below ``path_or_store``: relative name (``""`` for the folder itself,
     ``"demo/realtime_data"`` for one inside) -> its store, sorted by name.
 
     :raises FileNotFoundError: naming the path, if there is no such folder
     """
-    root = open_store(path_or_store)
+    root = open_store(path_or_store, storage_options)
     if not root.is_run_root():
         raise FileNotFoundError(f"{root.url()}: no such folder")
     found: dict[str, RunStore] = {}

@@ -147,18 +147,22 @@ class Save:
         return Record(data, self.category, self.writer, self.seq, self.time, self.key)
 
 
-def open_run(path_or_store: str | os.PathLike[str] | RunStore, *, errors: Errors = "warn") -> Run:
-    """Open the run stored at ``path_or_store`` (a folder, or a :class:`RunStore`).
+def open_run(path_or_store: str | os.PathLike[str] | RunStore, *, errors: Errors = "warn",
+             storage_options: dict[str, Any] | None = None) -> Run:
+    """Open the run stored at ``path_or_store`` (a folder, a storage URL such as
+    ``s3://bucket/prefix/run``, or a :class:`RunStore`).
 
     :param errors: ``"warn"`` (default): damaged parts are skipped and reported in
         :attr:`Run.problems` and as a :class:`RunDamageWarning`; ``"raise"``: a
         ``ValueError`` naming the file and offset instead
+    :param storage_options: for a URL: options of its fsspec file system (default: the
+        backend's environment and config, e.g. ``AWS_ENDPOINT_URL``, ``AWS_PROFILE``)
     :raises FileNotFoundError: naming the path, if there is no such folder
     :raises ValueError: naming the path, if the folder holds no run, or an empty one
         (no ``run.json`` and no snapshot files; a run whose writer has started has
         ``run.json`` and opens, with no categories yet)
     """
-    store = open_store(path_or_store)
+    store = open_store(path_or_store, storage_options)
     if not store.is_run_root():
         raise FileNotFoundError(f"{store.url()}: no such run folder")
     run = Run(store, errors=errors)

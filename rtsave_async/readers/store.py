@@ -12,6 +12,8 @@ import abc
 import os
 from pathlib import Path
 
+from rtsave_async.remote.urls import is_url
+
 
 class RunStore(abc.ABC):
     """Read-only access to the keys of one run."""
@@ -106,6 +108,17 @@ class LocalRunStore(RunStore):
         return f"LocalRunStore({str(self.root)!r})"
 
 
-def open_store(path_or_store: str | os.PathLike[str] | RunStore) -> RunStore:
-    """The store for a local folder (or ``path_or_store`` itself if it is a store)."""
-    return path_or_store if isinstance(path_or_store, RunStore) else LocalRunStore(path_or_store)
+def open_store(path_or_store: str | os.PathLike[str] | RunStore, storage_options: dict | None = None) -> RunStore:
+    """The store for a local folder or a storage URL (``s3://bucket/prefix/run``: an
+    :class:`~rtsave_async.readers.remote_store.FsspecRunStore` with ``storage_options``),
+    or ``path_or_store`` itself if it is a store.
+
+    :raises rtsave_async.remote.MissingExtraError: naming the extra to install for the URL's protocol
+    """
+    if isinstance(path_or_store, RunStore):
+        return path_or_store
+    if is_url(path_or_store):
+        from rtsave_async.readers.remote_store import FsspecRunStore
+
+        return FsspecRunStore(str(path_or_store), storage_options)
+    return LocalRunStore(path_or_store)

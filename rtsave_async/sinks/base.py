@@ -25,8 +25,19 @@ class Sink(abc.ABC):
         """Called once on the writer's loop before any other call (e.g. clean up what a
         crashed writer left). Default: nothing."""
 
+    async def finish(self, timeout: float) -> None:
+        """Called once on the writer's loop after the last store, before :meth:`close`,
+        with the seconds left of the writer's ``exit_timeout``: a sink that copies
+        elsewhere in the background (:class:`~rtsave_async.sinks.spooled.SpooledSink`)
+        waits for the copy that long and says what is left. Default: nothing."""
+
     async def close(self) -> None:
         """Called once on the writer's loop after the last call. Default: nothing."""
+
+    def upload_status(self) -> dict | None:
+        """For a sink that uploads in the background: its counters (uploaded, pending,
+        errors, spool folder) for the writer's stats. Default None."""
+        return None
 
     @abc.abstractmethod
     async def create(self, key: str, data: bytes) -> None:

@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from rtsave_async import names
@@ -26,9 +25,12 @@ from rtsave_async.formats.files import FileStore, SequenceCounter
 from rtsave_async.formats.metadata import snapshot_metadata
 from rtsave_async.formats.segments import DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, SegmentStore
 from rtsave_async.formats.serialize import SnapshotSerializer
+from rtsave_async.remote.urls import save_location
 from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
+from rtsave_async.sinks.spooled import SpooledSink
 from rtsave_async.snapshot_queue import DEFAULT_QUEUE_BYTES, BackPressure, Snapshot, SnapshotQueue
+from rtsave_async.upload.uploader import DEFAULT_UPLOAD_INTERVAL
 from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook, manifest
 from rtsave_async.writer.stats import WriterStats
@@ -37,6 +39,7 @@ logger = logging.getLogger("rtsave_async")
 
 STATS_FILE_NAME = names.STATS_KEY
 STATS_REFRESH_SECONDS = 2.0  # how often writers/<writer_id>.json is refreshed while writing
+_JOIN_MARGIN = 0.25  # seconds of close()'s timeout kept for the thread to end after the sink's finish
 _writer_ids_in_use: set[str] = set()  # in this process: two writers started in one second get distinct ids
 
 
@@ -82,7 +85,22 @@ class SnapshotWriter:
         remote, sink overlaps them; ``"json"`` writes one file per save, so this bounds
         how many saves per store latency it can absorb; stores in flight also hold
         at most ``queue_bytes``, but for a lone bigger one). Default 32.
-    :param sink: where to store; default ``LocalSink(save_dir, durable, io)``.
+    :param sink: where to store; default ``LocalSink(save_dir, durable, io)``, or for a
+        URL ``save_dir`` a :class:`~rtsave_async.sinks.spooled.SpooledSink`.
+    :param spool_dir: URL ``save_dir`` only: the local folder every store goes to first
+        (then it is uploaded in the background); default a folder under
+        ``~/.cache/rtsave_async/spool`` derived from the URL.
+    :param storage_options: URL ``save_dir`` only: options of the fsspec file system
+        (never stored or logged); default the backend's environment and config
+        (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``~/.aws/config``).
+    :param upload_interval: URL ``save_dir`` only: seconds between uploads of an open
+        segment's new bytes (how far a remote reader lags). Default 2.
+
+    A ``save_dir`` such as ``"s3://bucket/prefix/run"`` (any fsspec URL; S3 needs the
+    ``s3`` extra) is written through the spool: ``submit`` never waits for the
+    network; network faults are retried with backoff; ``close`` and the exit hook wait
+    for the upload up to ``exit_timeout``, then log what is only local and the
+    ``rtsave sync`` command that finishes it.
     """
 
     def __init__(
@@ -104,6 +122,9 @@ class SnapshotWriter:
         writer_name: str | None = None,
         max_in_flight: int = 32,
         sink: Sink | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        upload_interval: float = DEFAULT_UPLOAD_INTERVAL,
     ) -> None:
         if "\0" in os.fspath(save_dir):
             raise ValueError(f"save_dir {os.fspath(save_dir)!r} contains a null byte")
@@ -113,11 +134,19 @@ class SnapshotWriter:
         check_positive_int("queue_size", queue_size)
         check_positive_int("queue_bytes", queue_bytes)
         check_positive_int("max_in_flight", max_in_flight)
+        check_number("upload_interval", upload_interval, 0.05, "seconds")
         self.format = validate_format(format)
-        self.save_dir = Path(save_dir)
+        #: The folder, or the URL (a str) for a run in object storage.
+        self.save_dir = save_location(save_dir)
         self.exit_timeout = exit_timeout
         self._batch_size = batch_size
         self._drain_interval = drain_interval
+        if not isinstance(self.save_dir, str) and (spool_dir is not None or storage_options):
+            raise ValueError(f"spool_dir and storage_options are only for a URL save_dir (s3://...), not "
+                             f"{self.save_dir}")
+        if sink is None and isinstance(self.save_dir, str):
+            sink = SpooledSink(self.save_dir, spool_dir, storage_options=storage_options,
+                               upload_interval=upload_interval, durable=durable, io=io)
         self._sink = sink if sink is not None else LocalSink(self.save_dir, durable=durable, io=io)
         if not isinstance(self._sink, Sink):
             raise ValueError(f"sink must be a rtsave_async.sinks.Sink, got {type(self._sink).__name__}")
@@ -151,6 +180,7 @@ class SnapshotWriter:
         self._completed_sequence = 0
         self._done = threading.Condition(threading.RLock())
         self._stopping = False
+        self._stop_deadline: float | None = None  # time.monotonic() by which close() wants the thread ended
         self._closed = False
         self._died: BaseException | None = None  # what ended the writer thread early
         self._owner_pid = os.getpid()
@@ -277,6 +307,7 @@ class SnapshotWriter:
             self.flush(timeout)
         # Also when an earlier close was cut short (a signal inside its flush): the thread
         # still ends as soon as the queue is drained, and writes the stats on its way out.
+        self._stop_deadline = deadline
         self._stopping = True
         self._wake_writer()
         self._thread.join(max(0.0, deadline - time.monotonic()))
@@ -329,6 +360,7 @@ class SnapshotWriter:
             "write_latency_us": stats.write_latency.percentiles_us(),
             "errors": list(stats.errors),
             "writer_died": self._died is not None,
+            **({"upload": upload} if (upload := self._sink.upload_status()) is not None else {}),
         }
 
     def _report_drops(self) -> None:
@@ -421,6 +453,11 @@ class SnapshotWriter:
             await manifest.write_total_stats(self._sink, self.writer_id, self.stats())
         except OSError as exc:
             self._report_storage_error(exc, names.STATS_KEY)
+        deadline = self._stop_deadline or time.monotonic() + self.exit_timeout
+        try:
+            await self._sink.finish(max(0.0, deadline - time.monotonic() - _JOIN_MARGIN))
+        except Exception as exc:  # a background copy's bug must not keep the sink from closing
+            self._report_error(exc, f"could not finish storing to {self._sink.url('')}: {exc!r}")
         try:
             await self._sink.close()
         except OSError as exc:
