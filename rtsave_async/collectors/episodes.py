@@ -240,7 +240,7 @@ def _detailed_info(
     that cannot be copied become placeholders (see :func:`plain_copy`). With ``copied``,
     ``detailed`` and ``performance`` are plain copies of our own, taken over (and changed).
     """
-    if not isinstance(detailed, Mapping):
+    if detailed is None or not isinstance(detailed, Mapping):  # None first: no ABC check for envs without it
         detailed = {}
     elif not copied:
         detailed = plain_copy(detailed, problems)
@@ -248,7 +248,9 @@ def _detailed_info(
     robot_state = detailed.pop("robot_state", None)
     foot_contacts = detailed.pop("foot_contacts", None)
     if foot_contacts is None and CONTACT_INFO_KEY not in detailed and step_info is not None:
-        foot_contacts = plain_copy(step_info.get(CONTACT_INFO_KEY), problems)
+        contact_info = step_info.get(CONTACT_INFO_KEY)
+        if contact_info is not None:
+            foot_contacts = plain_copy(contact_info, problems)
     if not isinstance(episode_info, dict):
         episode_info = {}
     if episode_info.get("current_step") is None:
