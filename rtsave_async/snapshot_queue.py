@@ -51,6 +51,8 @@ def estimate_bytes(value: Any, depth: int = 0) -> int:
         return VALUE_BYTES
     if kind is str or kind is bytes or kind is bytearray:
         return len(value)
+    if kind is dict and depth < _ESTIMATE_DEPTH:  # records: the common case first
+        return _dict_bytes(value, depth)
     if isinstance(value, np.ndarray):
         return value.nbytes
     if isinstance(value, np.generic):
@@ -58,15 +60,15 @@ def estimate_bytes(value: Any, depth: int = 0) -> int:
     if depth >= _ESTIMATE_DEPTH:
         return VALUE_BYTES
     if isinstance(value, dict):
-        total = RECORD_BYTES
-        for item in value.values():
-            total += VALUE_BYTES if type(item) in _SCALAR_TYPES else estimate_bytes(item, depth + 1)
-        return total
+        return _dict_bytes(value, depth)
     if isinstance(value, (list, tuple)):
         if len(value) > _ESTIMATE_SAMPLES:
             sampled = estimate_bytes(value[0], depth + 1) + estimate_bytes(value[-1], depth + 1)
             return VALUE_BYTES + sampled * len(value) // 2
-        return VALUE_BYTES + sum(estimate_bytes(item, depth + 1) for item in value)
+        total = VALUE_BYTES
+        for item in value:
+            total += estimate_bytes(item, depth + 1)
+        return total
     if isinstance(value, (str, bytes, bytearray)):  # subclasses
         return len(value)
     if kind.__module__.startswith("torch") and hasattr(value, "element_size"):
@@ -75,6 +77,20 @@ def estimate_bytes(value: Any, depth: int = 0) -> int:
         except Exception:  # a tensor that cannot tell (e.g. nested): its JSON will say
             return VALUE_BYTES
     return VALUE_BYTES
+
+
+def _dict_bytes(value: dict, depth: int) -> int:
+    """:func:`estimate_bytes` of a dict above the depth limit; scalars and str values sized inline."""
+    total = RECORD_BYTES
+    for item in value.values():
+        kind = type(item)
+        if kind in _SCALAR_TYPES:
+            total += VALUE_BYTES
+        elif kind is str:
+            total += len(item)
+        else:
+            total += estimate_bytes(item, depth + 1)
+    return total
 
 
 class BackPressure(str, enum.Enum):

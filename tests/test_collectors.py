@@ -27,6 +27,7 @@ from rtsave_async.collectors import (
     describe_space,
     plain_copy,
 )
+from rtsave_async.collectors.env_state import attribute_owner
 from rtsave_async.collectors.hyperparameters import config_value, git_revision, with_git_revision
 
 
@@ -235,3 +236,16 @@ def test_git_revision_is_filled_in_when_the_writer_calls_the_payload(tmp_path: P
     payload = with_git_revision({"git_revision": None, "host": "h"})
     monkeypatch.chdir(tmp_path)
     assert payload({}) == {"git_revision": head, "host": "h"}  # one JSON object per file
+
+
+class _NamedWrapper(gym.Wrapper):
+    label = "wrapper"
+
+
+def test_attribute_owner_is_where_get_wrapper_attr_finds_the_attribute() -> None:
+    env = _NamedWrapper(gym.make("CartPole-v1"))
+    env.unwrapped.label = "inner"
+    assert attribute_owner(env, "label") is env  # the outermost holder wins, as in get_wrapper_attr
+    assert attribute_owner(env, "theta_threshold_radians") is env.unwrapped
+    assert getattr(attribute_owner(env, "spec"), "spec") is env.get_wrapper_attr("spec")
+    assert attribute_owner(env, "no_such_attribute") is None

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from rtsave_async.callbacks.curriculum import CurriculumCallback
 from rtsave_async.envs import GO1_ENV_ID, Go1MujocoEnv
-from rtsave_async.envs.go1 import QUADRUPED_HEALTHY_Z
+from rtsave_async.envs.go1 import QUADRUPED_HEALTHY_Z, STABILITY_RATE_SCALE
 
 LEGS = ["FR", "FL", "RR", "RL"]
 MODES = [
@@ -190,6 +190,21 @@ def test_protocol_reflects_simulation_state() -> None:
     assert detailed["robot_state"]["position"]["z"] == pytest.approx(float(env.data.qpos[2]))
     assert detailed["robot_state"]["joint_positions"] == env.data.qpos[7:].tolist()
     assert metrics["episode_progress"] == pytest.approx(25 / env.max_episode_steps)
+
+
+@pytest.mark.parametrize("kwargs", MODES)
+def test_reported_state_matches_the_numpy_formulas(kwargs) -> None:
+    """The reporting methods' plain-float math gives the values of the numpy helpers step() uses."""
+    env = Go1MujocoEnv(rand_power=1.0, **kwargs)
+    for step, _ in enumerate(_run_random_steps(env, 60, seed=3)):
+        detailed, metrics = env.get_detailed_episode_info(), env.get_performance_metrics()
+        assert detailed["robot_state"]["velocity"]["angular"] == pytest.approx(
+            env._world_angular_velocity().tolist(), rel=1e-12, abs=1e-12)
+        assert list(detailed["foot_contacts"].values()) == env._foot_contacts().tolist()
+        world_angular = env._world_angular_velocity()
+        expected = (max(0.0, float(env._projected_gravity() @ env._upright_gravity))
+                    * np.exp(-float(np.sum(world_angular[:2] ** 2)) / STABILITY_RATE_SCALE**2))
+        assert metrics["stability_score"] == pytest.approx(expected, rel=1e-12, abs=1e-15), step
 
 
 @pytest.mark.parametrize("vec_env_class", [DummyVecEnv, SubprocVecEnv])

@@ -383,6 +383,7 @@ class RealTimeSavingCallback(BaseCallback):
                 env_state.dt,
                 env_state.success_counts(),
                 self._last_infos,
+                copied=True,  # the reader's results are fresh plain copies
             )
             payloads.append((names.EPISODES, records))
         if self.save_environment_state:

@@ -75,17 +75,32 @@ def env_attribute_names(overrides: Mapping[str, str | Sequence[str]] | None) -> 
 WORKER_SIDE_READ = "_rtsave_read_plain"
 
 
-def read_plain(env: gym.Env, name: str, call: bool, problems: ValueProblems) -> Any:
+def read_plain(env: gym.Env, name: str, call: bool, problems: ValueProblems, owner: Any = None) -> Any:
     """Attribute ``name`` of ``env`` (through its wrappers), or the result of calling it
-    with ``call``, as a :func:`plain_copy`; None (counted in ``problems``) if that raises."""
+    with ``call``, as a :func:`plain_copy`; None (counted in ``problems``) if that raises.
+
+    :param owner: the env or wrapper of ``env``'s chain that holds ``name`` (see
+        :func:`attribute_owner`), read directly instead of walking the chain; default None
+    """
     try:
-        value = env.get_wrapper_attr(name)
+        value = getattr(owner, name) if owner is not None else env.get_wrapper_attr(name)
         if call:
             value = value()
     except Exception as exc:
         problems.report(f"{name} raised", f"{name}{'()' if call else ''} raised {exc!r:.200}; its fields are null")
         return None
     return plain_copy(value, problems)
+
+
+def attribute_owner(env: gym.Env, name: str) -> Any:
+    """The outermost of ``env`` and the envs it wraps that has attribute ``name`` (where
+    ``get_wrapper_attr`` finds it), or None if none has it or looking raised."""
+    try:
+        while not hasattr(env, name):
+            env = env.env
+    except Exception:  # the innermost env lacks it (no .env), or a property raised
+        return None
+    return env
 
 
 class WorkerSideRead:
@@ -131,6 +146,8 @@ class EnvStateReader:
         self.problems = problems if problems is not None else ValueProblems()
         base_venv = venv.unwrapped if venv is not None else None
         self._local_envs: list[gym.Env] | None = base_venv.envs if isinstance(base_venv, DummyVecEnv) else None
+        #: Attribute name -> per local env, the object holding it (found once: no chain walk per save).
+        self._owners: dict[str, list[Any]] = {}
         self._in_workers = isinstance(base_venv, SubprocVecEnv)
         if self._in_workers:
             venv.set_attr(WORKER_SIDE_READ, WorkerSideRead())
@@ -228,8 +245,11 @@ class EnvStateReader:
     def _read(self, name: str, call: bool, indices: list[int] | None = None) -> list[Any]:
         """:func:`read_plain` of attribute/method ``name`` for the envs ``indices`` (default all), one batched call."""
         if self._local_envs is not None:
-            envs = self._local_envs if indices is None else [self._local_envs[index] for index in indices]
-            return [read_plain(env, name, call, self.problems) for env in envs]
+            owners = self._owners.get(name)
+            if owners is None:
+                owners = self._owners[name] = [attribute_owner(env, name) for env in self._local_envs]
+            envs = range(len(self._local_envs)) if indices is None else indices
+            return [read_plain(self._local_envs[index], name, call, self.problems, owners[index]) for index in envs]
         if self._in_workers:
             results = self.venv.env_method(WORKER_SIDE_READ, name, call, indices=indices)
             for _, counts, first_messages in results:

@@ -178,6 +178,7 @@ class EpisodeTracker:
         dt: float | None = None,
         env_success_counts: Sequence[int] | None = None,
         step_infos: Sequence[dict[str, Any]] | None = None,
+        copied: bool = False,
     ) -> list[dict[str, Any]]:
         """One ``episodes`` record per env, and start a new "finished since last save" period.
 
@@ -193,6 +194,9 @@ class EpisodeTracker:
         :param env_success_counts: per-env success counts the envs keep themselves,
             used for envs that gave no success signal in their infos; None if unknown
         :param step_infos: the infos of the latest step, for ``contact_info``
+        :param copied: ``detailed_infos`` and ``performance_metrics`` are already
+            :func:`plain_copy` results nobody else holds (as :class:`EnvStateReader`
+            returns them): used as they are, not copied again; default False
         """
         records = []
         for env_id in range(self.num_envs):
@@ -211,7 +215,7 @@ class EpisodeTracker:
                     "success_count": success_count,
                     "success_rate": self.success_rate(env_id),
                     "detailed_info": _detailed_info(
-                        current_step, detailed, performance, max_episode_steps, dt, step_info, self.problems
+                        current_step, detailed, performance, max_episode_steps, dt, step_info, self.problems, copied
                     ),
                     "finished_episodes": self._finished_since_save[env_id],
                 }
@@ -228,18 +232,25 @@ def _detailed_info(
     dt: float | None,
     step_info: dict[str, Any] | None = None,
     problems: ValueProblems | None = None,
+    copied: bool = False,
 ) -> dict[str, Any]:
     """Copies of the env's own detailed state where it gives one, the tracker's estimate otherwise.
 
     Keys of ``detailed`` other than the three known ones are kept as they are; values
-    that cannot be copied become placeholders (see :func:`plain_copy`).
+    that cannot be copied become placeholders (see :func:`plain_copy`). With ``copied``,
+    ``detailed`` and ``performance`` are plain copies of our own, taken over (and changed).
     """
-    detailed = plain_copy(detailed, problems) if isinstance(detailed, Mapping) else {}
+    if detailed is None or not isinstance(detailed, Mapping):  # None first: no ABC check for envs without it
+        detailed = {}
+    elif not copied:
+        detailed = plain_copy(detailed, problems)
     episode_info = detailed.pop("episode_info", None)
     robot_state = detailed.pop("robot_state", None)
     foot_contacts = detailed.pop("foot_contacts", None)
     if foot_contacts is None and CONTACT_INFO_KEY not in detailed and step_info is not None:
-        foot_contacts = plain_copy(step_info.get(CONTACT_INFO_KEY), problems)
+        contact_info = step_info.get(CONTACT_INFO_KEY)
+        if contact_info is not None:
+            foot_contacts = plain_copy(contact_info, problems)
     if not isinstance(episode_info, dict):
         episode_info = {}
     if episode_info.get("current_step") is None:
@@ -252,7 +263,7 @@ def _detailed_info(
             "episode_progress": current_step / max_episode_steps if max_episode_steps else None,
             "stability_score": None,
         }
-    else:
+    elif not copied:
         performance = plain_copy(performance, problems)
     return {
         "episode_info": episode_info,

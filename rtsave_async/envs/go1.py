@@ -240,12 +240,14 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
 
         self._trunk_id = self.model.body("trunk").id
         self._calf_ids = np.array([self.model.body(f"{leg}_calf").id for leg in LEG_NAMES])
+        self._calf_id_list = self._calf_ids.tolist()
         self._foot_geom_ids = np.array([self.model.geom(f"{leg}_foot").id for leg in LEG_NAMES])
         self._nominal_foot_friction = self.model.geom_friction[self._foot_geom_ids, 0].copy()
         self._nominal_trunk_mass = float(self.model.body_mass[self._trunk_id])
         self._nominal_trunk_inertia = self.model.body_inertia[self._trunk_id].copy()
 
         self._upright_gravity = BIPED_UPRIGHT_GRAVITY if self.biped else QUADRUPED_UPRIGHT_GRAVITY
+        self._plain_upright_gravity = self._upright_gravity.tolist()
         self._forward_axis = BIPED_FORWARD_AXIS if self.biped else QUADRUPED_FORWARD_AXIS
         self._healthy_z = BIPED_HEALTHY_Z if self.biped else QUADRUPED_HEALTHY_Z
         legs_in_air_time = HIND_LEGS if self.biped else LEG_NAMES
@@ -389,6 +391,20 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
         planar = np.array([cos_h * vx + sin_h * vy, -sin_h * vx + cos_h * vy])
         return planar, float(self._world_angular_velocity()[2])
 
+    def _plain_trunk_rotation(self) -> list[float]:
+        """:meth:`_trunk_rotation` as 9 plain floats, row-major (the reporting methods: no tiny numpy ops)."""
+        return self.data.xmat[self._trunk_id].tolist()
+
+    def _plain_world_angular_velocity(self, rotation: list[float]) -> list[float]:
+        """:meth:`_world_angular_velocity` in plain floats, from :meth:`_plain_trunk_rotation`."""
+        wx, wy, wz = self.data.qvel[3:6].tolist()
+        return [rotation[row] * wx + rotation[row + 1] * wy + rotation[row + 2] * wz for row in (0, 3, 6)]
+
+    def _plain_foot_contacts(self) -> list[bool]:
+        """:meth:`_foot_contacts` as plain bools."""
+        forces = self.data.cfrc_ext.tolist()
+        return [math.hypot(*forces[body][3:]) > CONTACT_FORCE_THRESHOLD for body in self._calf_id_list]
+
     def _foot_contacts(self) -> np.ndarray:
         """Boolean ground contact per leg (FR, FL, RR, RL) from the external force on each calf."""
         contact_forces = np.linalg.norm(self.data.cfrc_ext[self._calf_ids, 3:], axis=1)
@@ -510,11 +526,12 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
             "robot_state": {
                 "position": {"x": x, "y": y, "z": z},
                 "orientation": {"w": w, "x": qx, "y": qy, "z": qz, "roll": roll, "pitch": pitch, "yaw": yaw},
-                "velocity": {"linear": qvel[:3], "angular": self._world_angular_velocity().tolist()},
+                "velocity": {"linear": qvel[:3],
+                             "angular": self._plain_world_angular_velocity(self._plain_trunk_rotation())},
                 "joint_positions": qpos[7:],
                 "joint_velocities": qvel[6:],
             },
-            "foot_contacts": dict(zip(LEG_NAMES, self._foot_contacts().tolist())),
+            "foot_contacts": dict(zip(LEG_NAMES, self._plain_foot_contacts())),
         }
 
     def get_performance_metrics(self) -> dict[str, float]:
@@ -524,9 +541,11 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
                           * exp(-(roll rate^2 + pitch rate^2) / STABILITY_RATE_SCALE^2),
         with the rates about the world's horizontal axes in rad/s.
         """
-        alignment = max(0.0, float(self._projected_gravity() @ self._upright_gravity))
-        world_angular = self._world_angular_velocity()
-        rate_penalty = float(np.sum(world_angular[:2] ** 2)) / STABILITY_RATE_SCALE**2
+        rotation = self._plain_trunk_rotation()
+        # Projected gravity is the trunk frame's view of WORLD_DOWN (0, 0, -1): minus the rotation's last row.
+        alignment = max(0.0, -sum(r * u for r, u in zip(rotation[6:], self._plain_upright_gravity)))
+        roll_rate, pitch_rate, _ = self._plain_world_angular_velocity(rotation)
+        rate_penalty = (roll_rate**2 + pitch_rate**2) / STABILITY_RATE_SCALE**2
         return {
             "episode_progress": min(1.0, self._step_count / self.max_episode_steps),
             "stability_score": alignment * math.exp(-rate_penalty),
