@@ -334,3 +334,33 @@ def test_rtsave_sync_while_the_writer_still_writes_is_safe_and_idempotent(bucket
     saves = remote.saves("episodes")
     assert len({(save.writer, save.seq) for save in saves}) == len(saves) == 200
     assert not any(".parts/" in key for key in FsspecRunStore(url).list("episodes"))
+
+
+def test_reader_commands_and_the_dashboard_read_an_s3_run(bucket, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from rtsave_async.dashboard.data import RunData
+
+    url = f"s3://{bucket}/readers/run"
+    train_cartpole(url, spool_dir=tmp_path / "spool", format="jsonl.zst")
+    expected = list(open_run(url).records("episodes"))
+    assert expected
+
+    inspected = rtsave("inspect", url, "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    summary = json.loads(inspected.stdout)
+    assert summary["status"]["state"] == "finished"
+
+    listed = rtsave("inspect", f"s3://{bucket}/readers")
+    assert listed.returncode == 0 and "run" in listed.stdout and "finished" in listed.stdout
+
+    out = tmp_path / "episodes.csv"
+    exported = rtsave("export", url, "--format", "csv", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert len(pd.read_csv(out)) == len(expected)
+
+    data = RunData("run", open_run(url))
+    assert data.update() == sum(len(list(open_run(url).records(category))) for category in open_run(url).categories())
+    assert_no_credentials([inspected.stdout, inspected.stderr, listed.stdout, exported.stdout, exported.stderr])
