@@ -12,7 +12,8 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from rtsave_async.dashboard.data import RunData, writer_health
+from rtsave_async.dashboard.data import RunData
+from rtsave_async.readers.summary import writer_counters
 from rtsave_async.dashboard.series import downsample
 from rtsave_async.readers import open_run
 from rtsave_async.sinks import LocalSink
@@ -113,7 +114,7 @@ def test_writer_health_is_red_when_the_writer_dropped_records(tmp_path: Path) ->
     gate.open()
     stats = writer.close()
 
-    health = writer_health(open_run(str(tmp_path)).writer_stats())
+    health = writer_counters(open_run(str(tmp_path)).writer_stats())
 
     assert accepted.count(False) == stats["dropped"] > 0
     assert health["dropped"] == stats["dropped"] and health["written"] == stats["written"]

@@ -25,6 +25,7 @@ from rtsave_async.dashboard.series import DEFAULT_POINTS, Series, downsample
 from rtsave_async.names import CHECKPOINTS, ENVIRONMENT_STATES, EPISODES, HYPERPARAMETERS, LEARNING_METRICS, parse_utc_iso
 from rtsave_async.readers.run import Record, Run
 from rtsave_async.readers.status import run_status
+from rtsave_async.readers.summary import writer_counters
 
 #: learning_metrics fields drawn as ``learning/<field>`` besides the SB3 logger's.
 LEARNING_FIELDS = ("fps", "memory_usage_mb", "recent_success_rate_avg")
@@ -238,7 +239,7 @@ class RunData:
             "curriculum_progress": _number(learning.get("curriculum_progress")),
             "envs": envs,
             "checkpoints": checkpoints,
-            "health": writer_health(stats),
+            "health": writer_counters(stats),
             "records": records,
         }
 
@@ -266,27 +267,6 @@ class RunData:
         if start is None or end is None or end <= start or last_step < first_step:
             return None
         return (last_step - first_step) / (end - start)
-
-
-def writer_health(stats: dict[str, Any]) -> dict[str, Any]:
-    """Written, dropped, failed, errors and queue peak over the writers of a run
-    (``Run.writer_stats()``); ``ok`` is False when anything was dropped or failed."""
-    per_writer = [manifest.get("stats") or {} for manifest in stats["writers"].values()]
-    if not per_writer and stats["total"]:
-        per_writer = [stats["total"]]
-
-    def total(key: str) -> int:
-        return sum(int(_number(writer.get(key)) or 0) for writer in per_writer)
-
-    errors = [str(error) for writer in per_writer for error in writer.get("errors") or []]
-    health = {key: total(key) for key in ("submitted", "written", "dropped", "failed", "bytes_written")}
-    health["peak_queue_depth"] = max((int(_number(writer.get("peak_queue_depth")) or 0) for writer in per_writer),
-                                     default=0)
-    health["errors"] = errors
-    health["writers"] = len(per_writer)
-    health["writer_died"] = any(writer.get("writer_died") is True for writer in per_writer)
-    health["ok"] = not (health["dropped"] or health["failed"] or errors or health["writer_died"])
-    return health
 
 
 def _env_state(env_id: int, data: dict[str, Any]) -> dict[str, Any]:

@@ -310,24 +310,36 @@ def _checkpoints(run: Run, any_written: bool) -> dict[str, Any]:
                             for entry in listed], "resume_command": command}
 
 
-def writer_health(run: Run) -> dict[str, Any]:
-    """The writers' counters together: written, dropped, failed, errors, peak queue depth."""
-    stats = run.writer_stats()
+def writer_counters(stats: dict[str, Any]) -> dict[str, Any]:
+    """The counters of a run's writers (``Run.writer_stats()``) added up: submitted,
+    written, dropped, failed, bytes written, the peak queue depth, every error (a list),
+    whether a writer died; ``ok`` is False when anything was dropped, failed or went wrong.
+    Runs without per-writer manifests use the legacy total."""
     each = [manifest.get("stats") or {} for manifest in stats["writers"].values()] or (
         [stats["total"]] if stats["total"] else [])
-    errors = [error for one in each for error in one.get("errors") or ()]
-    health = {
-        "writers": len(each),
-        "written": sum(int(one.get("written") or 0) for one in each),
-        "dropped": sum(int(one.get("dropped") or 0) for one in each),
-        "failed": sum(int(one.get("failed") or 0) for one in each),
-        "errors": len(errors),
-        "last_error": str(errors[-1]) if errors else None,
-        "peak_queue_depth": max((int(one.get("peak_queue_depth") or 0) for one in each), default=0),
-        "writer_died": any(bool(one.get("writer_died")) for one in each),
-    }
-    health["ok"] = not (health["dropped"] or health["failed"] or health["errors"] or health["writer_died"])
-    return health
+
+    def total(key: str) -> int:
+        return sum(int(_number(one.get(key)) or 0) for one in each)
+
+    counters: dict[str, Any] = {key: total(key) for key in ("submitted", "written", "dropped", "failed",
+                                                           "bytes_written")}
+    counters["peak_queue_depth"] = max((int(_number(one.get("peak_queue_depth")) or 0) for one in each), default=0)
+    counters["errors"] = [str(error) for one in each for error in one.get("errors") or ()]
+    counters["writers"] = len(each)
+    counters["writer_died"] = any(one.get("writer_died") is True for one in each)
+    counters["ok"] = not (counters["dropped"] or counters["failed"] or counters["errors"] or counters["writer_died"])
+    return counters
+
+
+def writer_health(run: Run) -> dict[str, Any]:
+    """The writers' counters together: written, dropped, failed, errors (a count) and the
+    last error, peak queue depth (see :func:`writer_counters`)."""
+    counters = writer_counters(run.writer_stats())
+    errors = counters["errors"]
+    return {"writers": counters["writers"], "written": counters["written"], "dropped": counters["dropped"],
+            "failed": counters["failed"], "errors": len(errors), "last_error": errors[-1] if errors else None,
+            "peak_queue_depth": counters["peak_queue_depth"], "writer_died": counters["writer_died"],
+            "ok": counters["ok"]}
 
 
 def run_row(name: str, run: Run, now: float | None = None) -> dict[str, Any]:
