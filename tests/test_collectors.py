@@ -14,8 +14,10 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from rl_zoo3.utils import linear_schedule
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rtsave_async
+from rtsave_async.envs import GO1_ENV_ID
 from user_envs import UserTrainerEnv
 from rtsave_async.callbacks.realtime import TimestepTrigger
 from rtsave_async.collectors import (
@@ -27,7 +29,13 @@ from rtsave_async.collectors import (
     describe_space,
     plain_copy,
 )
-from rtsave_async.collectors.env_state import attribute_owner
+from rtsave_async.collectors.env_state import (
+    ENVIRONMENT_READINGS,
+    EPISODE_READINGS,
+    LEARNING_READINGS,
+    EnvReadings,
+    attribute_owner,
+)
 from rtsave_async.collectors.hyperparameters import config_value, git_revision, with_git_revision
 
 
@@ -159,8 +167,8 @@ def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
     # Only TimeLimit's own step limit is found; the spec's value is the one used.
     assert [name for name, found in reader.supported.items() if found] == ["max_episode_steps"]
     assert reader.max_episode_steps == 200 and reader.dt == 0.05  # PendulumEnv.dt
-    assert reader.detailed_episode_info() is None and reader.rand_power() is None
-    assert reader.curriculum_progress() is None
+    readings = reader.read(["detailed_episode_info", "rand_power", "curriculum_progress", "success_counts"])
+    assert readings == EnvReadings()
     summary = reader.environment_summary()
     assert summary["environment_class"] == "PendulumEnv" and summary["env_name"] == "Pendulum-v1"
     assert summary["action_space"] == describe_space(env.action_space)
@@ -168,11 +176,56 @@ def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
     assert reader.environment_summary()["environment_class"] == "PendulumEnv"
 
 
+class CountingSubprocVecEnv(SubprocVecEnv):
+    """A SubprocVecEnv that counts its ``env_method`` calls (each is a round trip to every worker)."""
+
+    env_method_calls = 0
+
+    def env_method(self, *args, **kwargs):
+        self.env_method_calls += 1
+        return super().env_method(*args, **kwargs)
+
+
+def _stepped_go1_vec_env(vec_env_class: type, n_envs: int = 3):
+    kwargs = {"start_method": "fork"} if issubclass(vec_env_class, SubprocVecEnv) else {}
+    vec_env = vec_env_class([lambda: gym.make(f"rtsave_async.envs:{GO1_ENV_ID}")] * n_envs, **kwargs)
+    vec_env.seed(0)
+    vec_env.reset()
+    for step in range(3):
+        vec_env.step(np.full((n_envs, 12), 0.1 * step, dtype=np.float32))
+    return vec_env
+
+
+def test_a_save_reads_every_env_in_one_round_trip_per_worker_with_the_in_process_values() -> None:
+    fields = LEARNING_READINGS + EPISODE_READINGS + ENVIRONMENT_READINGS
+    in_process = _stepped_go1_vec_env(DummyVecEnv)
+    in_workers = _stepped_go1_vec_env(CountingSubprocVecEnv)
+    try:
+        expected = EnvStateReader(in_process).read(fields)
+        reader = EnvStateReader(in_workers)
+        before = in_workers.env_method_calls
+        readings = reader.read(fields)
+        assert in_workers.env_method_calls == before + 1
+        assert readings.environment_summary.pop("vec_env_class") == "CountingSubprocVecEnv"
+        assert expected.environment_summary.pop("vec_env_class") == "DummyVecEnv"
+        assert readings == expected
+        assert len(readings.detailed_episode_info) == 3 and readings.detailed_episode_info[0]["robot_state"]
+        assert readings.rand_power == [0.0, 0.0, 0.0] and readings.curriculum_progress == 0.0
+    finally:
+        in_process.close()
+        in_workers.close()
+
+
+def test_reading_an_unknown_field_names_it() -> None:
+    with pytest.raises(ValueError, match="'rand_powr'; known fields: detailed_episode_info"):
+        EnvStateReader(make_vec_env("CartPole-v1", n_envs=1)).read(["rand_powr"])
+
+
 def test_curriculum_progress_averages_only_the_envs_that_report_a_number() -> None:
     env = make_vec_env(UserTrainerEnv, n_envs=3)
     env.envs[0].unwrapped.curriculum_factor = None  # not started yet
     env.envs[1].unwrapped.curriculum_factor = 0.5
-    assert EnvStateReader(env).curriculum_progress() == 0.25
+    assert EnvStateReader(env).read(["curriculum_progress"]).curriculum_progress == 0.25
 
 
 def test_describe_space_handles_nested_spaces() -> None:

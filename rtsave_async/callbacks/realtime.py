@@ -27,7 +27,12 @@ from rtsave_async.collectors import (
     build_environment_state_record,
     collect_hyperparameters,
 )
-from rtsave_async.collectors.env_state import env_attribute_names
+from rtsave_async.collectors.env_state import (
+    ENVIRONMENT_READINGS,
+    EPISODE_READINGS,
+    LEARNING_READINGS,
+    env_attribute_names,
+)
 from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_KEYS, DEFAULT_SUCCESS_WINDOW
 from rtsave_async.collectors.hyperparameters import with_git_revision
 from rtsave_async.collectors.values import ValueProblems
@@ -341,7 +346,7 @@ class RealTimeSavingCallback(BaseCallback):
     def save_snapshot(self) -> None:
         """Gather this timestep's records, then submit one file per enabled category.
 
-        Makes at most one batched VecEnv call per protocol item; never touches disk.
+        Makes one batched VecEnv call (one round trip per SubprocVecEnv worker); never touches disk.
         Everything is gathered before the first submit, which wakes the writer thread,
         so that the writer does not compete for the GIL while records are gathered.
 
@@ -365,29 +370,34 @@ class RealTimeSavingCallback(BaseCallback):
     def _gather_payloads(self, timestep: int) -> list[tuple[str, list[dict[str, Any]]]]:
         """``(category, records)`` for every enabled per-save category."""
         env_state = self._env_state
+        readings = env_state.read(
+            (LEARNING_READINGS if self.save_learning_metrics else ())
+            + (EPISODE_READINGS if self.save_episode_data else ())
+            + (ENVIRONMENT_READINGS if self.save_environment_state else ()))
         payloads = []
         if self.save_learning_metrics:
             record = self._learning.take_record(
                 timestep,
                 self._planned_total_timesteps(),
                 self._episodes.recent_success_rate(),
-                env_state.curriculum_progress(),
+                readings.curriculum_progress,
             )
             payloads.append((names.LEARNING_METRICS, [record]))
         if self.save_episode_data:
             records = self._episodes.take_records(
                 timestep,
-                env_state.detailed_episode_info(),
-                env_state.performance_metrics(),
+                readings.detailed_episode_info,
+                readings.performance_metrics,
                 env_state.max_episode_steps,
                 env_state.dt,
-                env_state.success_counts(),
+                readings.success_counts,
                 self._last_infos,
                 copied=True,  # the reader's results are fresh plain copies
             )
             payloads.append((names.EPISODES, records))
         if self.save_environment_state:
-            payloads.append((names.ENVIRONMENT_STATES, [build_environment_state_record(timestep, env_state)]))
+            record = build_environment_state_record(timestep, env_state.num_envs, readings)
+            payloads.append((names.ENVIRONMENT_STATES, [record]))
         return payloads
 
     def _checkpoint_if_due(self, final: bool = False) -> None:

@@ -13,9 +13,10 @@ Richer environments (such as the Go1 env) implement an optional protocol:
   spec has none); ``env_attributes`` maps a field to the env's own name instead.
 
 :class:`EnvStateReader` probes which of these the VecEnv's environments have once
-(``VecEnv.has_attr``) and afterwards reads each supported item with one batched
-``env_method``/``get_attr`` call, so it behaves the same under ``DummyVecEnv``,
-``SubprocVecEnv`` and VecEnv wrappers such as ``VecNormalize``. Anything an
+(``VecEnv.has_attr``) and afterwards reads what a save needs in one batched call
+(:meth:`EnvStateReader.read`: under ``SubprocVecEnv`` one round trip per worker), so
+it behaves the same under ``DummyVecEnv``, ``SubprocVecEnv`` and VecEnv wrappers such
+as ``VecNormalize``. Anything an
 environment does not provide reads as ``None``; so does a protocol method that raises
 (counted, one warning per method). Every value is read with :func:`read_plain`, in
 the env's own process: a ``SubprocVecEnv`` worker sends only plain copies, never a
@@ -25,7 +26,8 @@ value it cannot pickle (which would kill the worker).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -74,6 +76,9 @@ def env_attribute_names(overrides: Mapping[str, str | Sequence[str]] | None) -> 
 #: Env attribute under which :class:`WorkerSideRead` is set on the envs of a ``SubprocVecEnv``.
 WORKER_SIDE_READ = "_rtsave_read_plain"
 
+#: One read: ``(attribute name, call it?, env 0 only?)``.
+Request = tuple[str, bool, bool]
+
 
 def read_plain(env: gym.Env, name: str, call: bool, problems: ValueProblems, owner: Any = None) -> Any:
     """Attribute ``name`` of ``env`` (through its wrappers), or the result of calling it
@@ -104,22 +109,64 @@ def attribute_owner(env: gym.Env, name: str) -> Any:
 
 
 class WorkerSideRead:
-    """:func:`read_plain` inside a ``SubprocVecEnv`` worker, returning only picklable values.
+    """:func:`read_plain` of several requests inside a ``SubprocVecEnv`` worker, in one round trip.
 
     SB3's worker process dies if an env method raises or returns a value it cannot
-    pickle. Set on every env (``set_attr``) and called through ``env_method``, this
-    reads in the worker and sends ``(plain value, problem counts, first messages)``.
-    ``env_method`` hands it no env: it takes the ``env`` of the worker loop that calls it
+    pickle. Set on each env (``set_attr``) and called through ``env_method``, this
+    reads every request in the worker and sends ``(plain values, problem counts, first
+    messages)``: one round trip per worker for a whole save. ``env_method`` hands it no
+    env: it takes the ``env`` of the worker loop that calls it
     (``stable_baselines3.common.vec_env.subproc_vec_env._worker``).
+
+    :param env_index: the index of the env it is set on; a request for env 0 only
+        reads as None elsewhere
     """
 
-    def __call__(self, name: str, call: bool) -> tuple[Any, dict[str, int], dict[str, str]]:
+    def __init__(self, env_index: int):
+        self.env_index = env_index
+        self._owners: dict[str, Any] = {}
+
+    def __call__(self, requests: Sequence[Request]) -> tuple[list[Any], dict[str, int], dict[str, str]]:
         problems = ValueProblems(warn=False)
         env = sys._getframe(1).f_locals.get("env")
         if not isinstance(env, gym.Env):
-            problems.report("worker env not found", f"could not find the env of the SubprocVecEnv worker to read {name}")
-            return None, problems.counts, problems.first_messages
-        return read_plain(env, name, call, problems), problems.counts, problems.first_messages
+            problems.report("worker env not found", "could not find the env of the SubprocVecEnv worker to read "
+                            + ", ".join(name for name, _, _ in requests))
+            return [None] * len(requests), problems.counts, problems.first_messages
+        values = []
+        for name, call, first_env_only in requests:
+            if first_env_only and self.env_index != 0:
+                values.append(None)
+                continue
+            if name not in self._owners:
+                self._owners[name] = attribute_owner(env, name)
+            values.append(read_plain(env, name, call, problems, self._owners[name]))
+        return values, problems.counts, problems.first_messages
+
+
+@dataclass(frozen=True)
+class EnvReadings:
+    """What one save read of the env-state protocol; a field is None where the envs do
+    not provide it, or where it was not asked for (see :meth:`EnvStateReader.read`)."""
+
+    #: Per env ``get_detailed_episode_info()`` (plain copies; None where it raised).
+    detailed_episode_info: list[Any] | None = None
+    #: Per env ``get_performance_metrics()`` (plain copies; None where it raised).
+    performance_metrics: list[Any] | None = None
+    #: Per env success count the envs keep themselves (e.g. ``_success_count``).
+    success_counts: list[Any] | None = None
+    #: Mean ``curriculum_progress`` over the envs that report a number.
+    curriculum_progress: float | None = None
+    #: Per env ``rand_power`` (domain-randomization strength).
+    rand_power: list[Any] | None = None
+    #: The static summary, overridden by env 0's ``get_environment_summary()`` (a fresh dict).
+    environment_summary: dict[str, Any] | None = None
+
+
+#: :class:`EnvReadings` fields by the record category that needs them.
+EPISODE_READINGS = ("detailed_episode_info", "performance_metrics", "success_counts")
+LEARNING_READINGS = ("curriculum_progress",)
+ENVIRONMENT_READINGS = ("rand_power", "environment_summary")
 
 
 class EnvStateReader:
@@ -150,7 +197,8 @@ class EnvStateReader:
         self._owners: dict[str, list[Any]] = {}
         self._in_workers = isinstance(base_venv, SubprocVecEnv)
         if self._in_workers:
-            venv.set_attr(WORKER_SIDE_READ, WorkerSideRead())
+            for index in range(self.num_envs):  # each knows its index: env-0-only requests
+                venv.set_attr(WORKER_SIDE_READ, WorkerSideRead(index), indices=[index])
         has_attr = venv.has_attr if venv is not None else (lambda name: False)
         self.supported: dict[str, bool] = {name: has_attr(name) for name in PROTOCOL_METHODS}
         #: Field -> the env attribute it is read from, or None if the env has none of its names.
@@ -172,7 +220,7 @@ class EnvStateReader:
         """Attribute ``name`` of env 0 (through its wrappers) as a plain copy, or None if it has none."""
         if self.venv is None or not self.venv.has_attr(name):
             return None
-        return self._read(name, call=False, indices=[0])[0]
+        return self._read([(name, False, True)], indices=[0])[0][0]
 
     def _probe_static_summary(self, spec: Any) -> dict[str, Any]:
         summary: dict[str, Any] = {"environment_class": self._environment_class(spec)}
@@ -203,59 +251,69 @@ class EnvStateReader:
 
         Returns a fresh dict on every call (safe to hand to the writer).
         """
-        summary = dict(self.static_summary)
-        if self.supported[GET_ENVIRONMENT_SUMMARY]:
-            own = self._read(GET_ENVIRONMENT_SUMMARY, call=True, indices=[0])[0]
+        return self.read(["environment_summary"]).environment_summary
+
+    def read(self, fields: Iterable[str]) -> EnvReadings:
+        """The :class:`EnvReadings` ``fields`` (names of its fields), in one batched VecEnv
+        call (one round trip per ``SubprocVecEnv`` worker); the other fields are None.
+
+        :raises ValueError: naming an unknown field
+        """
+        fields = tuple(fields)
+        requests = {field: request for field in fields if (request := self._request(field)) is not None}
+        values = dict(zip(requests, self._read(list(requests.values()))))
+        readings: dict[str, Any] = {field: values.get(field) for field in fields}
+        if "curriculum_progress" in readings:
+            numbers = [value for value in readings["curriculum_progress"] or () if isinstance(value, REAL_NUMBER_TYPES)]
+            readings["curriculum_progress"] = sum(numbers) / len(numbers) if numbers else None
+        if "environment_summary" in readings:
+            summary = dict(self.static_summary)
+            own = (readings["environment_summary"] or [None])[0]
             if isinstance(own, dict):
                 summary.update(own)
-        return summary
+            readings["environment_summary"] = summary
+        return EnvReadings(**readings)
 
-    def detailed_episode_info(self) -> list[dict[str, Any]] | None:
-        """Per-env ``get_detailed_episode_info()`` results (plain copies; None where it raised), or None."""
-        return self._call_all(GET_DETAILED_EPISODE_INFO)
+    def _request(self, field: str) -> Request | None:
+        """How ``field`` of :class:`EnvReadings` is read, or None if the envs do not provide it."""
+        if field in _PROTOCOL_READINGS:
+            method_name = _PROTOCOL_READINGS[field]
+            return (method_name, True, method_name == GET_ENVIRONMENT_SUMMARY) if self.supported[method_name] else None
+        if field not in _ATTRIBUTE_READINGS:
+            known = ", ".join(EPISODE_READINGS + LEARNING_READINGS + ENVIRONMENT_READINGS)
+            raise ValueError(f"EnvStateReader.read: unknown field {field!r}; known fields: {known}")
+        attribute_name = self.attribute_names[_ATTRIBUTE_READINGS[field]]
+        return None if attribute_name is None else (attribute_name, False, False)
 
-    def performance_metrics(self) -> list[dict[str, Any]] | None:
-        """Per-env ``get_performance_metrics()`` results (plain copies; None where it raised), or None."""
-        return self._call_all(GET_PERFORMANCE_METRICS)
-
-    def rand_power(self) -> list[float] | None:
-        """Per-env ``rand_power`` (domain-randomization strength), or None."""
-        return self._read_all(RAND_POWER)
-
-    def success_counts(self) -> list[int] | None:
-        """Per-env success count the envs keep themselves (e.g. ``_success_count``), or None."""
-        return self._read_all(SUCCESS_COUNT)
-
-    def curriculum_progress(self) -> float | None:
-        """Mean ``curriculum_progress`` over the envs that report a number, or None if none does."""
-        values = [value for value in self._read_all(CURRICULUM_PROGRESS) or () if isinstance(value, REAL_NUMBER_TYPES)]
-        if not values:
-            return None
-        return sum(values) / len(values)
-
-    def _call_all(self, method_name: str) -> list[Any] | None:
-        return self._read(method_name, call=True) if self.supported[method_name] else None
-
-    def _read_all(self, field: str) -> list[Any] | None:
-        attribute_name = self.attribute_names[field]
-        if attribute_name is None:
-            return None
-        return self._read(attribute_name, call=False)
-
-    def _read(self, name: str, call: bool, indices: list[int] | None = None) -> list[Any]:
-        """:func:`read_plain` of attribute/method ``name`` for the envs ``indices`` (default all), one batched call."""
+    def _read(self, requests: list[Request], indices: list[int] | None = None) -> list[list[Any]]:
+        """Per request, the :func:`read_plain` values of the envs ``indices`` (default all;
+        env 0 only for a request that says so), in one batched call."""
+        if not requests:
+            return []
         if self._local_envs is not None:
-            owners = self._owners.get(name)
-            if owners is None:
-                owners = self._owners[name] = [attribute_owner(env, name) for env in self._local_envs]
-            envs = range(len(self._local_envs)) if indices is None else indices
-            return [read_plain(self._local_envs[index], name, call, self.problems, owners[index]) for index in envs]
+            all_envs = list(range(len(self._local_envs))) if indices is None else indices
+            return [self._read_locally(name, call, all_envs[:1] if first_env_only else all_envs)
+                    for name, call, first_env_only in requests]
         if self._in_workers:
-            results = self.venv.env_method(WORKER_SIDE_READ, name, call, indices=indices)
-            for _, counts, first_messages in results:
+            per_env = self.venv.env_method(WORKER_SIDE_READ, requests, indices=indices)
+            for _, counts, first_messages in per_env:
                 self.problems.merge(counts, first_messages)
-            return [value for value, _, _ in results]
-        try:  # another VecEnv: read through its own interface
+            return [[values[position] for values, _, _ in per_env][:1 if first_env_only else None]
+                    for position, (_, _, first_env_only) in enumerate(requests)]
+        return [self._read_through_vec_env(name, call, [0] if first_env_only else indices)
+                for name, call, first_env_only in requests]
+
+    def _read_locally(self, name: str, call: bool, envs: list[int]) -> list[Any]:
+        """:func:`read_plain` of ``name`` for the DummyVecEnv's envs ``envs``; the object of
+        each env's chain holding ``name`` is found once, not per save."""
+        owners = self._owners.get(name)
+        if owners is None:
+            owners = self._owners[name] = [attribute_owner(env, name) for env in self._local_envs]
+        return [read_plain(self._local_envs[index], name, call, self.problems, owners[index]) for index in envs]
+
+    def _read_through_vec_env(self, name: str, call: bool, indices: list[int] | None) -> list[Any]:
+        """Attribute or method ``name`` read through another VecEnv's own interface."""
+        try:
             values = self.venv.env_method(name, indices=indices) if call else self.venv.get_attr(name, indices)
         except Exception as exc:
             self.problems.report(f"{name} raised", f"{name} raised {exc!r:.200}; its fields are null")
@@ -263,11 +321,26 @@ class EnvStateReader:
         return plain_copy(values, self.problems)
 
 
-def build_environment_state_record(timestep: int, reader: EnvStateReader) -> dict[str, Any]:
-    """The ``environment_states`` record: ``timestep``, ``num_envs``, ``rand_power``, ``environment_summary``."""
+#: :class:`EnvReadings` field -> the protocol method it calls.
+_PROTOCOL_READINGS = {
+    "detailed_episode_info": GET_DETAILED_EPISODE_INFO,
+    "performance_metrics": GET_PERFORMANCE_METRICS,
+    "environment_summary": GET_ENVIRONMENT_SUMMARY,
+}
+
+#: :class:`EnvReadings` field -> the :data:`DEFAULT_ENV_ATTRIBUTES` field it reads.
+_ATTRIBUTE_READINGS = {"success_counts": SUCCESS_COUNT, "curriculum_progress": CURRICULUM_PROGRESS,
+                       "rand_power": RAND_POWER}
+
+
+def build_environment_state_record(timestep: int, num_envs: int, readings: EnvReadings) -> dict[str, Any]:
+    """The ``environment_states`` record: ``timestep``, ``num_envs``, ``rand_power``, ``environment_summary``.
+
+    :param readings: the save's reads, with the :data:`ENVIRONMENT_READINGS`
+    """
     return {
         "timestep": timestep,
-        "num_envs": reader.num_envs,
-        "rand_power": reader.rand_power(),
-        "environment_summary": reader.environment_summary(),
+        "num_envs": num_envs,
+        "rand_power": readings.rand_power,
+        "environment_summary": readings.environment_summary,
     }
