@@ -25,7 +25,7 @@ from rtsave_async.dashboard.series import DEFAULT_POINTS, Series, downsample
 from rtsave_async.names import CHECKPOINTS, ENVIRONMENT_STATES, EPISODES, HYPERPARAMETERS, LEARNING_METRICS, parse_utc_iso
 from rtsave_async.readers.run import Record, Run
 from rtsave_async.readers.status import run_status
-from rtsave_async.readers.summary import writer_counters
+from rtsave_async.readers.summary import checkpoint_rows, number_or_none, writer_counters
 
 #: learning_metrics fields drawn as ``learning/<field>`` besides the SB3 logger's.
 LEARNING_FIELDS = ("fps", "memory_usage_mb", "recent_success_rate_avg")
@@ -33,11 +33,6 @@ LEARNING_FIELDS = ("fps", "memory_usage_mb", "recent_success_rate_avg")
 AVERAGED = ("return", "success_rate")
 #: Learning-metric saves used for steps/s (their write times and timesteps).
 RATE_WINDOW = 20
-
-
-def _number(value: Any) -> float | None:
-    kind = type(value)  # exact types: JSON gives int and float, and a bool is no number here
-    return float(value) if kind is float or kind is int else None
 
 
 class RunData:
@@ -86,7 +81,7 @@ class RunData:
         data = record.data
         if not isinstance(data, dict):
             return
-        timestep = _number(data.get("timestep"))
+        timestep = number_or_none(data.get("timestep"))
         if record.category == HYPERPARAMETERS:
             self._hyperparameters = data
         if timestep is None:
@@ -132,7 +127,7 @@ class RunData:
 
     def _point(self, name: str, x: float, value: Any) -> bool:
         """Gather a point for :meth:`update` to append; False if ``value`` is not a number."""
-        y = _number(value)
+        y = number_or_none(value)
         if y is None:
             return False
         pending = self._pending.get(name)
@@ -167,14 +162,9 @@ class RunData:
         self._mean_sums[name] = (x[-1], sums[-1], counts[-1])
 
     def _read_checkpoints(self) -> list[dict[str, Any]]:
-        listed = []
-        for checkpoint in reversed(self.run.checkpoints()):
-            recovery = checkpoint.metadata.get("recovery_info") or {}
-            listed.append({"name": checkpoint.key.rpartition("/")[2], "path": checkpoint.path,
-                           "timestep": checkpoint.timestep, "bytes": checkpoint.bytes,
-                           "can_resume": bool(recovery.get("can_resume")),
-                           "resume_command": recovery.get("resume_command")})
-        return listed
+        """The complete checkpoints, newest first, named by their file."""
+        return [{"name": row["key"].rpartition("/")[2], **row} for row in checkpoint_rows(self.run)
+                if row["bytes"] is not None]
 
     # ------------------------------------------------------------------ answers
     def lengths(self) -> dict[str, int]:
@@ -236,7 +226,7 @@ class RunData:
             "algorithm": hyperparameters.get("model_type"),
             "env": (hyperparameters.get("environment") or {}).get("env_name"),
             "progress": self._progress(learning, hyperparameters),
-            "curriculum_progress": _number(learning.get("curriculum_progress")),
+            "curriculum_progress": number_or_none(learning.get("curriculum_progress")),
             "envs": envs,
             "checkpoints": checkpoints,
             "health": writer_counters(stats),
@@ -244,9 +234,9 @@ class RunData:
         }
 
     def _progress(self, learning: dict[str, Any], hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        timestep = _number(learning.get("timestep"))
-        total = _number(learning.get("total_timesteps")) or _number(hyperparameters.get("total_timesteps"))
-        rate = self._steps_per_second() or _number(learning.get("fps"))
+        timestep = number_or_none(learning.get("timestep"))
+        total = number_or_none(learning.get("total_timesteps")) or number_or_none(hyperparameters.get("total_timesteps"))
+        rate = self._steps_per_second() or number_or_none(learning.get("fps"))
         remaining = None if timestep is None or total is None else max(0.0, total - timestep)
         return {
             "timestep": timestep,

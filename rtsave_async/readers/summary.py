@@ -194,7 +194,8 @@ def _finished_count(saves: Sequence[Save]) -> int:
                if isinstance(record, dict))
 
 
-def _number(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
+    """``value`` as a float if it is a number (an int or a float, not a bool), else None."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -248,9 +249,9 @@ def _episodes(read: NewestSaves, window: int) -> dict[str, Any]:
     successes = sum(int(record.get("success_count") or 0) for record in latest.values())
     finished = _finished(read.saves)
     recent = finished[-window:]
-    returns = [value for episode in recent if (value := _number(episode.get("return"))) is not None]
+    returns = [value for episode in recent if (value := number_or_none(episode.get("return"))) is not None]
     outcomes = [bool(episode["is_success"]) for episode in recent if episode.get("is_success") is not None]
-    every_return = [value for episode in finished if (value := _number(episode.get("return"))) is not None]
+    every_return = [value for episode in finished if (value := number_or_none(episode.get("return"))) is not None]
     return {
         "total": total if latest else None,
         "successes": successes if latest else None,
@@ -285,29 +286,35 @@ def _learning(record: dict[str, Any]) -> dict[str, Any]:
     return {"timestep": record.get("timestep"), "fps": record.get("fps"), "memory_mb": record.get("memory_usage_mb"),
             "training_progress": record.get("training_progress"),
             "metrics": {name: value for name, value in logger.items()
-                        if name.startswith(("train/", "rollout/")) and _number(value) is not None}}
+                        if name.startswith(("train/", "rollout/")) and number_or_none(value) is not None}}
 
 
-def _checkpoints(run: Run, any_written: bool) -> dict[str, Any]:
-    if not any_written:
-        return {"checkpoints": [], "resume_command": None}
+def checkpoint_rows(run: Run) -> list[dict[str, Any]]:
+    """Every checkpoint ``run`` lists, newest first: ``key``, ``path`` (its URL),
+    ``timestep``, ``bytes`` (None unless complete), ``created`` (UTC seconds),
+    ``resumable`` (complete, with a model, and not marked otherwise) and ``resume_command``."""
     complete = {checkpoint.key: checkpoint for checkpoint in run.checkpoints()}
-    listed = []
+    rows = []
     for record in run.records(CHECKPOINTS, with_metadata=True):
         metadata = record.data if isinstance(record.data, dict) else {}
         checkpoint = complete.get(record.key)
         recovery = metadata.get("recovery_info") or {}
-        listed.append({
-            "path": run.store.url(record.key), "timestep": metadata.get("timestep"),
+        rows.append({
+            "key": record.key, "path": run.store.url(record.key), "timestep": metadata.get("timestep"),
             "bytes": checkpoint.bytes if checkpoint else None, "created": record.time,
             "resumable": bool(checkpoint and recovery.get("can_resume", True)
                               and (metadata.get("contents") or {}).get("model", True)),
             "resume_command": recovery.get("resume_command"),
         })
-    listed.reverse()
-    command = next((entry["resume_command"] for entry in listed if entry["resumable"]), None)
-    return {"checkpoints": [{name: value for name, value in entry.items() if name != "resume_command"}
-                            for entry in listed], "resume_command": command}
+    rows.reverse()
+    return rows
+
+
+def _checkpoints(run: Run, any_written: bool) -> dict[str, Any]:
+    rows = checkpoint_rows(run) if any_written else []
+    command = next((row["resume_command"] for row in rows if row["resumable"]), None)
+    return {"checkpoints": [{name: value for name, value in row.items() if name not in ("key", "resume_command")}
+                            for row in rows], "resume_command": command}
 
 
 def writer_counters(stats: dict[str, Any]) -> dict[str, Any]:
@@ -319,11 +326,11 @@ def writer_counters(stats: dict[str, Any]) -> dict[str, Any]:
         [stats["total"]] if stats["total"] else [])
 
     def total(key: str) -> int:
-        return sum(int(_number(one.get(key)) or 0) for one in each)
+        return sum(int(number_or_none(one.get(key)) or 0) for one in each)
 
     counters: dict[str, Any] = {key: total(key) for key in ("submitted", "written", "dropped", "failed",
                                                            "bytes_written")}
-    counters["peak_queue_depth"] = max((int(_number(one.get("peak_queue_depth")) or 0) for one in each), default=0)
+    counters["peak_queue_depth"] = max((int(number_or_none(one.get("peak_queue_depth")) or 0) for one in each), default=0)
     counters["errors"] = [str(error) for one in each for error in one.get("errors") or ()]
     counters["writers"] = len(each)
     counters["writer_died"] = any(one.get("writer_died") is True for one in each)
