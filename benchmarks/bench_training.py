@@ -236,7 +236,9 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         shutil.rmtree(save_dir, ignore_errors=True)
     fixed = timer.fixed_seconds if timer is not None else 0.0
+    writer_stats = getattr(callback, "writer_stats", None) or {}
     return {"variant": args.variant, "seconds": seconds, "steps_per_s": model.num_timesteps / seconds,
+            "writer_cpu_s": writer_stats.get("thread_cpu_seconds"),
             "fixed_s": fixed, "per_step_rate": model.num_timesteps / (seconds - fixed),
             "timesteps": model.num_timesteps, "files": files}
 
@@ -310,6 +312,11 @@ def run_rounds(args: argparse.Namespace, scale: Scale) -> dict[str, list[dict[st
     return results
 
 
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
 def format_section(args: argparse.Namespace, scale: Scale, results: dict[str, list[dict[str, Any]]],
                    save_cost: dict[str, Any], command: str) -> str:
     median_rate = {variant: statistics.median(r["steps_per_s"] for r in runs) for variant, runs in results.items()}
@@ -322,6 +329,7 @@ def format_section(args: argparse.Namespace, scale: Scale, results: dict[str, li
               for variant, runs in results.items()}
     paired = {variant: sorted(r["steps_per_s"] / base["steps_per_s"] for r, base in zip(runs, results["a"]))
               for variant, runs in results.items()}
+    writer_cpu = {variant: _median_or_none([r.get("writer_cpu_s") for r in runs]) for variant, runs in results.items()}
 
     save_root = Path(args.save_root or tempfile.gettempdir())
     lines = [
@@ -339,20 +347,23 @@ def format_section(args: argparse.Namespace, scale: Scale, results: dict[str, li
         "(writer close included).",
         "",
         "| Variant | env-steps/s (median) | min | max | spread | ratio to (a) | fixed ms per learn() | "
-        "per-step ratio to (a) | paired ratio, median [min, max] | files per run |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "per-step ratio to (a) | paired ratio, median [min, max] | writer thread CPU s per run | files per run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for variant, runs in results.items():
         rates = [r["steps_per_s"] for r in runs]
         lines.append(f"| ({variant}) {VARIANTS[variant]} | {median_rate[variant]:.0f} | {min(rates):.0f} | "
                      f"{max(rates):.0f} | {spread[variant]:.1%} | {ratio[variant]:.3f} | {fixed_ms[variant]:.0f} | "
                      f"{per_step_ratio[variant]:.3f} | {statistics.median(paired[variant]):.3f} "
-                     f"[{paired[variant][0]:.3f}, {paired[variant][-1]:.3f}] | {runs[0]['files']} |")
+                     f"[{paired[variant][0]:.3f}, {paired[variant][-1]:.3f}] | "
+                     f"{'-' if writer_cpu[variant] is None else f'{writer_cpu[variant]:.2f}'} | {runs[0]['files']} |")
     lines += [
         "",
         "Spread = (max - min) / median over the rounds. Paired ratio = each round's run over the same round's "
         "(a) run (the runs of a round are back to back, so slow phases of the machine cancel). Fixed ms = the callback's init, training start and "
-        "training end (writer start, hyperparameter record, final save, close); the per-step ratio leaves it out.",
+        "training end (writer start, hyperparameter record, final save, close); the per-step ratio leaves it out. "
+        "Writer thread CPU = the CPU seconds the writer thread used in the run (its `stats()['thread_cpu_seconds']`; "
+        "- for writers that have no thread).",
     ]
     targets = ["", "| Target | Result | Met |", "| --- | --- | --- |"]
     for variant, target in (("b", TARGET_RATIO_B), ("c", TARGET_RATIO_C), ("f", TARGET_RATIO_F)):

@@ -44,6 +44,25 @@ def test_any_payload_becomes_valid_json(payload) -> None:
     assert serializer.nonfinite == count_nonfinite(payload) if b"null" in data else serializer.nonfinite == 0
 
 
+plain_payloads = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
+              st.floats(allow_nan=True, allow_infinity=True), st.text()),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.tuples(children, children),
+                               st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_payloads)
+def test_plain_payloads_in_one_pass_give_the_checked_bytes_and_count_every_nonfinite(payload) -> None:
+    one_pass, checked = SnapshotSerializer(), SnapshotSerializer()
+    data = one_pass.dumps([payload])
+    reference, has_null = checked._encode([payload])  # the checking pass, then orjson with numpy support
+    assert data == reference
+    assert one_pass.nonfinite == (count_nonfinite(payload) if has_null else 0)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=20), st.text())
 def test_plain_values_round_trip_exactly(values, text) -> None:

@@ -273,6 +273,7 @@ def test_stats_add_up(tmp_path: Path) -> None:
     assert stats["submitted"] == stats["written"] + stats["dropped"] + stats["failed"] + stats["pending"] == 100
     assert stats["bytes_written"] == sum(path.stat().st_size for path in list_snapshot_files(tmp_path, "episodes"))
     assert math.isfinite(stats["write_latency_us"]["p99"])
+    assert stats["thread_cpu_seconds"] > 0  # the writer thread reads its own CPU time
 
 
 def test_attachments_are_stored_before_the_json_that_lists_them(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ class FileStore:
                 await self._check_stored(stored, blobs)
                 serialize_started = time.perf_counter_ns()
                 records = with_metadata(self._records_with_files(snapshot.payload, category, stem, blobs), metadata)
-                data = self._serializer.dumps(records)
+                data = self._serializer.dumps(records, None if callable(snapshot.payload) else snapshot.size)
                 encode_ns += time.perf_counter_ns() - serialize_started
                 json_key = names.key(category, stem + names.JSON_SUFFIX)
                 await self._sink.create(json_key, data)

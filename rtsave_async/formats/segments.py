@@ -72,7 +72,8 @@ class SegmentStore:
         spent serializing and compressing.
         """
         encode_started = time.perf_counter_ns()
-        lines = [self._serializer.dumps(segment_line(snapshot.payload, metadata)) for snapshot, metadata in items]
+        lines = [self._serializer.dumps(segment_line(snapshot.payload, metadata), snapshot.size)
+                 for snapshot, metadata in items]
         frame = self._compress(lines)
         encode_ns = time.perf_counter_ns() - encode_started
         segment = self._open.get(category)

@@ -71,7 +71,7 @@ class SnapshotSerializer:
         self.nonfinite = 0  # NaN/Inf values written as null
         self._pending_placeholders = 0
 
-    def dumps(self, payload: Any) -> bytes | bytearray:
+    def dumps(self, payload: Any, size: int | None = None) -> bytes | bytearray:
         """Serialize ``payload``; always returns valid JSON bytes.
 
         A payload estimated above ``PIECES_ABOVE_BYTES`` has its big numpy arrays and
@@ -79,16 +79,41 @@ class SnapshotSerializer:
         items) at a time, handing the GIL to other threads between pieces; the bytes
         are the same as in one piece, returned as a ``bytearray`` (assembled piece by
         piece too).
+
+        :param size: ``payload``'s :func:`estimate_bytes`, if the caller has it; default
+            None (estimated here)
         """
-        pieced = self._encode_in_pieces(payload) if estimate_bytes(payload) > PIECES_ABOVE_BYTES else None
+        size = estimate_bytes(payload) if size is None else size
+        if size <= PIECES_ABOVE_BYTES:
+            plain = self._encode_plain(payload)
+            if plain is not None:
+                return plain
+        pieced = self._encode_in_pieces(payload) if size > PIECES_ABOVE_BYTES else None
         data, has_null = pieced if pieced is not None else self._encode(payload)
         if has_null:
             self.nonfinite += count_nonfinite(payload)
         return data
 
+    def _encode_plain(self, payload: Any) -> bytes | None:
+        """``payload`` in one orjson pass if it holds only values orjson writes as they are
+        (the callbacks' records: dicts, lists, str, int, float, bool, None), else None.
+
+        The same bytes as :meth:`_encode`. Non-finite floats are counted only if the text
+        holds a ``null`` and does not read back equal to ``payload`` (a NaN or Inf reads
+        back as None, which equals neither), so a record with None fields is not walked.
+        """
+        try:
+            data = orjson.dumps(payload, default=_refuse)
+        except (TypeError, RecursionError):
+            return None
+        if b"null" in data and orjson.loads(data) != payload:
+            self.nonfinite += count_nonfinite(payload)
+        return data
+
     def _encode(self, payload: Any) -> tuple[bytes, bool]:
-        """``payload`` in one orjson call (after a repair pass if it needs one), and
-        whether the text holds a ``null`` (only then are non-finite values counted)."""
+        """``payload`` in one orjson call (after a checking pass, and a repair pass if it
+        needs one), and whether the text holds a ``null`` (only then are non-finite
+        values counted)."""
         try:
             _check_fast_path(payload)
             data = self._attempt(payload)
@@ -330,6 +355,10 @@ def _cut_out_large(value: Any, token: str, large: list[Any], active: set[int], d
         return [_cut_out_large(item, token, large, active, depth + 1) for item in value]
     finally:
         active.discard(id(value))
+
+
+def _refuse(obj: Any) -> Any:
+    raise TypeError(f"{type(obj).__name__} is not a plain JSON value")
 
 
 def _check_fast_path(payload: Any) -> None:

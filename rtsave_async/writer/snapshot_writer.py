@@ -358,6 +358,7 @@ class SnapshotWriter:
             "dropped_by_category": dict(self._queue.dropped),
             "serialize_latency_us": stats.serialize_latency.percentiles_us(),
             "write_latency_us": stats.write_latency.percentiles_us(),
+            "thread_cpu_seconds": round(stats.thread_cpu_seconds, 3),
             "errors": list(stats.errors),
             "writer_died": self._died is not None,
             **({"upload": upload} if (upload := self._sink.upload_status()) is not None else {}),
@@ -448,6 +449,7 @@ class SnapshotWriter:
             await asyncio.wait(list(self._in_flight.values()))
         if self._segments is not None:
             await self._publish_segments(self._segments.publish_all)
+        self._stats.thread_cpu_seconds = time.thread_time()
         await self._refresh_writer_manifest(closed=True)
         try:
             await manifest.write_total_stats(self._sink, self.writer_id, self.stats())
@@ -466,6 +468,7 @@ class SnapshotWriter:
     async def _housekeeping(self) -> None:
         """After each batch and while idle: publish aged segments, refresh this writer's
         manifest every ``STATS_REFRESH_SECONDS``."""
+        self._stats.thread_cpu_seconds = time.thread_time()  # only this thread can read its own
         if self._segments is not None:
             await self._publish_segments(self._segments.publish_aged)
         if time.monotonic() - self._stats_written_at >= STATS_REFRESH_SECONDS:

@@ -40,6 +40,8 @@ class WriterStats:
         self._error_kinds: set[tuple[object, ...]] = set()
         self.serialize_latency = LatencyWindow()
         self.write_latency = LatencyWindow()
+        #: CPU seconds the writer thread has used, as it last read them (``time.thread_time``).
+        self.thread_cpu_seconds = 0.0
 
     def record_written(self, category: str, size: int, serialize_ns: int, write_ns: int, count: int = 1) -> None:
         """``count`` snapshots stored together (one segment frame: one latency sample each)."""
