@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 
 from rtsave_async.dashboard.data import RunData
+from rtsave_async.dashboard.server import Dashboard
 from rtsave_async.readers.summary import writer_counters
 from rtsave_async.dashboard.series import downsample
 from rtsave_async.readers import open_run
@@ -26,6 +27,7 @@ from tests.support.dashboard import (
     chromium,
     chromium_or_skip,
     dashboard_process,
+    wait_until_read,
 )
 from tests.support.sinks import GatedSink
 
@@ -103,6 +105,28 @@ def test_run_data_series_follow_the_records(tmp_path: Path) -> None:
     x, y = data.points()["series"]["success_rate/env0"]
     assert len(x) == 5 and y[-1] == (episode_record(5000, 0)["success_rate"] + 1.0) / 2  # one point per timestep
     run.close()
+
+
+def test_a_big_run_is_served_at_once_and_read_over_the_following_polls(tmp_path: Path) -> None:
+    run = GrowingRun(tmp_path / "run", num_envs=2)
+    for _ in range(30):
+        run.save()
+    run.close()
+    board = Dashboard(str(tmp_path / "run"), read_budget=0.0)
+    board.discover()  # no time to read: a file, then the page can be served
+    data = board.runs[""]
+    assert data.loading and data.summary()["loading"] is True and data.records < 1 + 30 * 4
+    polls = 0
+    while data.loading:
+        board._poll_once()  # what the server's poller does between its sleeps
+        polls += 1
+    assert polls > 1 and data.summary()["loading"] is False
+    whole = RunData("", open_run(str(tmp_path / "run")))
+    whole.update()
+    assert data.records == whole.records == 1 + 30 * 4
+    assert data.lengths() == whole.lengths()
+    for name, (x, y) in whole.points()["series"].items():
+        assert list(data.points()["series"][name][0]) == list(x) and list(data.points()["series"][name][1]) == list(y)
 
 
 def test_writer_health_is_red_when_the_writer_dropped_records(tmp_path: Path) -> None:
@@ -267,7 +291,10 @@ def test_a_folder_without_runs_or_a_bad_port_is_one_clear_error(tmp_path: Path) 
 # ------------------------------------------------------------------ size
 def test_a_million_record_run_is_served_downsampled(tmp_path: Path) -> None:
     build_large_run(tmp_path / "big", 1_000_000, num_envs=4)
-    with dashboard_process(tmp_path / "big") as (url, _):
+    with dashboard_process(tmp_path / "big") as (url, printed):
+        assert "read in the background" in printed  # served before the whole run is read
+        (row,) = wait_until_read(url)
+        assert row["records"] == 1_000_000
         answer = series_of(url, "")
         assert answer["lengths"]["success_rate/env0"] == 250_000
         assert answer["lengths"]["return/mean"] == 250_000

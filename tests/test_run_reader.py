@@ -140,6 +140,47 @@ def test_poll_sees_new_json_files_once(tmp_path: Path) -> None:
         f"episodes/{path.name}": path.stat().st_size for path in files}  # each file read once
 
 
+def test_a_poll_out_of_budget_reads_a_file_per_category_and_the_next_goes_on(tmp_path: Path) -> None:
+    store = CountingRunStore(tmp_path)
+    with SnapshotWriter(tmp_path) as writer:
+        for timestep in range(1, 5):
+            writer.submit("episodes", episodes(timestep))
+            writer.submit("learning_metrics", {"timestep": timestep})
+    cursor = open_run(store).cursor()
+    polls = []
+    while not polls or not cursor.caught_up:
+        polls.append(cursor.poll(budget=0.0))  # no time at all: one file, then the next category's turn
+    assert [sorted({(r.category, r.data["timestep"]) for r in poll}) for poll in polls[:2]] == [
+        [("episodes", 1)], [("learning_metrics", 1)]]
+    read = [(r.category, r.data["timestep"], r.data.get("env_id")) for poll in polls for r in poll]
+    assert sorted(read) == sorted([("episodes", t, env) for t in range(1, 5) for env in (0, 1)]
+                                  + [("learning_metrics", t, None) for t in range(1, 5)])
+    assert len(polls) >= 8 and cursor.poll() == []
+    files = [path for category in ("episodes", "learning_metrics") for path in list_snapshot_files(tmp_path, category)]
+    assert all(store.bytes_read[f"{path.parent.name}/{path.name}"] == path.stat().st_size for path in files)
+
+
+def test_a_poll_out_of_budget_reads_a_big_segment_a_few_frames_at_a_time_in_order(tmp_path: Path) -> None:
+    writer = SegmentRunWriter(tmp_path, "w")
+    for timestep in range(40):
+        writer.save("episodes", episodes(timestep))
+        writer.flush()  # a frame per save
+        if timestep == 29:
+            writer.rotate("episodes")  # 30 saves published, the last 10 in the open segment
+    cursor = open_run(tmp_path).cursor()
+    published = next(tmp_path.glob("episodes/*.jsonl.zst"))
+    cursor.segment_bytes_per_read = 3 * published.stat().st_size // 30  # about 3 of its 30 frames
+    polls = []
+    while not polls or not cursor.caught_up:
+        polls.append([record.data["timestep"] for record in cursor.poll(budget=0.0)])
+    read = [timestep for poll in polls for timestep in poll]
+    assert read == sorted(read) and sorted(set(read)) == list(range(40)) and len(read) == 80
+    assert max(len(poll) for poll in polls) <= 2 * 4  # at most about a read's worth of frames per poll
+    writer.save("episodes", episodes(40))
+    writer.close()
+    assert [record.data["timestep"] for record in cursor.poll()] == [40, 40]
+
+
 def test_poll_follows_a_segment_published_after_it_was_listed(tmp_path: Path) -> None:
     store = StaleListingRunStore(tmp_path)
     writer = SegmentRunWriter(tmp_path, "w")

@@ -60,8 +60,9 @@ def dashboard(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if not board.runs:
         raise CliError(f"{args.run}: no run found in it or below it (no run.json, no category folder with records)")
-    print(f"rtsave: {len(board.runs)} run(s), {records:,} records read in {time.perf_counter() - started:.1f} s",
-          flush=True)
+    loading = any(run.loading for run in board.runs.values())
+    print(f"rtsave: {len(board.runs)} run(s), {records:,} records read in {time.perf_counter() - started:.1f} s"
+          + ("; the rest is read in the background, the page fills in as it comes" if loading else ""), flush=True)
     if not is_loopback(args.host):
         print(f"rtsave: warning: --host {args.host} serves the run's data to every machine that can reach this "
               f"one on the network (no password); use the default 127.0.0.1 to keep it on this machine", flush=True)

@@ -59,10 +59,19 @@ class RunData:
         self._checkpoints: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ reading
-    def update(self) -> int:
-        """Read the records written since the last call; returns how many there were."""
+    @property
+    def loading(self) -> bool:
+        """True while the records already written have not all been read (see :meth:`update`)."""
+        return not self._cursor.caught_up
+
+    def update(self, budget: float | None = None) -> int:
+        """Read the records written since the last call; returns how many there were.
+
+        :param budget: seconds after which no further file is read (a big run is read over
+            several calls, :attr:`loading` meanwhile); default None: read all
+        """
         with self._reading:  # one poll at a time: a cursor returns each record once
-            records = self._cursor.poll()
+            records = self._cursor.poll(budget)
             if not records:
                 return 0
             checkpoints = self._read_checkpoints() if any(r.category == CHECKPOINTS for r in records) else None
@@ -231,6 +240,7 @@ class RunData:
             "checkpoints": checkpoints,
             "health": writer_counters(stats),
             "records": records,
+            "loading": self.loading,
         }
 
     def _progress(self, learning: dict[str, Any], hyperparameters: dict[str, Any]) -> dict[str, Any]:

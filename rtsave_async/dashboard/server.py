@@ -3,7 +3,9 @@
 Endpoints (all GET; nothing writes or deletes):
 
 - ``/``: the page; ``/static/<file>``: its script, style and the vendored uPlot
-- ``/api/runs``: the runs found under the root, with status and progress
+- ``/api/runs``: the runs found under the root, with status, progress and whether
+  their records are still being read (``loading``: a big run is served at once and
+  filled in over the following polls)
 - ``/api/series?run=NAME[&x0=&x1=][&points=]``: every series of a run in ``[x0, x1]``,
   downsampled to ``points`` (default 2,000) per series; the page asks again at full
   resolution for the range the user zooms into
@@ -38,6 +40,9 @@ POLL_SECONDS = 0.25
 SUMMARY_SECONDS = 1.0
 #: Most points per series a client may ask for in one response.
 MAX_POINTS = 200_000
+#: Seconds of reading per run and request or poll: a big run is served at once and
+#: filled in over the following polls, instead of read whole before the first answer.
+READ_BUDGET = 0.5
 
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".txt": "text/plain"}
 STATIC_FILES = ("index.html", "dashboard.js", "dashboard.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css",
@@ -62,11 +67,16 @@ def _inside_root(root: RunStore, store: RunStore) -> bool:
 
 class Dashboard:
     """The runs under ``root`` (a run folder or a parent of runs; a local path or a URL)
-    and the aiohttp application serving them."""
+    and the aiohttp application serving them.
 
-    def __init__(self, root: str, poll_seconds: float = POLL_SECONDS):
+    :param poll_seconds: how often watched runs are polled; default :data:`POLL_SECONDS`
+    :param read_budget: seconds of reading per run and request or poll; default :data:`READ_BUDGET`
+    """
+
+    def __init__(self, root: str, poll_seconds: float = POLL_SECONDS, read_budget: float = READ_BUDGET):
         self.root = open_store(root)
         self.poll_seconds = poll_seconds
+        self.read_budget = read_budget
         self.runs: dict[str, RunData] = {}
         self._summaries: dict[str, tuple[float, dict[str, Any]]] = {}
         self._versions: dict[str, int] = {}
@@ -79,7 +89,8 @@ class Dashboard:
 
     # ------------------------------------------------------------------ runs
     def discover(self) -> int:
-        """Find the runs under the root and read what they hold so far (blocking); returns records read."""
+        """Find the runs under the root and read what they hold, each for at most
+        :attr:`read_budget` seconds (the poller reads the rest); blocking, returns records read."""
         read = 0
         with self._discovering:  # pages ask for the run list concurrently
             for name, store in find_runs(self.root).items():
@@ -90,7 +101,7 @@ class Dashboard:
                         continue
                     self.runs[name] = RunData(name, run)
                 if name in self.runs:
-                    read += self.runs[name].update()
+                    read += self.runs[name].update(self.read_budget)
         return read
 
     def summary(self, name: str, max_age: float = SUMMARY_SECONDS) -> dict[str, Any]:
@@ -102,11 +113,12 @@ class Dashboard:
         return summary
 
     def _poll_once(self) -> list[str]:
-        """Update the watched runs; the names whose data or summary changed (blocking)."""
+        """Update the watched runs and the runs still loading; the names whose data or
+        summary changed (blocking)."""
         changed = []
-        for name in [name for name, count in self._watchers.items() if count]:
+        for name in [name for name, run in self.runs.items() if self._watchers.get(name) or run.loading]:
             made, previous = self._summaries.get(name, (0.0, None))
-            if self.runs[name].update():
+            if self.runs[name].update(self.read_budget):
                 self.summary(name, max_age=0.0)
                 changed.append(name)
             elif time.monotonic() - made >= SUMMARY_SECONDS and self.summary(name, max_age=0.0) != previous:
@@ -121,7 +133,8 @@ class Dashboard:
                     self._versions[name] = self._versions.get(name, 0) + 1
                 async with self._changed:
                     self._changed.notify_all()
-            await asyncio.sleep(self.poll_seconds)
+            loading = any(run.loading for run in self.runs.values())
+            await asyncio.sleep(0 if loading else self.poll_seconds)
 
     def _run_names(self, request: web.Request) -> list[str]:
         names = request.query.getall("run", [])
@@ -152,7 +165,8 @@ class Dashboard:
             rows.append({"name": name, "state": summary["status"]["state"],
                          "last_update": summary["status"]["last_update"], "progress": summary["progress"],
                          "success_rate": float(mean.y[-1]) if mean is not None and mean.length else None,
-                         "algorithm": summary["algorithm"], "env": summary["env"], "records": summary["records"]})
+                         "algorithm": summary["algorithm"], "env": summary["env"], "records": summary["records"],
+                         "loading": self.runs[name].loading})
         return _json_response({"root": self.root.url(), "runs": rows})
 
     async def series(self, request: web.Request) -> web.Response:

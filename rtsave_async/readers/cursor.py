@@ -9,6 +9,8 @@ published segments read to their end (not even looked at again).
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from rtsave_async.readers.run import WHOLE_FILE_KINDS, Record, Save
@@ -32,41 +34,70 @@ class RunCursor:
         self._segment_offsets: dict[str, int] = {}
         self._finished_segments: set[str] = set()
         self._seen_files: set[str] = set()
+        #: False when the last :meth:`poll` ran out of its budget before looking at every file.
+        self.caught_up = True
+        #: Bytes of a segment a poll with a budget reads at a time (a segment holds up to 64 MiB).
+        self.segment_bytes_per_read = 4 * 1024 * 1024
 
-    def poll(self) -> list[Record]:
-        """The records written since the previous poll (all so far on the first)."""
+    def poll(self, budget: float | None = None) -> list[Record]:
+        """The records written since the previous poll (all so far on the first).
+
+        :param budget: seconds after which no further file is read (but at least one with
+            new records; the categories take turns, a file each, so all of them advance);
+            the next poll goes on from there, and :attr:`caught_up` says whether this one
+            may have stopped short. Default None: no limit.
+        """
         if self.category is None:
             files = self.run.files_by_category()
         else:
             files = {self.category: self.run.data_files(self.category)}
+        deadline = None if budget is None else time.monotonic() + budget
+        turns = deque((category, iter(data_files)) for category, data_files in files.items())
         saves: list[Save] = []
-        for category, data_files in files.items():
-            for data_file in data_files:
-                saves.extend(self._read_new(category, data_file))
+        self.caught_up = True
+        while turns:
+            category, data_files = turns.popleft()
+            data_file = next(data_files, None)
+            if data_file is None:
+                continue
+            new, whole = self._read_new(category, data_file,
+                                         None if deadline is None else self.segment_bytes_per_read)
+            saves.extend(new)
+            if not whole:  # the rest of that segment comes before the category's later files: next poll
+                self.caught_up = False
+            else:
+                turns.append((category, data_files))
+            if new and deadline is not None and time.monotonic() >= deadline:  # after new records: progress
+                self.caught_up = False
+                break
         saves.sort(key=lambda save: save.order)
         return [save.record(record) for save in saves for record in save.records()]
 
-    def _read_new(self, category: str, data_file: DataFile) -> list[Save]:
+    def _read_new(self, category: str, data_file: DataFile, max_bytes: int | None) -> tuple[list[Save], bool]:
+        """The new saves of ``data_file``, and False if a segment has more to read
+        (``max_bytes`` of it were read)."""
         key = data_file.cursor_key
         if data_file.name.kind in WHOLE_FILE_KINDS:
             if key in self._seen_files:
-                return []
+                return [], True
             self._seen_files.add(key)
-            return self.run.read_whole_file(category, data_file)
+            return self.run.read_whole_file(category, data_file), True
         if key in self._finished_segments:
-            return []
+            return [], True
         offset = self._segment_offsets.get(key, 0)
         published = data_file.name.kind == "segment"
-        if not published:
-            try:
-                if self.run.store.size(data_file.key) <= offset:
-                    return []
-            except FileNotFoundError:  # published since it was listed: read it under its final name
-                if not self.run.store.exists(key):
-                    return []
-                published = True
-        saves, self._segment_offsets[key] = self.run.read_segment(category, data_file, offset)
+        try:
+            size = self.run.store.size(key if published else data_file.key)
+        except FileNotFoundError:  # an open one published since it was listed: read it under its final name
+            if published or not self.run.store.exists(key):
+                return [], True
+            published, size = True, self.run.store.size(key)
+        if not published and size <= offset:
+            return [], True
+        saves, self._segment_offsets[key] = self.run.read_segment(category, data_file, offset, max_bytes)
+        if max_bytes is not None and size - offset > max_bytes:
+            return saves, False
         if published:
             self._finished_segments.add(key)
             del self._segment_offsets[key]
-        return saves
+        return saves, True

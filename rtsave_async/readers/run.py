@@ -414,27 +414,35 @@ class Run:
             return None
         return _save(category, data, data_file)
 
-    def read_segment(self, category: str, data_file: DataFile, start: int) -> tuple[list[Save], int]:
+    def read_segment(self, category: str, data_file: DataFile, start: int,
+                     max_bytes: int | None = None) -> tuple[list[Save], int]:
         """The saves of a segment from byte ``start`` on, and the offset to continue from.
 
         Reads the ``.open`` name, or the published one if the segment was closed
         meanwhile. The offset stops before an unfinished last frame.
+
+        :param max_bytes: read only the frames that end within this many bytes from
+            ``start`` (at least the first frame, however big); default None: all
         """
         key = data_file.key
+        end = None if max_bytes is None else start + max_bytes
         try:
-            data = self.store.read(key, start)
+            data = self.store.read(key, start, end)
         except FileNotFoundError:
             if key == data_file.cursor_key:
                 return [], start
             key = data_file.cursor_key
             try:
-                data = self.store.read(key, start)
+                data = self.store.read(key, start, end)
             except FileNotFoundError:
                 return [], start
         scan = scan_frames(data, start)
+        cut = end is not None and len(data) == max_bytes  # stopped short of the file's end, maybe in a frame
+        if cut and not scan.frames:
+            return self.read_segment(category, data_file, start)  # a frame bigger than max_bytes
         for offset, message in scan.damage:
             self.report(key, offset, message)
-        if scan.torn and key == data_file.cursor_key:
+        if scan.torn and key == data_file.cursor_key and not cut:
             self.report(key, scan.end, "unfinished last frame in a closed segment (skipped)")
         return self._frame_saves(category, data_file, key, scan.frames), scan.end
 

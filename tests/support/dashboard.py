@@ -13,11 +13,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +168,20 @@ def dashboard_process(root: Path | str, *extra: str) -> Iterator[tuple[str, str]
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def wait_until_read(url: str, timeout: float = 300.0) -> list[dict]:
+    """The ``/api/runs`` rows once no run is ``loading`` any more (a big run is read after
+    the server starts); AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(url + "api/runs", timeout=30) as response:
+            rows = json.loads(response.read())["runs"]
+        if not any(row["loading"] for row in rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the dashboard was still reading after {timeout:.0f} s: {rows}")
+        time.sleep(0.2)
 
 
 def chromium_or_skip() -> None:

@@ -208,6 +208,8 @@
       element("div", {class: "run-head"},
         element("span", {class: "run-name", text: summary.name || summary.url}),
         element("span", {class: `badge ${summary.status.state}`, text: summary.status.state, "data-field": "status"}),
+        ...(summary.loading ? [element("span", {class: "badge loading", text: "reading records…",
+                                                "data-field": "loading"})] : []),
         element("span", {text: [summary.algorithm, summary.env].filter(Boolean).join(" on ")}),
         bar,
         element("span", {text: timesteps, "data-field": "timesteps"}),
