@@ -1,0 +1,34 @@
+"""Smoke test of the paired training benchmark: every variant trains in turns and is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks import bench_training_paired
+
+
+def test_rounds_rotate_and_reverse_the_variants() -> None:
+    orders = [bench_training_paired.round_order(["a", "b", "f"], index) for index in range(4)]
+    assert orders == [["a", "b", "f"], ["a", "f", "b"], ["f", "a", "b"], ["f", "b", "a"]]
+    assert all(sorted(order) == ["a", "b", "f"] for order in orders)
+
+
+def test_quick_run_reports_every_variant_with_an_interval(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "RESULTS.md"
+    argv = ["--quick", "--env-id", "Pendulum-v1", "--variants", "b,f", "--save-root", str(tmp_path),
+            "--results", str(results)]
+
+    assert bench_training_paired.main(argv) == 0
+
+    output = capsys.readouterr().out
+    assert output.startswith(bench_training_paired.SECTION_HEADING) and output.strip() in results.read_text()
+    for key in ("a", "b", "f"):
+        (row,) = [line for line in output.splitlines() if line.startswith(f"| ({key}) ")]
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        median, interval = cells[4].split(" [")
+        low, high = (float(value) for value in interval.rstrip("]").split(", "))
+        assert low <= float(median) <= high and float(cells[1]) > 0
+        assert (float(cells[6]) > 0) == (key != "a")  # only a callback has a fixed cost
+        if key == "a":
+            assert float(median) == low == high == 1.0
+    assert list(tmp_path.glob("bench_training_paired_*")) == []  # save dirs removed
