@@ -12,6 +12,7 @@ from support.stores import CountingRunStore, StaleListingRunStore
 
 from rtsave_async import SnapshotWriter, iter_records, list_snapshot_files, load_records, open_run
 from rtsave_async.readers import RunDamageWarning
+from rtsave_async.readers.segments import scan_frames
 
 EPISODE = {"timestep": 8, "env_id": 0, "detailed_info": {"robot_state": {"position": {"x": 1.5, "y": -2.0},
                                                                           "joint_positions": [0.1, 0.2]}}}
@@ -168,14 +169,14 @@ def test_a_poll_out_of_budget_reads_a_big_segment_a_few_frames_at_a_time_in_orde
         if timestep == 29:
             writer.rotate("episodes")  # 30 saves published, the last 10 in the open segment
     cursor = open_run(tmp_path).cursor()
-    published = next(tmp_path.glob("episodes/*.jsonl.zst"))
-    cursor.segment_bytes_per_read = 3 * published.stat().st_size // 30  # about 3 of its 30 frames
+    frames = scan_frames(next(tmp_path.glob("episodes/*.jsonl.zst")).read_bytes()).frames
+    cursor.segment_bytes_per_read = 3 * len(frames[0][1]) - 1  # 3 of its 30 frames (one save each) per read
     polls = []
     while not polls or not cursor.caught_up:
         polls.append([record.data["timestep"] for record in cursor.poll(budget=0.0)])
     read = [timestep for poll in polls for timestep in poll]
     assert read == sorted(read) and sorted(set(read)) == list(range(40)) and len(read) == 80
-    assert max(len(poll) for poll in polls) <= 2 * 4  # at most about a read's worth of frames per poll
+    assert max(len(poll) for poll in polls) == 2 * 3  # a read's worth of frames (saves) per poll
     writer.save("episodes", episodes(40))
     writer.close()
     assert [record.data["timestep"] for record in cursor.poll()] == [40, 40]

@@ -57,12 +57,14 @@ class RunData:
         self._env_names: dict[int, tuple[str, str]] = {}
         self._reading = threading.Lock()
         self._checkpoints: list[dict[str, Any]] = []
+        self._caught_up = False  # nothing read yet
 
     # ------------------------------------------------------------------ reading
     @property
     def loading(self) -> bool:
-        """True while the records already written have not all been read (see :meth:`update`)."""
-        return not self._cursor.caught_up
+        """True while the records already written have not all been read and taken in
+        (see :meth:`update`)."""
+        return not self._caught_up
 
     def update(self, budget: float | None = None) -> int:
         """Read the records written since the last call; returns how many there were.
@@ -72,7 +74,9 @@ class RunData:
         """
         with self._reading:  # one poll at a time: a cursor returns each record once
             records = self._cursor.poll(budget)
+            caught_up = self._cursor.caught_up
             if not records:
+                self._caught_up = caught_up
                 return 0
             checkpoints = self._read_checkpoints() if any(r.category == CHECKPOINTS for r in records) else None
             with self._lock:
@@ -82,6 +86,7 @@ class RunData:
                     self._append(name, np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
                 self._pending.clear()
                 self.records += len(records)
+                self._caught_up = caught_up  # with the records counted: a reader never sees done too early
                 if checkpoints is not None:
                     self._checkpoints = checkpoints
         return len(records)

@@ -36,8 +36,9 @@ class RunCursor:
         self._seen_files: set[str] = set()
         #: False when the last :meth:`poll` ran out of its budget before looking at every file.
         self.caught_up = True
-        #: Bytes of a segment a poll with a budget reads at a time (a segment holds up to 64 MiB).
-        self.segment_bytes_per_read = 4 * 1024 * 1024
+        #: Decompressed bytes of a segment a poll with a budget reads at a time (a few
+        #: tens of thousands of records; a segment may hold millions).
+        self.segment_bytes_per_read = 8 * 1024 * 1024
 
     def poll(self, budget: float | None = None) -> list[Record]:
         """The records written since the previous poll (all so far on the first).
@@ -54,7 +55,7 @@ class RunCursor:
         deadline = None if budget is None else time.monotonic() + budget
         turns = deque((category, iter(data_files)) for category, data_files in files.items())
         saves: list[Save] = []
-        self.caught_up = True
+        caught_up = True  # set once the poll is over: another thread may be asking meanwhile
         while turns:
             category, data_files = turns.popleft()
             data_file = next(data_files, None)
@@ -64,18 +65,19 @@ class RunCursor:
                                          None if deadline is None else self.segment_bytes_per_read)
             saves.extend(new)
             if not whole:  # the rest of that segment comes before the category's later files: next poll
-                self.caught_up = False
+                caught_up = False
             else:
                 turns.append((category, data_files))
             if new and deadline is not None and time.monotonic() >= deadline:  # after new records: progress
-                self.caught_up = False
+                caught_up = False
                 break
+        self.caught_up = caught_up
         saves.sort(key=lambda save: save.order)
         return [save.record(record) for save in saves for record in save.records()]
 
-    def _read_new(self, category: str, data_file: DataFile, max_bytes: int | None) -> tuple[list[Save], bool]:
+    def _read_new(self, category: str, data_file: DataFile, max_decoded: int | None) -> tuple[list[Save], bool]:
         """The new saves of ``data_file``, and False if a segment has more to read
-        (``max_bytes`` of it were read)."""
+        (``max_decoded`` bytes of it were read)."""
         key = data_file.cursor_key
         if data_file.name.kind in WHOLE_FILE_KINDS:
             if key in self._seen_files:
@@ -86,16 +88,16 @@ class RunCursor:
             return [], True
         offset = self._segment_offsets.get(key, 0)
         published = data_file.name.kind == "segment"
-        try:
-            size = self.run.store.size(key if published else data_file.key)
-        except FileNotFoundError:  # an open one published since it was listed: read it under its final name
-            if published or not self.run.store.exists(key):
-                return [], True
-            published, size = True, self.run.store.size(key)
-        if not published and size <= offset:
-            return [], True
-        saves, self._segment_offsets[key] = self.run.read_segment(category, data_file, offset, max_bytes)
-        if max_bytes is not None and size - offset > max_bytes:
+        if not published:
+            try:
+                if self.run.store.size(data_file.key) <= offset:
+                    return [], True
+            except FileNotFoundError:  # published since it was listed: read it under its final name
+                if not self.run.store.exists(key):
+                    return [], True
+                published = True
+        saves, self._segment_offsets[key], more = self.run.read_segment(category, data_file, offset, max_decoded)
+        if more:
             return saves, False
         if published:
             self._finished_segments.add(key)

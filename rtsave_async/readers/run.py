@@ -415,36 +415,39 @@ class Run:
         return _save(category, data, data_file)
 
     def read_segment(self, category: str, data_file: DataFile, start: int,
-                     max_bytes: int | None = None) -> tuple[list[Save], int]:
-        """The saves of a segment from byte ``start`` on, and the offset to continue from.
+                     max_decoded: int | None = None) -> tuple[list[Save], int, bool]:
+        """The saves of a segment from byte ``start`` on, the offset to continue from, and
+        whether it stopped short of the end at ``max_decoded``.
 
         Reads the ``.open`` name, or the published one if the segment was closed
         meanwhile. The offset stops before an unfinished last frame.
 
-        :param max_bytes: read only the frames that end within this many bytes from
-            ``start`` (at least the first frame, however big); default None: all
+        :param max_decoded: read only the frames up to about this many decompressed bytes
+            (at least one frame, however big); default None: all
         """
         key = data_file.key
-        end = None if max_bytes is None else start + max_bytes
+        # Compressed bytes hold at least as many decoded ones: a window that size is enough, but for a huge frame.
+        window = None if max_decoded is None else start + max_decoded
         try:
-            data = self.store.read(key, start, end)
+            data = self.store.read(key, start, window)
         except FileNotFoundError:
             if key == data_file.cursor_key:
-                return [], start
+                return [], start, False
             key = data_file.cursor_key
             try:
-                data = self.store.read(key, start, end)
+                data = self.store.read(key, start, window)
             except FileNotFoundError:
-                return [], start
-        scan = scan_frames(data, start)
-        cut = end is not None and len(data) == max_bytes  # stopped short of the file's end, maybe in a frame
-        if cut and not scan.frames:
-            return self.read_segment(category, data_file, start)  # a frame bigger than max_bytes
+                return [], start, False
+        cut = window is not None and len(data) == max_decoded  # the window ends before the file does
+        scan = scan_frames(data, start, max_decoded)
+        if cut and not scan.frames:  # a frame larger than the window: read on to its end
+            data = self.store.read(key, start)
+            cut, scan = False, scan_frames(data, start, max_decoded)
         for offset, message in scan.damage:
             self.report(key, offset, message)
         if scan.torn and key == data_file.cursor_key and not cut:
             self.report(key, scan.end, "unfinished last frame in a closed segment (skipped)")
-        return self._frame_saves(category, data_file, key, scan.frames), scan.end
+        return self._frame_saves(category, data_file, key, scan.frames), scan.end, scan.stopped or cut
 
     def read_segment_tail(self, category: str, data_file: DataFile, tail_bytes: int) -> tuple[list[Save], bool]:
         """The saves in the complete frames of a segment's last ``tail_bytes`` bytes (the

@@ -25,22 +25,27 @@ class FrameScan(NamedTuple):
     ``frames``: ``(absolute offset, decompressed bytes)`` of each complete frame;
     ``end``: absolute offset up to which the data was consumed (complete frames and
     skipped damage); ``torn``: the bytes from ``end`` on are an unfinished frame;
-    ``damage``: ``(absolute offset, message)`` for each stretch that was skipped.
+    ``damage``: ``(absolute offset, message)`` for each stretch that was skipped;
+    ``stopped``: the scan stopped at ``max_decoded`` bytes, before the end of ``data``.
     """
 
     frames: list[tuple[int, bytes]]
     end: int
     torn: bool
     damage: list[tuple[int, str]]
+    stopped: bool = False
 
 
-def scan_frames(data: bytes, base: int = 0) -> FrameScan:
-    """Decode the frames of ``data``, which starts at offset ``base`` of its file."""
+def scan_frames(data: bytes, base: int = 0, max_decoded: int | None = None) -> FrameScan:
+    """Decode the frames of ``data``, which starts at offset ``base`` of its file; with
+    ``max_decoded``, stop after the frame that brings the decoded bytes to that many."""
     view = memoryview(data)
     frames: list[tuple[int, bytes]] = []
     damage: list[tuple[int, str]] = []
-    position = 0
+    position = decoded_bytes = 0
     while position < len(data):
+        if max_decoded is not None and decoded_bytes >= max_decoded:
+            return FrameScan(frames, base + position, False, damage, stopped=True)
         try:
             decoded = _decode_frame(view, position)
         except zstandard.ZstdError as exc:
@@ -50,6 +55,7 @@ def scan_frames(data: bytes, base: int = 0) -> FrameScan:
                 payload, used = decoded
                 frames.append((base + position, payload))
                 position += used
+                decoded_bytes += len(payload)
                 continue
             problem = "unfinished zstd frame"
         resume_at = _next_decodable_frame(view, data, position + 1)
