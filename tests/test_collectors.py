@@ -17,7 +17,7 @@ from stable_baselines3.common.utils import FloatSchedule, LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import rtsave_async
-from rtsave_async.envs import GO1_ENV_ID
+from rtsave_async.envs import GO1_ENV_ID, Go1MujocoEnv
 from user_envs import UserTrainerEnv
 from rtsave_async.callbacks.realtime import TimestepTrigger
 from rtsave_async.collectors import (
@@ -214,6 +214,37 @@ def test_a_save_reads_every_env_in_one_round_trip_per_worker_with_the_in_process
     finally:
         in_process.close()
         in_workers.close()
+
+
+class CopiedGo1(Go1MujocoEnv):
+    """The Go1 env without its promise of fresh results: the reader copies them."""
+
+    rtsave_results_are_fresh = False
+
+
+def test_an_env_promising_fresh_results_is_read_without_a_copy_and_gives_the_same_records() -> None:
+    fields = EPISODE_READINGS + ENVIRONMENT_READINGS
+    fresh_envs = DummyVecEnv([lambda: gym.make(f"rtsave_async.envs:{GO1_ENV_ID}")] * 2)
+    copied_envs = DummyVecEnv([lambda: CopiedGo1()] * 2)
+    try:
+        for vec_env in (fresh_envs, copied_envs):
+            vec_env.seed(0)
+            vec_env.reset()
+            vec_env.step(np.full((2, 12), 0.2, dtype=np.float32))
+        fresh, copied = EnvStateReader(fresh_envs), EnvStateReader(copied_envs)
+        assert fresh.fresh_results is True and copied.fresh_results is False
+        assert EnvStateReader(make_vec_env("CartPole-v1", n_envs=1)).fresh_results is False
+        first, again = fresh.read(fields), fresh.read(fields)
+        assert first.detailed_episode_info == again.detailed_episode_info
+        assert first.detailed_episode_info[0] is not again.detailed_episode_info[0]  # a new dict per call
+        expected = copied.read(fields)
+        for readings in (first, expected):
+            for key in ("environment_class", "env_name"):  # Go1MujocoEnv / CopiedGo1, made without gym.make
+                readings.environment_summary.pop(key)
+        assert first == expected
+    finally:
+        fresh_envs.close()
+        copied_envs.close()
 
 
 def test_reading_an_unknown_field_names_it() -> None:

@@ -7,6 +7,9 @@ Richer environments (such as the Go1 env) implement an optional protocol:
 * ``get_detailed_episode_info() -> dict`` (keys ``episode_info``, ``robot_state``,
   ``foot_contacts``; other keys are kept as they are)
 * ``get_performance_metrics() -> dict`` (keys ``episode_progress``, ``stability_score``, ...)
+* ``rtsave_results_are_fresh = True`` (optional): a promise that the three methods
+  above return new plain values (dict, list, str, int, float, bool, None) on every
+  call, which the env never touches again; their copy is then skipped
 * attributes read under the first name the env has (:data:`DEFAULT_ENV_ATTRIBUTES`):
   ``rand_power`` (or ``_rand_power``), ``curriculum_progress`` (or ``curriculum_factor``),
   ``success_count`` (or ``_success_count``) and ``max_episode_steps`` (when the env's
@@ -45,6 +48,8 @@ MAX_EPISODE_STEPS = "max_episode_steps"
 
 #: Optional protocol methods, probed once per reader.
 PROTOCOL_METHODS = (GET_ENVIRONMENT_SUMMARY, GET_DETAILED_EPISODE_INFO, GET_PERFORMANCE_METRICS)
+#: Env attribute: True promises that the protocol methods return fresh plain values (not copied then).
+RESULTS_ARE_FRESH = "rtsave_results_are_fresh"
 
 #: Record field -> env attribute names tried in order; the first one the env has is read.
 DEFAULT_ENV_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -80,12 +85,15 @@ WORKER_SIDE_READ = "_rtsave_read_plain"
 Request = tuple[str, bool, bool]
 
 
-def read_plain(env: gym.Env, name: str, call: bool, problems: ValueProblems, owner: Any = None) -> Any:
+def read_plain(env: gym.Env, name: str, call: bool, problems: ValueProblems, owner: Any = None,
+               fresh: bool = False) -> Any:
     """Attribute ``name`` of ``env`` (through its wrappers), or the result of calling it
     with ``call``, as a :func:`plain_copy`; None (counted in ``problems``) if that raises.
 
     :param owner: the env or wrapper of ``env``'s chain that holds ``name`` (see
         :func:`attribute_owner`), read directly instead of walking the chain; default None
+    :param fresh: a call's result is fresh plain values already (the env promises it,
+        :data:`RESULTS_ARE_FRESH`): returned as it is; default False
     """
     try:
         value = getattr(owner, name) if owner is not None else env.get_wrapper_attr(name)
@@ -94,7 +102,7 @@ def read_plain(env: gym.Env, name: str, call: bool, problems: ValueProblems, own
     except Exception as exc:
         problems.report(f"{name} raised", f"{name}{'()' if call else ''} raised {exc!r:.200}; its fields are null")
         return None
-    return plain_copy(value, problems)
+    return value if call and fresh else plain_copy(value, problems)
 
 
 def attribute_owner(env: gym.Env, name: str) -> Any:
@@ -120,10 +128,12 @@ class WorkerSideRead:
 
     :param env_index: the index of the env it is set on; a request for env 0 only
         reads as None elsewhere
+    :param fresh: the env's protocol methods return fresh plain values (not copied); default False
     """
 
-    def __init__(self, env_index: int):
+    def __init__(self, env_index: int, fresh: bool = False):
         self.env_index = env_index
+        self.fresh = fresh
         self._owners: dict[str, Any] = {}
 
     def __call__(self, requests: Sequence[Request]) -> tuple[list[Any], dict[str, int], dict[str, str]]:
@@ -140,7 +150,7 @@ class WorkerSideRead:
                 continue
             if name not in self._owners:
                 self._owners[name] = attribute_owner(env, name)
-            values.append(read_plain(env, name, call, problems, self._owners[name]))
+            values.append(read_plain(env, name, call, problems, self._owners[name], self.fresh))
         return values, problems.counts, problems.first_messages
 
 
@@ -196,10 +206,12 @@ class EnvStateReader:
         #: Attribute name -> per local env, the object holding it (found once: no chain walk per save).
         self._owners: dict[str, list[Any]] = {}
         self._in_workers = isinstance(base_venv, SubprocVecEnv)
+        has_attr = venv.has_attr if venv is not None else (lambda name: False)
+        #: The envs promise fresh plain results of their protocol methods (:data:`RESULTS_ARE_FRESH`).
+        self.fresh_results = has_attr(RESULTS_ARE_FRESH) and venv.get_attr(RESULTS_ARE_FRESH, indices=[0])[0] is True
         if self._in_workers:
             for index in range(self.num_envs):  # each knows its index: env-0-only requests
-                venv.set_attr(WORKER_SIDE_READ, WorkerSideRead(index), indices=[index])
-        has_attr = venv.has_attr if venv is not None else (lambda name: False)
+                venv.set_attr(WORKER_SIDE_READ, WorkerSideRead(index, self.fresh_results), indices=[index])
         self.supported: dict[str, bool] = {name: has_attr(name) for name in PROTOCOL_METHODS}
         #: Field -> the env attribute it is read from, or None if the env has none of its names.
         self.attribute_names: dict[str, str | None] = {
@@ -309,7 +321,8 @@ class EnvStateReader:
         owners = self._owners.get(name)
         if owners is None:
             owners = self._owners[name] = [attribute_owner(env, name) for env in self._local_envs]
-        return [read_plain(self._local_envs[index], name, call, self.problems, owners[index]) for index in envs]
+        return [read_plain(self._local_envs[index], name, call, self.problems, owners[index], self.fresh_results)
+                for index in envs]
 
     def _read_through_vec_env(self, name: str, call: bool, indices: list[int] | None) -> list[Any]:
         """Attribute or method ``name`` read through another VecEnv's own interface."""

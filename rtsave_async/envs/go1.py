@@ -498,6 +498,9 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
 
     # ------------------------------------------------------------------ state protocol (plain Python values)
 
+    #: The three methods below build new plain values on every call: the callback need not copy them.
+    rtsave_results_are_fresh = True
+
     def get_environment_summary(self) -> dict[str, Any]:
         """Static configuration: class, control type, mode, timing [s] and randomization strength."""
         return {
