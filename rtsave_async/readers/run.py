@@ -309,21 +309,26 @@ class Run:
         removed later would be noticed). Superseded ones are left out unless
         ``branches="all"``.
         """
-        complete = []
-        for record in self.records(CHECKPOINTS, with_metadata=True, branches=branches):
-            metadata = record.data
-            if not isinstance(metadata, dict):
-                continue
-            folder = record.key.rpartition("/")[0]
-            try:
-                listed = [(join_key(folder, entry["name"]), int(entry["bytes"]))
-                          for entry in metadata.get("files", {}).values()]
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
-            if listed and all(self._has_size(file_key, size) for file_key, size in listed):
-                complete.append(Checkpoint(record.key, self.store.url(record.key), metadata.get("timestep"),
-                                           metadata, sum(size for _, size in listed)))
-        return complete
+        checkpoints = (self.complete_checkpoint(record)
+                       for record in self.records(CHECKPOINTS, with_metadata=True, branches=branches))
+        return [checkpoint for checkpoint in checkpoints if checkpoint is not None]
+
+    def complete_checkpoint(self, record: Record) -> Checkpoint | None:
+        """The :class:`Checkpoint` of a ``checkpoints`` record (``with_metadata=True``) if
+        every file it lists exists with the size it records, else None."""
+        metadata = record.data
+        if not isinstance(metadata, dict):
+            return None
+        folder = record.key.rpartition("/")[0]
+        try:
+            listed = [(join_key(folder, entry["name"]), int(entry["bytes"]))
+                      for entry in metadata.get("files", {}).values()]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        if not listed or not all(self._has_size(file_key, size) for file_key, size in listed):
+            return None
+        return Checkpoint(record.key, self.store.url(record.key), metadata.get("timestep"), metadata,
+                          sum(size for _, size in listed))
 
     def writer_stats(self) -> dict[str, Any]:
         """``{"writers": {writer id: its writers/<id>.json manifest}, "total": writer_stats.json}``.

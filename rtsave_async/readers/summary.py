@@ -293,11 +293,10 @@ def checkpoint_rows(run: Run) -> list[dict[str, Any]]:
     """Every checkpoint ``run`` lists, newest first: ``key``, ``path`` (its URL),
     ``timestep``, ``bytes`` (None unless complete), ``created`` (UTC seconds),
     ``resumable`` (complete, with a model, and not marked otherwise) and ``resume_command``."""
-    complete = {checkpoint.key: checkpoint for checkpoint in run.checkpoints()}
     rows = []
     for record in run.records(CHECKPOINTS, with_metadata=True):
         metadata = record.data if isinstance(record.data, dict) else {}
-        checkpoint = complete.get(record.key)
+        checkpoint = run.complete_checkpoint(record)
         recovery = metadata.get("recovery_info") or {}
         rows.append({
             "key": record.key, "path": run.store.url(record.key), "timestep": metadata.get("timestep"),
