@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import mujoco
@@ -240,7 +241,8 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
 
         self._trunk_id = self.model.body("trunk").id
         self._calf_ids = np.array([self.model.body(f"{leg}_calf").id for leg in LEG_NAMES])
-        self._calf_id_list = self._calf_ids.tolist()
+        # Flat positions in cfrc_ext (nbody x 6) of each calf's force, for one cheap take() per report.
+        self._calf_force_positions = (self._calf_ids[:, None] * 6 + np.arange(3, 6)).ravel()
         self._foot_geom_ids = np.array([self.model.geom(f"{leg}_foot").id for leg in LEG_NAMES])
         self._nominal_foot_friction = self.model.geom_friction[self._foot_geom_ids, 0].copy()
         self._nominal_trunk_mass = float(self.model.body_mass[self._trunk_id])
@@ -395,15 +397,19 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
         """:meth:`_trunk_rotation` as 9 plain floats, row-major (the reporting methods: no tiny numpy ops)."""
         return self.data.xmat[self._trunk_id].tolist()
 
-    def _plain_world_angular_velocity(self, rotation: list[float]) -> list[float]:
-        """:meth:`_world_angular_velocity` in plain floats, from :meth:`_plain_trunk_rotation`."""
-        wx, wy, wz = self.data.qvel[3:6].tolist()
-        return [rotation[row] * wx + rotation[row + 1] * wy + rotation[row + 2] * wz for row in (0, 3, 6)]
+    def _plain_world_angular_velocity(self, rotation: list[float], trunk_rates: Sequence[float] | None = None
+                                      ) -> list[float]:
+        """:meth:`_world_angular_velocity` in plain floats, from :meth:`_plain_trunk_rotation`
+        and the free joint's angular velocity (``qvel[3:6]``, read here unless given)."""
+        wx, wy, wz = self.data.qvel[3:6].tolist() if trunk_rates is None else trunk_rates
+        r = rotation
+        return [r[0] * wx + r[1] * wy + r[2] * wz, r[3] * wx + r[4] * wy + r[5] * wz, r[6] * wx + r[7] * wy + r[8] * wz]
 
-    def _plain_foot_contacts(self) -> list[bool]:
-        """:meth:`_foot_contacts` as plain bools."""
-        forces = self.data.cfrc_ext.tolist()
-        return [math.hypot(*forces[body][3:]) > CONTACT_FORCE_THRESHOLD for body in self._calf_id_list]
+    def _plain_foot_contacts(self) -> dict[str, bool]:
+        """:meth:`_foot_contacts` as plain bools, by leg name."""
+        forces = self.data.cfrc_ext.take(self._calf_force_positions).tolist()
+        return {leg: math.hypot(*forces[3 * index:3 * index + 3]) > CONTACT_FORCE_THRESHOLD
+                for index, leg in enumerate(LEG_NAMES)}
 
     def _foot_contacts(self) -> np.ndarray:
         """Boolean ground contact per leg (FR, FL, RR, RL) from the external force on each calf."""
@@ -517,24 +523,25 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
     def get_detailed_episode_info(self) -> dict[str, Any]:
         """Current step, time left [s], robot pose/velocities (world frame) and foot contacts."""
         qpos, qvel = self.data.qpos.tolist(), self.data.qvel.tolist()  # plain floats: cheap to read and copy
-        x, y, z = qpos[:3]
-        norm = math.hypot(*qpos[3:7])
-        w, qx, qy, qz = (component / norm for component in qpos[3:7])
+        x, y, z, w, qx, qy, qz = qpos[:7]
+        norm = math.hypot(w, qx, qy, qz)
+        w, qx, qy, qz = w / norm, qx / norm, qy / norm, qz / norm
         roll, pitch, yaw = _quaternion_to_euler(w, qx, qy, qz)
+        step = self._step_count
         return {
             "episode_info": {
-                "current_step": self._step_count,
-                "time_remaining": max(0.0, self.max_episode_seconds - self._step_count * float(self.dt)),
+                "current_step": step,
+                "time_remaining": max(0.0, self.max_episode_seconds - step * float(self.dt)),
             },
             "robot_state": {
                 "position": {"x": x, "y": y, "z": z},
                 "orientation": {"w": w, "x": qx, "y": qy, "z": qz, "roll": roll, "pitch": pitch, "yaw": yaw},
                 "velocity": {"linear": qvel[:3],
-                             "angular": self._plain_world_angular_velocity(self._plain_trunk_rotation())},
+                             "angular": self._plain_world_angular_velocity(self._plain_trunk_rotation(), qvel[3:6])},
                 "joint_positions": qpos[7:],
                 "joint_velocities": qvel[6:],
             },
-            "foot_contacts": dict(zip(LEG_NAMES, self._plain_foot_contacts())),
+            "foot_contacts": self._plain_foot_contacts(),
         }
 
     def get_performance_metrics(self) -> dict[str, float]:
