@@ -53,6 +53,7 @@ from benchmarks.reporting import add_run_options, file_system_of, header_lines, 
 from rtsave_async import SnapshotWriter
 from rtsave_async.names import EPISODES
 from rtsave_async.sinks.local import LocalSink
+from rtsave_async.formats.segments import ZSTD_LEVEL
 from rtsave_async.formats.serialize import SnapshotSerializer
 from tests.support.segments import decode_segment
 
@@ -639,11 +640,12 @@ def run_ours_segments(snapshots: Sequence[Snapshot], folder: Path) -> SegmentRun
 
 
 def run_raw_segments(snapshots: Sequence[Snapshot], folder: Path) -> SegmentRun:
-    """The raw limit: orjson lines, one zstd frame per ``SEGMENT_BATCH`` snapshots, appended
-    with ``os.write`` to one file, in this thread; no metadata, queue or checks."""
+    """The raw limit: orjson lines, one zstd frame (at the segment format's level) per
+    ``SEGMENT_BATCH`` snapshots, appended with ``os.write`` to one file, in this thread;
+    no metadata, queue or checks."""
     folder.mkdir(parents=True)
     path = folder / "raw.jsonl.zst"
-    compressor = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True)
     json_bytes = 0
     started = time.perf_counter()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -27,7 +27,9 @@ from rtsave_async.formats.serialize import PIECE_BYTES, PIECES_ABOVE_BYTES, Snap
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 MIN_SEGMENT_BYTES = 1024 * 1024
 DEFAULT_SEGMENT_AGE = 300.0
-ZSTD_LEVEL = 3
+# Level 1, not zstd's default 3: on the callbacks' JSON lines it is both faster (about half the
+# CPU) and smaller (74 vs 83 bytes per seed-layout episode record), see benchmarks/RESULTS.md.
+ZSTD_LEVEL = 1
 
 
 def check_segment_options(segment_bytes: int, segment_age: float) -> None:

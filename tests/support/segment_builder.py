@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import zstandard
 
+from rtsave_async.formats.segments import ZSTD_LEVEL
 from rtsave_async.names import (
     OPEN_SUFFIX,
     RUN_MANIFEST_KEY,
@@ -26,7 +27,7 @@ from rtsave_async.names import (
     writer_tag,
 )
 
-_COMPRESSOR = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
+_COMPRESSOR = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True)
 _EPOCH = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc).timestamp()
 
 
