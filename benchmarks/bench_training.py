@@ -18,6 +18,17 @@ Each run is a fresh child process; the variants are interleaved, round after rou
 - ``(f)`` ours at every step like ``(c)``, in the segment format (``format="jsonl.zst"``:
   one append per writer batch instead of one file per save).
 
+Three more split ``(f)``'s cost (``--variants g,q,p``; not run by default):
+
+- ``(g)`` the records gathered at every step, never submitted: the training thread's
+  gathering alone;
+- ``(q)`` ``(f)`` with the writer thread asleep until ``close`` (a queue too large to
+  fill, a drain interval longer than the run): gathering and submitting, with no
+  writer running beside the training; its stores land in the fixed cost;
+- ``(p)`` ``(f)``'s lines serialized on submit and piped to a child process that
+  compresses and appends them (:mod:`benchmarks.piped_writer`): what is left when
+  storing moves to another process.
+
 Checkpoints are switched off in every variant (``bench_checkpoint`` measures them).
 
 Reported: env-steps/s medians, ratios to ``(a)``, the fixed cost of each ``learn()``
@@ -52,12 +63,13 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.piped_writer import PipedSegmentWriter
 from benchmarks.reporting import add_run_options, cpu_model, file_system_of, publish
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from rtsave_async.callbacks import RealTimeSavingCallback
 from rtsave_async.cli.environments import make_env
-from rtsave_async.names import file_prefix, parse_name
+from rtsave_async.names import HYPERPARAMETERS, file_prefix, parse_name
 
 SECTION_HEADING = "## Training overhead (bench_training)"
 SEED_SAVE_FREQUENCY = 1000  # timesteps, the seed's default
@@ -67,6 +79,8 @@ TARGET_RATIO_C = 0.85
 TARGET_RATIO_F = 0.95
 TARGET_ADDED_TIME_FACTOR = 5.0
 PROFILE_TOP = 12
+QUEUE_UNTIL_CLOSE = 4_000_000  # snapshots: (q)'s queue, woken only when a quarter full
+DRAIN_INTERVAL_UNTIL_CLOSE = 24 * 3600.0  # seconds: (q)'s writer sleeps through the run
 
 VARIANTS: dict[str, str] = {
     "a": "no callback",
@@ -75,7 +89,12 @@ VARIANTS: dict[str, str] = {
     "d": "naive sync json.dump(indent=2), every step",
     "e": f"seed pattern: get_attr every step + sync indented JSON every {SEED_SAVE_FREQUENCY}",
     "f": "ours, format=jsonl.zst, save_frequency=1",
+    # Where (f)'s cost goes; not run by default:
+    "g": "(f)'s records gathered, not submitted",
+    "q": "(f), writer thread asleep until close",
+    "p": "(f)'s lines piped to a writer process",
 }
+DEFAULT_VARIANTS = ("a", "b", "c", "d", "e", "f")
 VEC_NAMES = {"dummy": "DummyVecEnv", "subproc": "SubprocVecEnv"}
 
 
@@ -166,6 +185,27 @@ class TimedSavingCallback(RealTimeSavingCallback):
         return payloads
 
 
+class GatherOnlyCallback(RealTimeSavingCallback):
+    """Gathers every save's records as usual but never submits them (hyperparameters
+    excepted): the training thread's share of saving, without the queue or the writer."""
+
+    def _submit(self, category: str, records: Any) -> None:
+        if category == HYPERPARAMETERS:
+            super()._submit(category, records)
+
+
+class PipedWriterCallback(RealTimeSavingCallback):
+    """Saves through a :class:`~benchmarks.piped_writer.PipedSegmentWriter`, closed with training."""
+
+    def __init__(self, save_dir: Path, **kwargs: Any):
+        self.piped_writer = PipedSegmentWriter(save_dir)
+        super().__init__(save_dir, writer=self.piped_writer, **kwargs)
+
+    def _finish_writer(self) -> None:
+        super()._finish_writer()
+        self.writer_stats = self.piped_writer.close()
+
+
 class FixedCostTimer(CallbackList):
     """Runs one callback and times the parts of ``learn()`` that do not scale with steps:
     ``init_callback``, ``on_training_start`` and ``on_training_end`` (in seconds)."""
@@ -218,6 +258,15 @@ def make_callback(variant: str, save_dir: Path) -> RealTimeSavingCallback | None
     if variant == "f":
         return RealTimeSavingCallback(save_dir, save_frequency=1, save_checkpoints=False,
                                       writer_options={"format": "jsonl.zst"})
+    if variant == "g":
+        return GatherOnlyCallback(save_dir, save_frequency=1, save_checkpoints=False,
+                                  writer_options={"format": "jsonl.zst"})
+    if variant == "q":  # a queue too big to fill and a drain interval longer than any run: stored at close
+        return RealTimeSavingCallback(save_dir, save_frequency=1, save_checkpoints=False,
+                                      writer_options={"format": "jsonl.zst", "queue_size": QUEUE_UNTIL_CLOSE,
+                                                      "drain_interval": DRAIN_INTERVAL_UNTIL_CLOSE})
+    if variant == "p":
+        return PipedWriterCallback(save_dir, save_frequency=1, save_checkpoints=False)
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -416,8 +465,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="torch intra-op threads (default 1: leaves the 2nd core to envs and the writer)")
     parser.add_argument("--save-root", help="folder for the runs' save dirs (default: the system temp dir)")
     parser.add_argument("--vec", choices=sorted(VEC_NAMES), default="dummy", help="VecEnv class (default dummy)")
-    parser.add_argument("--variants", type=variant_list, default=list(VARIANTS),
-                        help="comma-separated variants to run; (a) always runs (default all: " + ",".join(VARIANTS) + ")")
+    parser.add_argument("--variants", type=variant_list, default=list(DEFAULT_VARIANTS),
+                        help="comma-separated variants to run; (a) always runs (default " + ",".join(DEFAULT_VARIANTS)
+                             + "; g, q and p split (f)'s cost)")
     add_run_options(parser, "tiny smoke run")
     # child-process options
     parser.add_argument("--child", choices=["train", "save-cost"], help=argparse.SUPPRESS)
