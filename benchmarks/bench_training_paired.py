@@ -15,8 +15,9 @@ save, close) is in it too, and reported apart.
 
 Reported per variant: steps/s medians, and the paired ratio (a round's segment over
 the same round's ``(a)`` segment) as a median with a bootstrap 95 % interval, also per
-step (fixed cost left out). The Markdown section is printed and appended to
-``benchmarks/RESULTS.md``.
+step (fixed cost left out), and the same for the CPU time of the process and of the
+training thread (steadier than wall time on a shared machine). The Markdown section
+is printed and appended to ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -63,11 +64,13 @@ def run_segments(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
                 save_dir = save_root / f"{variant}{round_index}"
                 callback = make_callback(variant, save_dir)
                 timer = FixedCostTimer(callback) if callback is not None else None
-                start = time.perf_counter()
+                start, process_start, thread_start = time.perf_counter(), time.process_time(), time.thread_time()
                 model.learn(args.segment_timesteps, callback=timer, reset_num_timesteps=False)
                 seconds = time.perf_counter() - start
                 fixed = timer.fixed_seconds if timer is not None else 0.0
                 results[variant].append({"seconds": seconds, "fixed_s": fixed,
+                                         "process_cpu_s": time.process_time() - process_start,
+                                         "thread_cpu_s": time.thread_time() - thread_start,
                                          "rate": args.segment_timesteps / seconds,
                                          "per_step_rate": args.segment_timesteps / (seconds - fixed)})
                 shutil.rmtree(save_dir, ignore_errors=True)
@@ -100,8 +103,9 @@ def format_section(args: argparse.Namespace, results: dict[str, list[dict[str, A
         f"({file_system_of(save_root).describe()})",
         "",
         "| Variant | steps/s (median) | min | max | paired ratio to (a), median [95 % interval] | "
-        "paired, per step (fixed cost left out) | fixed ms per learn() |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "paired, per step (fixed cost left out) | fixed ms per learn() | process CPU / (a)'s | "
+        "training thread CPU / (a)'s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = results["a"]
     for variant, segments in results.items():
@@ -109,15 +113,24 @@ def format_section(args: argparse.Namespace, results: dict[str, list[dict[str, A
         ratio = median_interval([s["rate"] / b["rate"] for s, b in zip(segments, base)])
         per_step = median_interval([s["per_step_rate"] / b["rate"] for s, b in zip(segments, base)])
         fixed_ms = 1000 * statistics.median(segment["fixed_s"] for segment in segments)
+        process_cpu = median_interval([s["process_cpu_s"] / b["process_cpu_s"] for s, b in zip(segments, base)])
+        thread_cpu = median_interval([s["thread_cpu_s"] / b["thread_cpu_s"] for s, b in zip(segments, base)])
         lines.append(f"| ({variant}) {VARIANTS[variant]} | {statistics.median(rates):.0f} | {min(rates):.0f} | "
-                     f"{max(rates):.0f} | {ratio[0]:.3f} [{ratio[1]:.3f}, {ratio[2]:.3f}] | "
-                     f"{per_step[0]:.3f} [{per_step[1]:.3f}, {per_step[2]:.3f}] | {fixed_ms:.0f} |")
+                     f"{max(rates):.0f} | {_interval(ratio)} | {_interval(per_step)} | {fixed_ms:.0f} | "
+                     f"{_interval(process_cpu)} | {_interval(thread_cpu)} |")
     lines += [
         "",
         "Paired ratio = a round's segment over the same round's (a) segment (seconds apart); the interval is a "
-        f"bootstrap ({BOOTSTRAP_SAMPLES:,} resamples) of the median over the rounds.",
+        f"bootstrap ({BOOTSTRAP_SAMPLES:,} resamples) of the median over the rounds. CPU columns: the "
+        "segment's CPU seconds over the same round's (a) segment's (above 1: more CPU), for the whole process "
+        "(every thread; not SubprocVecEnv workers or other processes) and for the training thread alone; "
+        "CPU time leaves out waiting (the GIL, the disk), so it is steadier than wall time but is not the speed.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _interval(estimate: tuple[float, float, float]) -> str:
+    return f"{estimate[0]:.3f} [{estimate[1]:.3f}, {estimate[2]:.3f}]"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -29,6 +29,7 @@ from rtsave_async.names import SEGMENT_SUFFIX, file_prefix, key, snapshot_stem
 _PIPE_BYTES = 1024 * 1024  # Linux allows an unprivileged pipe up to 1 MiB (/proc/sys/fs/pipe-max-size)
 _LENGTH_BYTES = 4
 _READ_BYTES = 1024 * 1024
+READY = b"\n"  # the child's first output: imports done, reading
 
 
 class PipedSegmentWriter:
@@ -39,8 +40,12 @@ class PipedSegmentWriter:
         self.exit_timeout = 10.0
         self._writer_id = writer_id
         self._child = subprocess.Popen([sys.executable, "-m", "benchmarks.piped_writer", str(self.save_dir)],
-                                       stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
-        assert self._child.stdin is not None
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       cwd=Path(__file__).resolve().parents[1])
+        assert self._child.stdin is not None and self._child.stdout is not None
+        # Wait for the child's imports, which would otherwise compete with the first seconds of training.
+        if self._child.stdout.read(1) != READY:
+            raise RuntimeError(f"the piped writer's child exited with {self._child.wait()} before it was ready")
         self._fd = self._child.stdin.fileno()
         fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         self._sequences: dict[str, int] = {}
@@ -74,11 +79,13 @@ class PipedSegmentWriter:
                 "bytes_written": self._bytes_piped}
 
 
-def serve(save_dir: Path, source: int = 0) -> None:
-    """The child: read messages from ``source`` until it ends, append each read's lines per category."""
+def serve(save_dir: Path, source: int = 0, ready: int = 1) -> None:
+    """The child: say :data:`READY` on ``ready``, then read messages from ``source`` until it
+    ends, appending each read's lines per category."""
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True)
     files: dict[str, Any] = {}
     pending = b""
+    os.write(ready, READY)
     try:
         while chunk := os.read(source, _READ_BYTES):
             pending += chunk
