@@ -24,6 +24,8 @@ from rtsave_async.names import (
     writer_manifest_key,
     writer_tag,
 )
+from rtsave_async.formats.segments import pieces_of_lines
+from rtsave_async.formats.serialize import PIECE_BYTES
 from rtsave_async.sinks import LocalSink, MemorySink
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -259,3 +261,16 @@ def test_two_segment_writers_with_one_name_never_share_a_segment(tmp_path: Path)
         writers_in = {orjson.loads(line)["data"][0]["writer"] for line in decode_segment(path.read_bytes()).lines}
         assert len(writers_in) == 1
     assert sorted(len(decode_segment(path.read_bytes()).lines) for path in segments) == [10, 11]
+
+
+def test_a_big_frame_is_compressed_a_mebibyte_at_a_time_not_a_line_at_a_time() -> None:
+    short = [orjson.dumps({"timestep": step, "value": step / 7}) for step in range(300_000)]
+    long = b"[" + b"1," * PIECE_BYTES + b"1]"
+    lines = short[:1000] + [long] + short[1000:]
+    pieces = [bytes(piece) for piece in pieces_of_lines(lines)]
+
+    assert b"".join(pieces) == b"".join(line + b"\n" for line in lines)
+    total = sum(len(line) + 1 for line in lines)
+    # One GIL hand-over per piece: about one per PIECE_BYTES, not one per line.
+    assert len(pieces) <= total // PIECE_BYTES + 4
+    assert max(map(len, pieces)) <= PIECE_BYTES + max(map(len, short)) + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import zstandard
@@ -89,19 +90,17 @@ class SegmentStore:
 
     def _compress(self, lines: list[bytes | bytearray]) -> bytes | bytearray:
         """One zstd frame of ``lines``, each ended by a newline. Hundreds of MB are fed
-        to the compressor ``PIECE_BYTES`` at a time, handing the GIL over in between,
-        instead of joined first (a copy that would hold the GIL as long as orjson did)."""
+        to the compressor about ``PIECE_BYTES`` at a time, handing the GIL over in
+        between, instead of joined first (a copy that would hold the GIL as long as
+        orjson did)."""
         size = sum(map(len, lines)) + len(lines)
         if size <= PIECES_ABOVE_BYTES:
             return self._compressor.compress(b"\n".join(lines) + b"\n")
         stream = self._compressor.compressobj(size=size)
         frame = bytearray()
-        for line in lines:
-            view = memoryview(line)
-            for start in range(0, len(view), PIECE_BYTES):
-                frame += stream.compress(view[start:start + PIECE_BYTES])
-                time.sleep(0)
-            frame += stream.compress(b"\n")
+        for piece in pieces_of_lines(lines):
+            frame += stream.compress(piece)
+            time.sleep(0)
         frame += stream.flush()
         return frame
 
@@ -142,3 +141,27 @@ class SegmentStore:
                 continue
             segment = self._open[category] = _OpenSegment(key, time.monotonic())
             return segment
+
+
+def pieces_of_lines(lines: list[bytes | bytearray]) -> Iterator[bytes | memoryview]:
+    """``lines``, each ended by a newline, as pieces of about ``PIECE_BYTES``: short lines
+    joined (a hand-over per line would cost more than the compression of the backlog
+    of a fallen-behind writer), long ones sliced."""
+    group: list[bytes | bytearray] = []
+    grouped = 0
+    for line in lines:
+        if len(line) > PIECE_BYTES:
+            if group:
+                yield b"".join(group)
+            view = memoryview(line)
+            for start in range(0, len(view), PIECE_BYTES):
+                yield view[start:start + PIECE_BYTES]
+            group, grouped = [b"\n"], 1
+            continue
+        group += (line, b"\n")
+        grouped += len(line) + 1
+        if grouped >= PIECE_BYTES:
+            yield b"".join(group)
+            group, grouped = [], 0
+    if group:
+        yield b"".join(group)
