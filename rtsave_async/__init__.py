@@ -19,12 +19,14 @@ _IMPORTED_ON_FIRST_USE = {
     "RealTimeSavingCallback": "rtsave_async.callbacks",
     "CheckpointError": "rtsave_async.checkpoints",
     "load_checkpoint": "rtsave_async.checkpoints",
+    "ReadingsInStepInfo": "rtsave_async.collectors",
 }
 
 __all__ = [
     "BackPressure",
     "CheckpointError",
     "ComprehensiveSavingCallback",
+    "ReadingsInStepInfo",
     "RealTimeSavingCallback",
     "Run",
     "SnapshotWriter",

@@ -18,7 +18,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNorm
 
 from rtsave_async import names
 from rtsave_async.callbacks import ComprehensiveSavingCallback, RealTimeSavingCallback
+from rtsave_async.collectors import ReadingsInStepInfo
+from rtsave_async.collectors.env_state import INSTALL_STEP_READINGS, WORKER_SIDE_READ
 from rtsave_async.readers import load_records
+from support.vec_envs import CountingSubprocVecEnv
 
 EPISODE_LENGTH = 10
 DATA_CATEGORIES = (names.EPISODES, names.ENVIRONMENT_STATES, names.LEARNING_METRICS)
@@ -266,6 +269,28 @@ def test_sac_subproc_vec_env_with_protocol(tmp_path: Path) -> None:
     assert hyperparameters["algorithm_hyperparameters"]["learning_starts"] == 50
     assert hyperparameters["algorithm_hyperparameters"]["train_freq"] == {"frequency": 1, "unit": "step"}
     assert "train/actor_loss" in load_records(tmp_path, names.LEARNING_METRICS)[-1][0]["logger"]
+
+
+def test_a_subproc_run_reading_in_the_env_steps_saves_every_step_without_a_round_trip(tmp_path: Path) -> None:
+    n_envs, total = 2, 128
+    env = make_vec_env(ProtocolEnv, n_envs=n_envs, seed=0, vec_env_cls=CountingSubprocVecEnv,
+                       wrapper_class=ReadingsInStepInfo, vec_env_kwargs={"start_method": "fork"})
+    try:
+        callback = RealTimeSavingCallback(tmp_path, save_frequency=1, save_checkpoints=False)
+        PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=small_policy(), seed=0).learn(
+            total, callback=callback)
+        called = env.env_methods_called
+    finally:
+        env.close()
+
+    saves = load_records(tmp_path, names.EPISODES)
+    assert len(saves) == total // n_envs
+    assert called.count(INSTALL_STEP_READINGS) == n_envs + 1  # started on each env, stopped at the end
+    assert called.count(WORKER_SIDE_READ) <= 3  # the static summary's probes and the hyperparameters' summary: no save
+    for records in saves:
+        steps = records[0]["timestep"] // n_envs
+        for record in records:  # read before the automatic reset: an episode's last step shows its last state
+            assert record["detailed_info"]["robot_state"]["position"]["x"] == (steps - 1) % EPISODE_LENGTH + 1
 
 
 @pytest.mark.parametrize("vec_env_cls", [DummyVecEnv, SubprocVecEnv])

@@ -19,12 +19,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 import rtsave_async
 from rtsave_async.envs import GO1_ENV_ID, Go1MujocoEnv
 from user_envs import UserTrainerEnv
+from support.vec_envs import CountingSubprocVecEnv
 from rtsave_async.callbacks.realtime import TimestepTrigger
 from rtsave_async.collectors import (
     ComponentAverager,
     EnvStateReader,
     EpisodeTracker,
     LearningMetricsTracker,
+    ReadingsInStepInfo,
     collect_hyperparameters,
     describe_space,
     plain_copy,
@@ -33,6 +35,7 @@ from rtsave_async.collectors.env_state import (
     ENVIRONMENT_READINGS,
     EPISODE_READINGS,
     LEARNING_READINGS,
+    STEP_READINGS_KEY,
     EnvReadings,
     attribute_owner,
 )
@@ -176,19 +179,14 @@ def test_env_state_reader_without_protocol_reads_static_fallbacks() -> None:
     assert reader.environment_summary()["environment_class"] == "PendulumEnv"
 
 
-class CountingSubprocVecEnv(SubprocVecEnv):
-    """A SubprocVecEnv that counts its ``env_method`` calls (each is a round trip to every worker)."""
-
-    env_method_calls = 0
-
-    def env_method(self, *args, **kwargs):
-        self.env_method_calls += 1
-        return super().env_method(*args, **kwargs)
+def _go1_readings_in_step_info() -> gym.Env:
+    return ReadingsInStepInfo(gym.make(f"rtsave_async.envs:{GO1_ENV_ID}"))
 
 
-def _stepped_go1_vec_env(vec_env_class: type, n_envs: int = 3):
+def _stepped_go1_vec_env(vec_env_class: type, n_envs: int = 3, make_env=None):
     kwargs = {"start_method": "fork"} if issubclass(vec_env_class, SubprocVecEnv) else {}
-    vec_env = vec_env_class([lambda: gym.make(f"rtsave_async.envs:{GO1_ENV_ID}")] * n_envs, **kwargs)
+    make_env = make_env or (lambda: gym.make(f"rtsave_async.envs:{GO1_ENV_ID}"))
+    vec_env = vec_env_class([make_env] * n_envs, **kwargs)
     vec_env.seed(0)
     vec_env.reset()
     for step in range(3):
@@ -214,6 +212,47 @@ def test_a_save_reads_every_env_in_one_round_trip_per_worker_with_the_in_process
     finally:
         in_process.close()
         in_workers.close()
+
+
+def test_envs_reading_in_their_steps_send_a_save_s_readings_with_the_infos_and_the_save_makes_no_round_trip(
+) -> None:
+    fields = LEARNING_READINGS + EPISODE_READINGS + ENVIRONMENT_READINGS
+    venv = _stepped_go1_vec_env(CountingSubprocVecEnv, make_env=_go1_readings_in_step_info)
+    try:
+        reader = EnvStateReader(venv)
+        _, _, _, infos = venv.step(np.zeros((3, 12), dtype=np.float32))
+        assert all(STEP_READINGS_KEY not in info for info in infos)  # idle until started
+        assert reader.read_in_steps(fields)
+        for step in range(3):
+            _, _, dones, infos = venv.step(np.full((3, 12), 0.05 * step, dtype=np.float32))
+            reader.take_step_readings(infos)
+            assert all(STEP_READINGS_KEY not in info for info in infos)  # taken out: no buffer keeps them
+            before = venv.env_method_calls
+            from_steps = reader.read(fields)
+            assert venv.env_method_calls == before  # no round trip
+            through_calls = reader.read(fields)  # used once: this read goes to the workers
+            assert venv.env_method_calls == before + 1
+            assert not dones.any() and from_steps == through_calls  # no reset in between: the same state
+            assert from_steps.detailed_episode_info[2]["episode_info"]["current_step"] == 5 + step
+        reader.close()
+        _, _, _, infos = venv.step(np.zeros((3, 12), dtype=np.float32))
+        assert all(STEP_READINGS_KEY not in info for info in infos)  # stopped
+    finally:
+        venv.close()
+
+
+def test_readings_in_step_infos_do_nothing_in_process_or_unwrapped() -> None:
+    fields = EPISODE_READINGS
+    in_process = _stepped_go1_vec_env(DummyVecEnv, make_env=_go1_readings_in_step_info)
+    unwrapped = _stepped_go1_vec_env(SubprocVecEnv, n_envs=2)
+    try:
+        assert not EnvStateReader(in_process).read_in_steps(fields)  # a local call is cheaper
+        assert not EnvStateReader(unwrapped).read_in_steps(fields)
+        _, _, _, infos = in_process.step(np.zeros((3, 12), dtype=np.float32))
+        assert all(STEP_READINGS_KEY not in info for info in infos)
+    finally:
+        in_process.close()
+        unwrapped.close()
 
 
 class CopiedGo1(Go1MujocoEnv):

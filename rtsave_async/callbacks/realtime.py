@@ -105,7 +105,9 @@ class RealTimeSavingCallback(BaseCallback):
     with any Gymnasium env under ``DummyVecEnv``/``SubprocVecEnv`` and VecEnv
     wrappers. Envs implementing the optional state protocol (see
     ``rtsave_async.collectors.env_state``) give richer records; other envs leave
-    those fields ``null``.
+    those fields ``null``. Under ``SubprocVecEnv``, saving often, wrap each env in
+    :class:`~rtsave_async.collectors.ReadingsInStepInfo`: a save then reads the
+    envs' state from the step's infos instead of a round trip to the workers.
 
     Every hook may be called again, before or after ``learn()`` (rl_zoo3 calls
     ``on_training_end()`` once more after ``learn()``): outside a run they do nothing.
@@ -232,6 +234,7 @@ class RealTimeSavingCallback(BaseCallback):
         start = self.num_timesteps
         venv = model.get_env() if model is not None else None
         self._env_state = EnvStateReader(venv, self.env_attributes, self.value_problems)
+        self._env_state.read_in_steps(self._save_readings())  # envs wrapped in ReadingsInStepInfo only
         # The VecEnv below every wrapper keeps the infos of its automatic resets (``reset_infos``).
         self._base_venv = self._env_state.venv.unwrapped if self._env_state.venv is not None else None
         if self._restored_state is not None:  # resumed from a checkpoint
@@ -300,6 +303,7 @@ class RealTimeSavingCallback(BaseCallback):
     def _record_step(self) -> None:
         dones, infos = self.locals.get("dones"), self.locals.get("infos")
         if infos is not None:
+            self._env_state.take_step_readings(infos)
             if dones is not None:
                 reset_infos = getattr(self._base_venv, "reset_infos", None)
                 self._episodes.record_step(np.asarray(dones), infos, reset_infos)
@@ -317,6 +321,7 @@ class RealTimeSavingCallback(BaseCallback):
                 self.save_snapshot()
         finally:
             self._running = False
+            self._env_state.close()
             self._finish_writer()
 
     def _finish_writer(self) -> None:
@@ -346,7 +351,8 @@ class RealTimeSavingCallback(BaseCallback):
     def save_snapshot(self) -> None:
         """Gather this timestep's records, then submit one file per enabled category.
 
-        Makes one batched VecEnv call (one round trip per SubprocVecEnv worker); never touches disk.
+        Makes one batched VecEnv call (one round trip per SubprocVecEnv worker; none when
+        its envs are wrapped in :class:`~rtsave_async.collectors.ReadingsInStepInfo`); never touches disk.
         Everything is gathered before the first submit, which wakes the writer thread,
         so that the writer does not compete for the GIL while records are gathered.
 
@@ -370,10 +376,7 @@ class RealTimeSavingCallback(BaseCallback):
     def _gather_payloads(self, timestep: int) -> list[tuple[str, list[dict[str, Any]]]]:
         """``(category, records)`` for every enabled per-save category."""
         env_state = self._env_state
-        readings = env_state.read(
-            (LEARNING_READINGS if self.save_learning_metrics else ())
-            + (EPISODE_READINGS if self.save_episode_data else ())
-            + (ENVIRONMENT_READINGS if self.save_environment_state else ()))
+        readings = env_state.read(self._save_readings())
         payloads = []
         if self.save_learning_metrics:
             record = self._learning.take_record(
@@ -399,6 +402,12 @@ class RealTimeSavingCallback(BaseCallback):
             record = build_environment_state_record(timestep, env_state.num_envs, readings)
             payloads.append((names.ENVIRONMENT_STATES, [record]))
         return payloads
+
+    def _save_readings(self) -> tuple[str, ...]:
+        """The :class:`EnvReadings` fields a save reads."""
+        return ((LEARNING_READINGS if self.save_learning_metrics else ())
+                + (EPISODE_READINGS if self.save_episode_data else ())
+                + (ENVIRONMENT_READINGS if self.save_environment_state else ()))
 
     def _checkpoint_if_due(self, final: bool = False) -> None:
         """Checkpoint if a multiple of ``checkpoint_frequency`` was reached (training thread: copies only).

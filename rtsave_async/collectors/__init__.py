@@ -5,7 +5,7 @@ and returns detached, JSON-ready dicts; submitting them to a writer is the
 callback's job.
 """
 
-from rtsave_async.collectors.env_state import EnvStateReader, build_environment_state_record
+from rtsave_async.collectors.env_state import EnvStateReader, ReadingsInStepInfo, build_environment_state_record
 from rtsave_async.collectors.episodes import EpisodeTracker
 from rtsave_async.collectors.hyperparameters import collect_hyperparameters
 from rtsave_async.collectors.learning import ComponentAverager, LearningMetricsTracker, LoggerValueCapture
@@ -17,6 +17,7 @@ __all__ = [
     "EpisodeTracker",
     "LearningMetricsTracker",
     "LoggerValueCapture",
+    "ReadingsInStepInfo",
     "build_environment_state_record",
     "collect_hyperparameters",
     "describe_space",

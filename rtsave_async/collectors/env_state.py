@@ -116,6 +116,12 @@ def attribute_owner(env: gym.Env, name: str) -> Any:
     return env
 
 
+#: What a worker sends back for a batch of requests: (values, problem counts, first messages).
+WorkerReads = tuple[list[Any], dict[str, int], dict[str, str]]
+#: What :class:`ReadingsInStepInfo` puts into a step's info: the requests, then their :data:`WorkerReads`.
+StepReads = tuple[list[Request], list[Any], dict[str, int], dict[str, str]]
+
+
 class WorkerSideRead:
     """:func:`read_plain` of several requests inside a ``SubprocVecEnv`` worker, in one round trip.
 
@@ -136,13 +142,18 @@ class WorkerSideRead:
         self.fresh = fresh
         self._owners: dict[str, Any] = {}
 
-    def __call__(self, requests: Sequence[Request]) -> tuple[list[Any], dict[str, int], dict[str, str]]:
-        problems = ValueProblems(warn=False)
+    def __call__(self, requests: Sequence[Request]) -> WorkerReads:
         env = sys._getframe(1).f_locals.get("env")
         if not isinstance(env, gym.Env):
+            problems = ValueProblems(warn=False)
             problems.report("worker env not found", "could not find the env of the SubprocVecEnv worker to read "
                             + ", ".join(name for name, _, _ in requests))
             return [None] * len(requests), problems.counts, problems.first_messages
+        return self.read(env, requests)
+
+    def read(self, env: gym.Env, requests: Sequence[Request]) -> WorkerReads:
+        """:func:`read_plain` of every request on ``env`` (and the envs it wraps)."""
+        problems = ValueProblems(warn=False)
         values = []
         for name, call, first_env_only in requests:
             if first_env_only and self.env_index != 0:
@@ -152,6 +163,46 @@ class WorkerSideRead:
                 self._owners[name] = attribute_owner(env, name)
             values.append(read_plain(env, name, call, problems, self._owners[name], self.fresh))
         return values, problems.counts, problems.first_messages
+
+
+#: Method of :class:`ReadingsInStepInfo` an :class:`EnvStateReader` calls to start (or stop) it.
+INSTALL_STEP_READINGS = "rtsave_install_step_readings"
+#: Info key under which :class:`ReadingsInStepInfo` puts a step's readings.
+STEP_READINGS_KEY = "rtsave_readings"
+
+
+class ReadingsInStepInfo(gym.Wrapper):
+    """Reads what a save needs inside the env's own process at every step, and sends it
+    with the step's ``info``: under ``SubprocVecEnv`` a save then costs no extra round
+    trip to the workers (saving every step with 4 Go1 envs: see benchmarks/RESULTS.md).
+
+    Opt-in: wrap each env, e.g. ``make_vec_env(env_id, n_envs, vec_env_cls=SubprocVecEnv,
+    wrapper_class=ReadingsInStepInfo)``. It does nothing until a
+    :class:`RealTimeSavingCallback`'s :class:`EnvStateReader` starts it at its first save
+    (one round trip per env) and again nothing after training ends. In between, each
+    step's info holds ``info["rtsave_readings"]``, which the callback takes out of the
+    info at every step (so no replay buffer keeps it). Worth it when saving often: the
+    readings are taken at every step, saved or not.
+
+    At a step that ends an episode, the readings are of the episode's last state (before
+    the VecEnv resets the env); read through ``env_method`` they would be of the next
+    episode's first state.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._reads: tuple[WorkerSideRead, list[Request]] | None = None
+
+    def rtsave_install_step_readings(self, read: WorkerSideRead | None, requests: list[Request] | None) -> None:
+        """Read ``requests`` with ``read`` at every step from now on; None stops it."""
+        self._reads = None if read is None or requests is None else (read, requests)
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        if self._reads is not None:
+            read, requests = self._reads
+            info[STEP_READINGS_KEY] = (requests, *read.read(self.env, requests))
+        return observation, reward, terminated, truncated, info
 
 
 @dataclass(frozen=True)
@@ -212,6 +263,10 @@ class EnvStateReader:
         if self._in_workers:
             for index in range(self.num_envs):  # each knows its index: env-0-only requests
                 venv.set_attr(WORKER_SIDE_READ, WorkerSideRead(index, self.fresh_results), indices=[index])
+        #: The envs are wrapped in :class:`ReadingsInStepInfo`, worth starting in workers only.
+        self._reads_in_steps = self._in_workers and has_attr(INSTALL_STEP_READINGS)
+        self._step_requests: list[Request] | None = None  # what the wrappers read at every step
+        self._step_reads: list[StepReads] | None = None  # this step's, per env
         self.supported: dict[str, bool] = {name: has_attr(name) for name in PROTOCOL_METHODS}
         #: Field -> the env attribute it is read from, or None if the env has none of its names.
         self.attribute_names: dict[str, str | None] = {
@@ -273,7 +328,7 @@ class EnvStateReader:
         """
         fields = tuple(fields)
         requests = {field: request for field in fields if (request := self._request(field)) is not None}
-        values = dict(zip(requests, self._read(list(requests.values()))))
+        values = dict(zip(requests, self._read_now(list(requests.values()))))
         readings: dict[str, Any] = {field: values.get(field) for field in fields}
         if "curriculum_progress" in readings:
             numbers = [value for value in readings["curriculum_progress"] or () if isinstance(value, REAL_NUMBER_TYPES)]
@@ -297,6 +352,49 @@ class EnvStateReader:
         attribute_name = self.attribute_names[_ATTRIBUTE_READINGS[field]]
         return None if attribute_name is None else (attribute_name, False, False)
 
+    def read_in_steps(self, fields: Iterable[str]) -> bool:
+        """Start the :class:`ReadingsInStepInfo` wrappers of envs in ``SubprocVecEnv``
+        workers on what :meth:`read` of ``fields`` needs (one round trip per env); a
+        :meth:`read` of the same fields after :meth:`take_step_readings` then makes no
+        round trip. Whether the envs have the wrappers (else nothing changes).
+
+        :raises ValueError: naming an unknown field
+        """
+        requests = [request for field in fields if (request := self._request(field)) is not None]
+        if not self._reads_in_steps or not requests:
+            return False
+        for index in range(self.num_envs):
+            self.venv.env_method(INSTALL_STEP_READINGS, WorkerSideRead(index, self.fresh_results), requests,
+                                 indices=[index])
+        self._step_requests = requests
+        return True
+
+    def take_step_readings(self, infos: Sequence[dict[str, Any]]) -> None:
+        """Take this step's :class:`ReadingsInStepInfo` readings out of ``infos`` (call at
+        every step; nothing to do unless the wrappers were started). A save read before
+        the next step uses them instead of a round trip."""
+        if self._step_requests is None:
+            return
+        reads = [info.pop(STEP_READINGS_KEY, None) if type(info) is dict else None for info in infos]
+        self._step_reads = reads if len(reads) == self.num_envs and None not in reads else None
+
+    def close(self) -> None:
+        """Stop the :class:`ReadingsInStepInfo` wrappers this reader started (at training end)."""
+        if self._step_requests is None:
+            return
+        self._step_requests = self._step_reads = None
+        try:
+            self.venv.env_method(INSTALL_STEP_READINGS, None, None)
+        except (EOFError, OSError):  # the workers are gone already: nothing left to stop
+            pass
+
+    def _read_now(self, requests: list[Request]) -> list[list[Any]]:
+        """This step's readings from the wrappers if they read ``requests``, else :meth:`_read`."""
+        reads, self._step_reads = self._step_reads, None  # used once: a second save of a step reads anew
+        if reads is not None and all(sent == requests for sent, _, _, _ in reads):
+            return self._unpack_worker_reads([read[1:] for read in reads], requests)
+        return self._read(requests)
+
     def _read(self, requests: list[Request], indices: list[int] | None = None) -> list[list[Any]]:
         """Per request, the :func:`read_plain` values of the envs ``indices`` (default all;
         env 0 only for a request that says so), in one batched call."""
@@ -307,13 +405,18 @@ class EnvStateReader:
             return [self._read_locally(name, call, all_envs[:1] if first_env_only else all_envs)
                     for name, call, first_env_only in requests]
         if self._in_workers:
-            per_env = self.venv.env_method(WORKER_SIDE_READ, requests, indices=indices)
-            for _, counts, first_messages in per_env:
-                self.problems.merge(counts, first_messages)
-            return [[values[position] for values, _, _ in per_env][:1 if first_env_only else None]
-                    for position, (_, _, first_env_only) in enumerate(requests)]
+            return self._unpack_worker_reads(self.venv.env_method(WORKER_SIDE_READ, requests, indices=indices),
+                                             requests)
         return [self._read_through_vec_env(name, call, [0] if first_env_only else indices)
                 for name, call, first_env_only in requests]
+
+    def _unpack_worker_reads(self, per_env: Sequence[WorkerReads], requests: list[Request]) -> list[list[Any]]:
+        """Per request, the values the workers read (env 0's only for a request that says
+        so); their problem counts added to ours."""
+        for _, counts, first_messages in per_env:
+            self.problems.merge(counts, first_messages)
+        return [[values[position] for values, _, _ in per_env][:1 if first_env_only else None]
+                for position, (_, _, first_env_only) in enumerate(requests)]
 
     def _read_locally(self, name: str, call: bool, envs: list[int]) -> list[Any]:
         """:func:`read_plain` of ``name`` for the DummyVecEnv's envs ``envs``; the object of
