@@ -3,7 +3,8 @@
 Run ``python -m benchmarks.bench_training`` (about 10-15 minutes on 2 cores;
 ``--quick`` for a smoke run). PPO trains ``--env-id`` (default ``Ant-v5``; the Go1
 env is ``rtsave/Go1-v0``) on ``--n-envs`` (default 4) envs in a ``DummyVecEnv``
-(``--vec subproc`` for a ``SubprocVecEnv``).
+(``--vec subproc`` for a ``SubprocVecEnv``, ``--vec subproc-steps`` for one whose envs are
+wrapped in :class:`~rtsave_async.collectors.ReadingsInStepInfo`).
 Each run is a fresh child process; the variants are interleaved, round after round:
 
 - ``(a)`` no callback;
@@ -68,6 +69,7 @@ from benchmarks.reporting import add_run_options, cpu_model, file_system_of, pub
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from rtsave_async.callbacks import RealTimeSavingCallback
+from rtsave_async.collectors import ReadingsInStepInfo
 from rtsave_async.cli.environments import make_env
 from rtsave_async.names import HYPERPARAMETERS, file_prefix, parse_name
 
@@ -95,7 +97,8 @@ VARIANTS: dict[str, str] = {
     "p": "(f)'s lines piped to a writer process",
 }
 DEFAULT_VARIANTS = ("a", "b", "c", "d", "e", "f")
-VEC_NAMES = {"dummy": "DummyVecEnv", "subproc": "SubprocVecEnv"}
+VEC_NAMES = {"dummy": "DummyVecEnv", "subproc": "SubprocVecEnv",
+             "subproc-steps": "SubprocVecEnv, each env in `ReadingsInStepInfo`"}
 
 
 @dataclass(frozen=True)
@@ -235,9 +238,11 @@ def make_model(env_id: str, n_envs: int, n_steps: int, seed: int, vec: str = "du
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    vec_env_cls = SubprocVecEnv if vec == "subproc" else DummyVecEnv
+    vec_env_cls = SubprocVecEnv if vec.startswith("subproc") else DummyVecEnv
+    wrapper_class = ReadingsInStepInfo if vec == "subproc-steps" else None  # idle unless a callback starts it
     # make_env registers the rtsave/* ids first, also inside SubprocVecEnv's fresh worker processes.
-    env = make_vec_env(functools.partial(make_env, env_id), n_envs=n_envs, seed=seed, vec_env_cls=vec_env_cls)
+    env = make_vec_env(functools.partial(make_env, env_id), n_envs=n_envs, seed=seed, vec_env_cls=vec_env_cls,
+                       wrapper_class=wrapper_class)
     return PPO("MlpPolicy", env, n_steps=n_steps, seed=seed, verbose=0)
 
 
@@ -464,7 +469,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads (default 1: leaves the 2nd core to envs and the writer)")
     parser.add_argument("--save-root", help="folder for the runs' save dirs (default: the system temp dir)")
-    parser.add_argument("--vec", choices=sorted(VEC_NAMES), default="dummy", help="VecEnv class (default dummy)")
+    parser.add_argument("--vec", choices=sorted(VEC_NAMES), default="dummy",
+                        help="VecEnv class (default dummy; subproc-steps: SubprocVecEnv, each env wrapped in "
+                             "ReadingsInStepInfo)")
     parser.add_argument("--variants", type=variant_list, default=list(DEFAULT_VARIANTS),
                         help="comma-separated variants to run; (a) always runs (default " + ",".join(DEFAULT_VARIANTS)
                              + "; g, q and p split (f)'s cost)")

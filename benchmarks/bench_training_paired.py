@@ -138,7 +138,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--env-id", default="Ant-v5", help="Gymnasium id, e.g. rtsave/Go1-v0 (default Ant-v5)")
     parser.add_argument("--n-envs", type=int, default=4, help="envs (default 4)")
     parser.add_argument("--n-steps", type=int, default=512, help="PPO n_steps per env (default 512)")
-    parser.add_argument("--vec", choices=sorted(VEC_NAMES), default="dummy", help="VecEnv class (default dummy)")
+    parser.add_argument("--vec", choices=sorted(VEC_NAMES), default="dummy",
+                        help="VecEnv class (default dummy; subproc-steps: SubprocVecEnv, each env wrapped in "
+                             "ReadingsInStepInfo)")
     parser.add_argument("--variants", type=variant_list, default=["b", "f"],
                         help="comma-separated variants besides (a) (default b,f)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"rounds (default {DEFAULT_ROUNDS})")
