@@ -271,12 +271,13 @@ def test_sac_subproc_vec_env_with_protocol(tmp_path: Path) -> None:
     assert "train/actor_loss" in load_records(tmp_path, names.LEARNING_METRICS)[-1][0]["logger"]
 
 
-def test_a_subproc_run_reading_in_the_env_steps_saves_every_step_without_a_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("save_frequency", [1, 6])
+def test_a_subproc_run_reading_in_the_env_steps_saves_without_a_round_trip(tmp_path: Path, save_frequency: int) -> None:
     n_envs, total = 2, 128
     env = make_vec_env(ProtocolEnv, n_envs=n_envs, seed=0, vec_env_cls=CountingSubprocVecEnv,
                        wrapper_class=ReadingsInStepInfo, vec_env_kwargs={"start_method": "fork"})
     try:
-        callback = RealTimeSavingCallback(tmp_path, save_frequency=1, save_checkpoints=False)
+        callback = RealTimeSavingCallback(tmp_path, save_frequency=save_frequency, save_checkpoints=False)
         PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=small_policy(), seed=0).learn(
             total, callback=callback)
         called = env.env_methods_called
@@ -284,9 +285,12 @@ def test_a_subproc_run_reading_in_the_env_steps_saves_every_step_without_a_round
         env.close()
 
     saves = load_records(tmp_path, names.EPISODES)
-    assert len(saves) == total // n_envs
+    due = crossing_timesteps(n_envs, total, save_frequency)
+    final = [] if due[-1] == total else [total]  # saved at training end, after a step no save followed
+    assert [records[0]["timestep"] for records in saves] == due + final
     assert called.count(INSTALL_STEP_READINGS) == n_envs + 1  # started on each env, stopped at the end
-    assert called.count(WORKER_SIDE_READ) <= 3  # the static summary's probes and the hyperparameters' summary: no save
+    # The static summary's probes, the hyperparameters' summary and the final save's read: no other save.
+    assert called.count(WORKER_SIDE_READ) <= 3 + len(final)
     for records in saves:
         steps = records[0]["timestep"] // n_envs
         for record in records:  # read before the automatic reset: an episode's last step shows its last state

@@ -31,6 +31,7 @@ from rtsave_async.collectors.env_state import (
     ENVIRONMENT_READINGS,
     EPISODE_READINGS,
     LEARNING_READINGS,
+    SaveSteps,
     env_attribute_names,
 )
 from rtsave_async.collectors.episodes import DEFAULT_SUCCESS_KEYS, DEFAULT_SUCCESS_WINDOW
@@ -234,7 +235,9 @@ class RealTimeSavingCallback(BaseCallback):
         start = self.num_timesteps
         venv = model.get_env() if model is not None else None
         self._env_state = EnvStateReader(venv, self.env_attributes, self.value_problems)
-        self._env_state.read_in_steps(self._save_readings())  # envs wrapped in ReadingsInStepInfo only
+        # Envs wrapped in ReadingsInStepInfo only: they read at the steps the save trigger fires after.
+        self._env_state.read_in_steps(self._save_readings(),
+                                      SaveSteps(start, self._env_state.num_envs, self._save_trigger.frequency))
         # The VecEnv below every wrapper keeps the infos of its automatic resets (``reset_infos``).
         self._base_venv = self._env_state.venv.unwrapped if self._env_state.venv is not None else None
         if self._restored_state is not None:  # resumed from a checkpoint

@@ -171,6 +171,23 @@ INSTALL_STEP_READINGS = "rtsave_install_step_readings"
 STEP_READINGS_KEY = "rtsave_readings"
 
 
+@dataclass(frozen=True)
+class SaveSteps:
+    """Which steps a save follows, counted from a training start: the ``step``-th
+    VecEnv step brings ``num_timesteps`` to ``first_timestep + step * step_timesteps``,
+    and a save follows it when that reaches a new multiple of ``frequency`` (as the
+    callback's ``save_frequency`` does)."""
+
+    first_timestep: int
+    step_timesteps: int  # the VecEnv's num_envs
+    frequency: int  # environment timesteps
+
+    def follows(self, step: int) -> bool:
+        """Whether a save follows step ``step`` (1 for the first step)."""
+        timestep = self.first_timestep + step * self.step_timesteps
+        return timestep // self.frequency > (timestep - self.step_timesteps) // self.frequency
+
+
 class ReadingsInStepInfo(gym.Wrapper):
     """Reads what a save needs inside the env's own process at every step, and sends it
     with the step's ``info``: under ``SubprocVecEnv`` a save then costs no extra round
@@ -178,11 +195,10 @@ class ReadingsInStepInfo(gym.Wrapper):
 
     Opt-in: wrap each env, e.g. ``make_vec_env(env_id, n_envs, vec_env_cls=SubprocVecEnv,
     wrapper_class=ReadingsInStepInfo)``. It does nothing until a
-    :class:`RealTimeSavingCallback`'s :class:`EnvStateReader` starts it at its first save
-    (one round trip per env) and again nothing after training ends. In between, each
-    step's info holds ``info["rtsave_readings"]``, which the callback takes out of the
-    info at every step (so no replay buffer keeps it). Worth it when saving often: the
-    readings are taken at every step, saved or not.
+    :class:`RealTimeSavingCallback`'s :class:`EnvStateReader` starts it at training
+    start (one round trip per env) and again nothing after training ends. In between,
+    the info of each step a save follows holds ``info["rtsave_readings"]``, which the
+    callback takes out of the info (so no replay buffer keeps it).
 
     At a step that ends an episode, the readings are of the episode's last state (before
     the VecEnv resets the env); read through ``env_method`` they would be of the next
@@ -191,17 +207,23 @@ class ReadingsInStepInfo(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self._reads: tuple[WorkerSideRead, list[Request]] | None = None
+        self._reads: tuple[WorkerSideRead, list[Request], SaveSteps] | None = None
+        self._steps = 0  # since the reads were started
 
-    def rtsave_install_step_readings(self, read: WorkerSideRead | None, requests: list[Request] | None) -> None:
-        """Read ``requests`` with ``read`` at every step from now on; None stops it."""
-        self._reads = None if read is None or requests is None else (read, requests)
+    def rtsave_install_step_readings(self, read: WorkerSideRead | None, requests: list[Request] | None,
+                                     save_steps: SaveSteps | None = None) -> None:
+        """From the next step on, read ``requests`` with ``read`` at the steps
+        ``save_steps`` says a save follows; ``read`` None stops it."""
+        self._reads = None if read is None or requests is None or save_steps is None else (read, requests, save_steps)
+        self._steps = 0
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = self.env.step(action)
         if self._reads is not None:
-            read, requests = self._reads
-            info[STEP_READINGS_KEY] = (requests, *read.read(self.env, requests))
+            read, requests, save_steps = self._reads
+            self._steps += 1
+            if save_steps.follows(self._steps):
+                info[STEP_READINGS_KEY] = (requests, *read.read(self.env, requests))
         return observation, reward, terminated, truncated, info
 
 
@@ -352,11 +374,12 @@ class EnvStateReader:
         attribute_name = self.attribute_names[_ATTRIBUTE_READINGS[field]]
         return None if attribute_name is None else (attribute_name, False, False)
 
-    def read_in_steps(self, fields: Iterable[str]) -> bool:
+    def read_in_steps(self, fields: Iterable[str], save_steps: SaveSteps) -> bool:
         """Start the :class:`ReadingsInStepInfo` wrappers of envs in ``SubprocVecEnv``
-        workers on what :meth:`read` of ``fields`` needs (one round trip per env); a
-        :meth:`read` of the same fields after :meth:`take_step_readings` then makes no
-        round trip. Whether the envs have the wrappers (else nothing changes).
+        workers on what :meth:`read` of ``fields`` needs, at the steps ``save_steps``
+        counts from now (one round trip per env); a :meth:`read` of the same fields
+        after :meth:`take_step_readings` of such a step then makes no round trip.
+        Whether the envs have the wrappers (else nothing changes).
 
         :raises ValueError: naming an unknown field
         """
@@ -365,7 +388,7 @@ class EnvStateReader:
             return False
         for index in range(self.num_envs):
             self.venv.env_method(INSTALL_STEP_READINGS, WorkerSideRead(index, self.fresh_results), requests,
-                                 indices=[index])
+                                 save_steps, indices=[index])
         self._step_requests = requests
         return True
 
@@ -376,7 +399,7 @@ class EnvStateReader:
         if self._step_requests is None:
             return
         reads = [info.pop(STEP_READINGS_KEY, None) if type(info) is dict else None for info in infos]
-        self._step_reads = reads if len(reads) == self.num_envs and None not in reads else None
+        self._step_reads = reads if len(reads) == self.num_envs and None not in reads else None  # no save follows
 
     def close(self) -> None:
         """Stop the :class:`ReadingsInStepInfo` wrappers this reader started (at training end)."""
