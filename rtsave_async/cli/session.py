@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from rtsave_async.checkpoints import CheckpointError, CheckpointInfo, find_checkpoint
 from rtsave_async.cli.environments import make_env
 from rtsave_async.cli.errors import CliError
+from rtsave_async.collectors import ReadingsInStepInfo
 
 VEC_ENV_CLASSES = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 
@@ -33,5 +34,8 @@ def verified_checkpoint(model_path: str | None) -> CheckpointInfo | None:
 
 
 def build_vec_env(env_id: str, env_kwargs: dict[str, Any], num_envs: int, seed: int, vec: str = "dummy") -> VecEnv:
+    """The VecEnv of ``env_id``; in worker processes each env reads what a save needs
+    itself (:class:`ReadingsInStepInfo`: no round trip per save, idle without a callback)."""
     return make_vec_env(functools.partial(make_env, env_id, **env_kwargs), n_envs=num_envs, seed=seed,
-                        vec_env_cls=VEC_ENV_CLASSES[vec])
+                        vec_env_cls=VEC_ENV_CLASSES[vec],
+                        wrapper_class=ReadingsInStepInfo if VEC_ENV_CLASSES[vec] is SubprocVecEnv else None)
