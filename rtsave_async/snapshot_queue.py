@@ -117,7 +117,8 @@ class Snapshot:
     attachments: dict[str, Callable[[], bytes]] = field(default_factory=dict)  # suffix -> encoder
     on_written: Callable[[str | None], Any] | None = None  # hears the stored url, or None
     sequence: int = 0  # enqueue order within one queue, starting at 1
-    size: int = 0  # estimate_bytes of the payload, set by the queue
+    size: int = 0  # estimate_bytes of the payload, set by the queue unless the submitter set it
+    encoded: bytes | None = None  # the payload's JSON if the submitter encoded it (payload then None)
 
 
 class SnapshotQueue:
@@ -179,7 +180,8 @@ class SnapshotQueue:
 
     def put(self, snapshot: Snapshot) -> bool:
         """Enqueue ``snapshot``; False if it was dropped (see :class:`BackPressure`)."""
-        snapshot.size = estimate_bytes(snapshot.payload)
+        if not snapshot.size:
+            snapshot.size = estimate_bytes(snapshot.payload)
         evicted: list[Snapshot] = []
         refused = wake = False
         with self._producers:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -16,6 +18,7 @@ from support.segments import decode_segment
 from support.sinks import GatedSink, SlowSink, StaleListingSink
 from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
 from rtsave_async.names import (
+    EPISODES,
     RUN_MANIFEST_KEY,
     STANDARD_CATEGORIES,
     STATS_KEY,
@@ -24,6 +27,7 @@ from rtsave_async.names import (
     writer_manifest_key,
     writer_tag,
 )
+from rtsave_async.formats.metadata import segment_line, segment_line_bytes, snapshot_metadata
 from rtsave_async.formats.segments import pieces_of_lines
 from rtsave_async.formats.serialize import PIECE_BYTES
 from rtsave_async.sinks import LocalSink, MemorySink
@@ -274,3 +278,38 @@ def test_a_big_frame_is_compressed_a_mebibyte_at_a_time_not_a_line_at_a_time() -
     # One GIL hand-over per piece: about one per PIECE_BYTES, not one per line.
     assert len(pieces) <= total // PIECE_BYTES + 4
     assert max(map(len, pieces)) <= PIECE_BYTES + max(map(len, short)) + 1
+
+
+@pytest.mark.parametrize("payload", [
+    [{"timestep": 4, "x": 0.5, "name": "Go1 \u00e9\u4e2d", "nested": {"list": [1, None, True]}}],
+    {"one": "object"},
+    [],
+])
+def test_a_line_around_a_payload_encoded_on_submit_is_the_line_encoded_whole(payload) -> None:
+    metadata = snapshot_metadata("host-1-20261202T000000Z", 7, 1764633600.25, "episodes")
+    assert segment_line_bytes(metadata, orjson.dumps(payload)) == orjson.dumps(segment_line(payload, metadata))
+
+
+def test_saves_encoded_on_submit_and_by_the_writer_read_back_alike_and_count_their_nonfinite_values(
+        tmp_path: Path) -> None:
+    big_plain = [{"values": [step * 0.25 for step in range(20_000)]}]  # above ENCODE_AT_SUBMIT_BYTES
+    saves = [
+        [{"timestep": 1, "reward": math.nan, "cost": -math.inf, "info": None}],  # small and plain: on submit
+        [{"timestep": 2, "observation": np.array([1.5, np.nan])}],  # numpy: by the writer
+        big_plain,
+        [{"timestep": 4, "tags": {"a"}}],  # a set: by the writer, repaired
+        [{"timestep": 5, "reward": 1.0}],
+    ]
+    with SnapshotWriter(tmp_path, format="jsonl.zst") as writer:
+        for records in saves:
+            writer.submit(EPISODES, records)
+    stats = writer.stats()
+
+    assert stats["written"] == 5 and stats["nonfinite_values"] == 3
+    lines = segment_lines(tmp_path / EPISODES)
+    assert [line["_rtsave"]["seq"] for line in lines] == [1, 2, 3, 4, 5]
+    assert lines[0]["data"] == [{"timestep": 1, "reward": None, "cost": None, "info": None}]
+    assert lines[1]["data"] == [{"timestep": 2, "observation": [1.5, None]}]
+    assert lines[2]["data"] == big_plain
+    assert lines[3]["data"] == [{"timestep": 4, "tags": ["a"]}]
+    assert lines[4]["data"] == [{"timestep": 5, "reward": 1.0}]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from rtsave_async.names import utc_iso
 
 METADATA_KEY = "_rtsave"
@@ -28,3 +30,9 @@ def with_metadata(payload: Any, metadata: dict[str, Any]) -> Any:
 def segment_line(payload: Any, metadata: dict[str, Any]) -> dict[str, Any]:
     """One line of a segment: ``{"_rtsave": metadata, "data": payload}``."""
     return {METADATA_KEY: metadata, "data": payload}
+
+
+def segment_line_bytes(metadata: dict[str, Any], data: bytes) -> bytes:
+    """:func:`segment_line` as JSON around a payload already encoded (``data``): the same
+    bytes as orjson's encoding of the whole line."""
+    return b'{"' + METADATA_KEY.encode() + b'":' + orjson.dumps(metadata) + b',"data":' + data + b"}"

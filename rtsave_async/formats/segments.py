@@ -19,7 +19,7 @@ import zstandard
 
 from rtsave_async import names
 from rtsave_async.formats.files import NAME_ATTEMPTS, SequenceCounter
-from rtsave_async.formats.metadata import segment_line
+from rtsave_async.formats.metadata import segment_line, segment_line_bytes
 from rtsave_async.sinks.base import Sink
 from rtsave_async.snapshot_queue import Snapshot
 from rtsave_async.validation import check_number, check_positive_int
@@ -75,7 +75,8 @@ class SegmentStore:
         spent serializing and compressing.
         """
         encode_started = time.perf_counter_ns()
-        lines = [self._serializer.dumps(segment_line(snapshot.payload, metadata), snapshot.size)
+        lines = [segment_line_bytes(metadata, snapshot.encoded) if snapshot.encoded is not None
+                 else self._serializer.dumps(segment_line(snapshot.payload, metadata), snapshot.size)
                  for snapshot, metadata in items]
         frame = self._compress(lines)
         encode_ns = time.perf_counter_ns() - encode_started

@@ -95,19 +95,12 @@ class SnapshotSerializer:
         return data
 
     def _encode_plain(self, payload: Any) -> bytes | None:
-        """``payload`` in one orjson pass if it holds only values orjson writes as they are
-        (the callbacks' records: dicts, lists, str, int, float, bool, None), else None.
-
-        The same bytes as :meth:`_encode`. Non-finite floats are counted only if the text
-        holds a ``null`` and does not read back equal to ``payload`` (a NaN or Inf reads
-        back as None, which equals neither), so a record with None fields is not walked.
-        """
-        try:
-            data = orjson.dumps(payload, default=_refuse)
-        except (TypeError, RecursionError):
+        """:func:`encode_plain`, its non-finite floats counted."""
+        encoded = encode_plain(payload)
+        if encoded is None:
             return None
-        if b"null" in data and orjson.loads(data) != payload:
-            self.nonfinite += count_nonfinite(payload)
+        data, nonfinite = encoded
+        self.nonfinite += nonfinite
         return data
 
     def _encode(self, payload: Any) -> tuple[bytes, bool]:
@@ -264,6 +257,25 @@ class SnapshotSerializer:
         """A string UTF-8 cannot hold (lone surrogates) as a marked placeholder; as a
         dict key it is written as its repr instead (see :func:`_key_text`)."""
         return self._placeholder(text.encode("utf-8", "replace").decode("utf-8"), "not valid UTF-8")
+
+
+def encode_plain(payload: Any) -> tuple[bytes, int] | None:
+    """``payload`` in one orjson pass, and how many NaN/+-Inf it held (written as ``null``),
+    if it holds only values orjson writes as they are (the callbacks' records: dicts,
+    lists, str, int, float, bool, None); else None.
+
+    The same bytes as :meth:`SnapshotSerializer.dumps`. Non-finite floats are counted
+    only if the text holds a ``null`` and does not read back equal to ``payload`` (a NaN
+    or Inf reads back as None, which equals neither), so a record with None fields is not
+    walked. Holds no state: safe from any thread.
+    """
+    try:
+        data = orjson.dumps(payload, default=_refuse)
+    except (TypeError, RecursionError):
+        return None
+    if b"null" in data and orjson.loads(data) != payload:
+        return data, count_nonfinite(payload)
+    return data, 0
 
 
 def placeholder(obj: Any, reason: str | None = None) -> dict[str, str]:

@@ -24,12 +24,12 @@ from rtsave_async.formats import JSON, JSONL_ZST, validate_format
 from rtsave_async.formats.files import FileStore, SequenceCounter
 from rtsave_async.formats.metadata import snapshot_metadata
 from rtsave_async.formats.segments import DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_BYTES, SegmentStore
-from rtsave_async.formats.serialize import SnapshotSerializer
+from rtsave_async.formats.serialize import SnapshotSerializer, encode_plain
 from rtsave_async.remote.urls import save_location
 from rtsave_async.sinks.base import Sink
 from rtsave_async.sinks.local import LocalSink
 from rtsave_async.sinks.spooled import SpooledSink
-from rtsave_async.snapshot_queue import DEFAULT_QUEUE_BYTES, BackPressure, Snapshot, SnapshotQueue
+from rtsave_async.snapshot_queue import DEFAULT_QUEUE_BYTES, BackPressure, Snapshot, SnapshotQueue, estimate_bytes
 from rtsave_async.upload.uploader import DEFAULT_UPLOAD_INTERVAL
 from rtsave_async.validation import check_number, check_positive_int
 from rtsave_async.writer import exit_hook, manifest
@@ -39,6 +39,7 @@ logger = logging.getLogger("rtsave_async")
 
 STATS_FILE_NAME = names.STATS_KEY
 STATS_REFRESH_SECONDS = 2.0  # how often writers/<writer_id>.json is refreshed while writing
+ENCODE_AT_SUBMIT_BYTES = 64 * 1024  # segment lines estimated this big at most are serialized on submit
 _JOIN_MARGIN = 0.25  # seconds of close()'s timeout kept for the thread to end after the sink's finish
 _writer_ids_in_use: set[str] = set()  # in this process: two writers started in one second get distinct ids
 
@@ -155,6 +156,8 @@ class SnapshotWriter:
         self._started = time.time()
         self.writer_id = self._new_writer_id(writer_name)
         self._serializer = SnapshotSerializer()
+        self._submit_nonfinite = 0  # NaN/Inf in payloads encoded on submit (any producer thread)
+        self._submit_counts = threading.Lock()
         sequences = SequenceCounter(self._sink)
         tag = names.writer_tag(self.writer_id)
         self._files = FileStore(self._sink, tag, self._serializer, sequences)
@@ -224,6 +227,8 @@ class SnapshotWriter:
         """Queue ``records`` (a list, or one record) as one save in ``category``.
 
         Cheap and never touches storage. The caller must not mutate ``records`` afterwards.
+        With ``format="jsonl.zst"`` a save of plain values estimated at most
+        ``ENCODE_AT_SUBMIT_BYTES`` (64 KiB) is serialized here (orjson, microseconds).
 
         :param records: a list of records, one record, or a function of the attachment
             list (suffix without the dot -> ``name``, ``path``, ``bytes``, ``sha256``)
@@ -257,6 +262,8 @@ class SnapshotWriter:
             self._report_death(category)
             return False
         snapshot = Snapshot(category, payload, time.time(), dict(attachments or {}), on_written)
+        if self._segments is not None and SegmentStore.takes(snapshot):
+            self._encode_small_plain(snapshot)
         accepted = self._queue.put(snapshot)
         if self._queue.dropped.total() != self._drops_reported:
             self._report_drops()
@@ -351,7 +358,7 @@ class SnapshotWriter:
             "peak_queue_bytes": self._queue.peak_bytes,
             "stores": stats.stores,
             "bytes_written": stats.bytes_written,
-            "nonfinite_values": self._serializer.nonfinite,
+            "nonfinite_values": self._serializer.nonfinite + self._submit_nonfinite,
             "placeholders": self._serializer.placeholders,
             "written_by_category": dict(stats.written),
             "failed_by_category": dict(stats.failed),
@@ -363,6 +370,22 @@ class SnapshotWriter:
             "writer_died": self._died is not None,
             **({"upload": upload} if (upload := self._sink.upload_status()) is not None else {}),
         }
+
+    def _encode_small_plain(self, snapshot: Snapshot) -> None:
+        """Serialize a segment line's payload here, on the submitting thread, if it is
+        plain and estimated at most ``ENCODE_AT_SUBMIT_BYTES``: orjson holds the GIL
+        while it runs, and on the writer thread it would make the training thread wait
+        for it; bigger or odd payloads are left to the writer thread (in pieces, repaired)."""
+        size = estimate_bytes(snapshot.payload)
+        encoded = encode_plain(snapshot.payload) if size <= ENCODE_AT_SUBMIT_BYTES else None
+        if encoded is None:
+            snapshot.size = size
+            return
+        snapshot.encoded, nonfinite = encoded
+        snapshot.payload, snapshot.size = None, len(snapshot.encoded)
+        if nonfinite:
+            with self._submit_counts:
+                self._submit_nonfinite += nonfinite
 
     def _report_drops(self) -> None:
         dropped = self._queue.dropped
