@@ -11,8 +11,8 @@ writer closes. ``zstdcat segment | jq`` reads it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import zstandard
@@ -28,8 +28,8 @@ from rtsave_async.formats.serialize import PIECE_BYTES, PIECES_ABOVE_BYTES, Snap
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 MIN_SEGMENT_BYTES = 1024 * 1024
 DEFAULT_SEGMENT_AGE = 300.0
-# Level 1, not zstd's default 3: on the callbacks' JSON lines it is both faster (about half the
-# CPU) and smaller (74 vs 83 bytes per seed-layout episode record), see benchmarks/RESULTS.md.
+# Level 1, not zstd's default 3: zstd's fastest regular level, and on the callbacks' JSON lines
+# it writes no more (74 vs 83 bytes per seed-layout episode record; benchmarks/RESULTS.md).
 ZSTD_LEVEL = 1
 
 
