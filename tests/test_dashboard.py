@@ -129,6 +129,21 @@ def test_a_big_run_is_served_at_once_and_read_over_the_following_polls(tmp_path:
         assert list(data.points()["series"][name][0]) == list(x) and list(data.points()["series"][name][1]) == list(y)
 
 
+def test_a_run_s_summary_is_never_older_than_the_records_taken_in(tmp_path: Path) -> None:
+    run = GrowingRun(tmp_path / "run", num_envs=2)
+    for _ in range(30):
+        run.save()
+    run.close()
+    board = Dashboard(str(tmp_path / "run"), read_budget=0.0)
+    board.discover()
+    data = board.runs[""]
+    assert board.summary("")["loading"] is True  # cached, as when a page asked for it
+    while data.loading:
+        data.update(0.0)  # records taken in by a poll the cached summary has not seen
+    summary = board.summary("")  # what /api/runs shows
+    assert summary["loading"] is False and summary["records"] == data.records == 1 + 30 * 4
+
+
 def test_writer_health_is_red_when_the_writer_dropped_records(tmp_path: Path) -> None:
     gate = GatedSink(LocalSink(tmp_path))
     writer = SnapshotWriter(tmp_path, queue_size=1, policy="drop_newest", sink=gate)

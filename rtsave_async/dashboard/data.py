@@ -230,7 +230,7 @@ class RunData:
             rand_power = {name: float(series.y[-1]) for name, series in self.series.items()
                           if name.startswith("rand_power/") and series.length}
             checkpoints = list(self._checkpoints)
-            records = self.records
+            records, loading = self.records, self.loading  # together: update() sets both under the lock
         for env in envs:
             env["rand_power"] = rand_power.get(f"rand_power/env{env['env_id']}")
         return {
@@ -245,7 +245,7 @@ class RunData:
             "checkpoints": checkpoints,
             "health": writer_counters(stats),
             "records": records,
-            "loading": self.loading,
+            "loading": loading,
         }
 
     def _progress(self, learning: dict[str, Any], hyperparameters: dict[str, Any]) -> dict[str, Any]:

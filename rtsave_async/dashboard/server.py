@@ -105,10 +105,13 @@ class Dashboard:
         return read
 
     def summary(self, name: str, max_age: float = SUMMARY_SECONDS) -> dict[str, Any]:
-        """The run's summary, recomputed when older than ``max_age`` seconds (blocking)."""
+        """The run's summary, recomputed when older than ``max_age`` seconds or when records
+        were taken in since (blocking): its record count and ``loading`` are never stale."""
         made, summary = self._summaries.get(name, (0.0, None))
-        if summary is None or time.monotonic() - made >= max_age:
-            summary = self.runs[name].summary()
+        run = self.runs[name]
+        if (summary is None or time.monotonic() - made >= max_age
+                or (summary["records"], summary["loading"]) != (run.records, run.loading)):
+            summary = run.summary()
             self._summaries[name] = (time.monotonic(), summary)
         return summary
 
@@ -166,7 +169,7 @@ class Dashboard:
                          "last_update": summary["status"]["last_update"], "progress": summary["progress"],
                          "success_rate": float(mean.y[-1]) if mean is not None and mean.length else None,
                          "algorithm": summary["algorithm"], "env": summary["env"], "records": summary["records"],
-                         "loading": self.runs[name].loading})
+                         "loading": summary["loading"]})
         return _json_response({"root": self.root.url(), "runs": rows})
 
     async def series(self, request: web.Request) -> web.Response:
