@@ -107,14 +107,20 @@ def test_run_data_series_follow_the_records(tmp_path: Path) -> None:
     run.close()
 
 
-def test_a_big_run_is_served_at_once_and_read_over_the_following_polls(tmp_path: Path) -> None:
-    run = GrowingRun(tmp_path / "run", num_envs=2)
+def _discovered_without_time_to_read(folder: Path) -> tuple[Dashboard, RunData]:
+    """A dashboard of a finished run of 30 saves of 2 envs, discovered with no read budget:
+    a file read, then the page could be served."""
+    run = GrowingRun(folder, num_envs=2)
     for _ in range(30):
         run.save()
     run.close()
-    board = Dashboard(str(tmp_path / "run"), read_budget=0.0)
-    board.discover()  # no time to read: a file, then the page can be served
-    data = board.runs[""]
+    board = Dashboard(str(folder), read_budget=0.0)
+    board.discover()
+    return board, board.runs[""]
+
+
+def test_a_big_run_is_served_at_once_and_read_over_the_following_polls(tmp_path: Path) -> None:
+    board, data = _discovered_without_time_to_read(tmp_path / "run")
     assert data.loading and data.summary()["loading"] is True and data.records < 1 + 30 * 4
     polls = 0
     while data.loading:
@@ -130,13 +136,7 @@ def test_a_big_run_is_served_at_once_and_read_over_the_following_polls(tmp_path:
 
 
 def test_a_run_s_summary_is_never_older_than_the_records_taken_in(tmp_path: Path) -> None:
-    run = GrowingRun(tmp_path / "run", num_envs=2)
-    for _ in range(30):
-        run.save()
-    run.close()
-    board = Dashboard(str(tmp_path / "run"), read_budget=0.0)
-    board.discover()
-    data = board.runs[""]
+    board, data = _discovered_without_time_to_read(tmp_path / "run")
     assert board.summary("")["loading"] is True  # cached, as when a page asked for it
     while data.loading:
         data.update(0.0)  # records taken in by a poll the cached summary has not seen
