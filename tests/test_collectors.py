@@ -223,7 +223,7 @@ def test_envs_reading_in_their_steps_send_a_save_s_readings_with_the_infos_and_t
         reader = EnvStateReader(venv)
         _, _, _, infos = venv.step(np.zeros((3, 12), dtype=np.float32))
         assert all(STEP_READINGS_KEY not in info for info in infos)  # idle until started
-        assert reader.read_in_steps(fields, SaveSteps(0, 3, 1))  # a save after every step
+        assert reader.read_in_steps(fields, SaveSteps(0, 3, TimestepTrigger(1)))  # a save after every step
         for step in range(3):
             _, _, dones, infos = venv.step(np.full((3, 12), 0.05 * step, dtype=np.float32))
             reader.take_step_readings(infos)
@@ -247,8 +247,8 @@ def test_readings_in_step_infos_do_nothing_in_process_or_unwrapped() -> None:
     in_process = _stepped_go1_vec_env(DummyVecEnv, make_env=_go1_readings_in_step_info)
     unwrapped = _stepped_go1_vec_env(SubprocVecEnv, n_envs=2)
     try:
-        assert not EnvStateReader(in_process).read_in_steps(fields, SaveSteps(0, 3, 1))  # a local call is cheaper
-        assert not EnvStateReader(unwrapped).read_in_steps(fields, SaveSteps(0, 2, 1))
+        assert not EnvStateReader(in_process).read_in_steps(fields, SaveSteps(0, 3, TimestepTrigger(1)))  # a local call is cheaper
+        assert not EnvStateReader(unwrapped).read_in_steps(fields, SaveSteps(0, 2, TimestepTrigger(1)))
         _, _, _, infos = in_process.step(np.zeros((3, 12), dtype=np.float32))
         assert all(STEP_READINGS_KEY not in info for info in infos)
     finally:
@@ -260,9 +260,10 @@ def test_readings_in_step_infos_do_nothing_in_process_or_unwrapped() -> None:
 @pytest.mark.parametrize("step_timesteps", [1, 3, 8])
 @pytest.mark.parametrize("frequency", [1, 4, 1000])
 def test_save_steps_are_the_steps_after_which_the_callback_saves(first_timestep, step_timesteps, frequency) -> None:
-    trigger = TimestepTrigger(frequency)
+    trigger, copied = TimestepTrigger(frequency), TimestepTrigger(frequency)
     trigger.restart(first_timestep)
-    save_steps = SaveSteps(first_timestep, step_timesteps, frequency)
+    copied.restart(first_timestep)  # what the callback hands the workers
+    save_steps = SaveSteps(first_timestep, step_timesteps, copied)
     for step in range(1, 600):
         assert save_steps.follows(step) == trigger.is_due(first_timestep + step * step_timesteps), step
 

@@ -8,6 +8,7 @@ on the writer's thread.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import warnings
@@ -235,9 +236,6 @@ class RealTimeSavingCallback(BaseCallback):
         start = self.num_timesteps
         venv = model.get_env() if model is not None else None
         self._env_state = EnvStateReader(venv, self.env_attributes, self.value_problems)
-        # Envs wrapped in ReadingsInStepInfo only: they read at the steps the save trigger fires after.
-        self._env_state.read_in_steps(self._save_readings(),
-                                      SaveSteps(start, self._env_state.num_envs, self._save_trigger.frequency))
         # The VecEnv below every wrapper keeps the infos of its automatic resets (``reset_infos``).
         self._base_venv = self._env_state.venv.unwrapped if self._env_state.venv is not None else None
         if self._restored_state is not None:  # resumed from a checkpoint
@@ -253,6 +251,9 @@ class RealTimeSavingCallback(BaseCallback):
         if previous is not None:
             self._continue_counters(previous, envs_were_reset)
         self._save_trigger.restart(start)
+        # Envs wrapped in ReadingsInStepInfo only: they read after the steps a copy of the save trigger fires at.
+        self._env_state.read_in_steps(self._save_readings(),
+                                      SaveSteps(start, self._env_state.num_envs, copy.copy(self._save_trigger)))
         self._checkpoint_trigger.restart(start)
         self.saved_timesteps = []
         self._last_infos = None

@@ -32,7 +32,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
@@ -172,21 +172,26 @@ INSTALL_STEP_READINGS = "rtsave_install_step_readings"
 STEP_READINGS_KEY = "rtsave_readings"
 
 
-@dataclass(frozen=True)
+class SaveTrigger(Protocol):
+    """What decides at which timesteps a save happens (the callback's ``TimestepTrigger``)."""
+
+    def is_due(self, timestep: int) -> bool: ...
+
+
+@dataclass
 class SaveSteps:
     """Which steps a save follows, counted from a training start: the ``step``-th
     VecEnv step brings ``num_timesteps`` to ``first_timestep + step * step_timesteps``,
-    and a save follows it when that reaches a new multiple of ``frequency`` (as the
-    callback's ``save_frequency`` does)."""
+    and a save follows it when ``trigger`` (a copy of the callback's save trigger,
+    restarted at ``first_timestep``) fires there."""
 
     first_timestep: int
     step_timesteps: int  # the VecEnv's num_envs
-    frequency: int  # environment timesteps
+    trigger: SaveTrigger  # advanced by follows(): ask for every step, in order
 
     def follows(self, step: int) -> bool:
         """Whether a save follows step ``step`` (1 for the first step)."""
-        timestep = self.first_timestep + step * self.step_timesteps
-        return timestep // self.frequency > (timestep - self.step_timesteps) // self.frequency
+        return self.trigger.is_due(self.first_timestep + step * self.step_timesteps)
 
 
 class ReadingsInStepInfo(gym.Wrapper):

@@ -11,10 +11,12 @@ class CountingSubprocVecEnv(SubprocVecEnv):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.env_method_calls = 0
         self.env_methods_called: list[str] = []
 
+    @property
+    def env_method_calls(self) -> int:
+        return len(self.env_methods_called)
+
     def env_method(self, method_name: str, *args, **kwargs):
-        self.env_method_calls += 1
         self.env_methods_called.append(method_name)
         return super().env_method(method_name, *args, **kwargs)
