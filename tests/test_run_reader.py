@@ -182,6 +182,27 @@ def test_a_poll_out_of_budget_reads_a_big_segment_a_few_frames_at_a_time_in_orde
     assert [record.data["timestep"] for record in cursor.poll()] == [40, 40]
 
 
+def test_a_budgeted_poll_reads_a_segment_s_bytes_little_more_than_once(tmp_path: Path) -> None:
+    writer = SegmentRunWriter(tmp_path, "w")
+    for timestep in range(300):
+        writer.save("episodes", episodes(timestep, envs=32))
+        writer.flush()  # a frame per save; their JSON compresses several times over
+    writer.close()
+    segment = next(tmp_path.glob("episodes/*.jsonl.zst"))
+    frames = scan_frames(segment.read_bytes()).frames
+    decoded = sum(len(payload) for _, payload in frames)
+    assert decoded > 3 * segment.stat().st_size
+    store = CountingRunStore(tmp_path)
+    cursor = open_run(store).cursor("episodes")
+    cursor.segment_bytes_per_read = 10 * len(frames[0][1])  # about 10 of its 300 frames per read
+    read = []
+    while not read or not cursor.caught_up:
+        read.extend(record.data["timestep"] for record in cursor.poll(budget=0.0))
+    assert read == [timestep for timestep in range(300) for _ in range(32)]
+    # A window as large as the budget (the first read's) would read it about ratio times over.
+    assert store.bytes_read[f"episodes/{segment.name}"] < 1.5 * segment.stat().st_size, store.bytes_read
+
+
 def test_poll_follows_a_segment_published_after_it_was_listed(tmp_path: Path) -> None:
     store = StaleListingRunStore(tmp_path)
     writer = SegmentRunWriter(tmp_path, "w")

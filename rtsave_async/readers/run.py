@@ -65,6 +65,8 @@ Errors = Literal["warn", "raise"]
 _DATA_KINDS = ("json", "segment", "segment_open", "parquet")
 #: Data files read whole, once (a segment is read from an offset on).
 WHOLE_FILE_KINDS = ("json", "parquet")
+# A budgeted segment read's window: the compressed bytes its budget took so far, times this.
+_WINDOW_MARGIN = 1.25
 
 
 class RunDamageWarning(UserWarning):
@@ -185,6 +187,8 @@ class Run:
     problems: list[Problem] = field(default_factory=list)
     _reported: set[tuple[str, int | None]] = field(default_factory=set, repr=False)
     _archive_manifests: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    #: Segment (cursor key) -> compressed bytes per decoded byte of its frames read so far.
+    _compressed_per_decoded: dict[str, float] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -431,28 +435,42 @@ class Run:
             (at least one frame, however big); default None: all
         """
         key = data_file.key
-        # Compressed bytes hold at least as many decoded ones: a window that size is enough, but for a huge frame.
-        window = None if max_decoded is None else start + max_decoded
+        window = None if max_decoded is None else self._segment_window(data_file.cursor_key, max_decoded)
         try:
-            data = self.store.read(key, start, window)
+            data = self.store.read(key, start, None if window is None else start + window)
         except FileNotFoundError:
             if key == data_file.cursor_key:
                 return [], start, False
             key = data_file.cursor_key
             try:
-                data = self.store.read(key, start, window)
+                data = self.store.read(key, start, None if window is None else start + window)
             except FileNotFoundError:
                 return [], start, False
-        cut = window is not None and len(data) == max_decoded  # the window ends before the file does
+        cut = window is not None and len(data) == window  # the window ends before the file does
         scan = scan_frames(data, start, max_decoded)
-        if cut and not scan.frames:  # a frame larger than the window: read on to its end
-            data = self.store.read(key, start)
-            cut, scan = False, scan_frames(data, start, max_decoded)
+        while cut and not scan.frames:  # a frame larger than the window: widen it until one is whole
+            window *= 2
+            data = self.store.read(key, start, start + window)
+            cut = len(data) == window
+            scan = scan_frames(data, start, max_decoded)
+        if window is not None and scan.frames:
+            decoded = sum(len(payload) for _, payload in scan.frames)
+            self._compressed_per_decoded[data_file.cursor_key] = (scan.end - start) / max(1, decoded)
         for offset, message in scan.damage:
             self.report(key, offset, message)
         if scan.torn and key == data_file.cursor_key and not cut:
             self.report(key, scan.end, "unfinished last frame in a closed segment (skipped)")
         return self._frame_saves(category, data_file, key, scan.frames), scan.end, scan.stopped or cut
+
+    def _segment_window(self, cursor_key: str, max_decoded: int) -> int:
+        """Compressed bytes to read for about ``max_decoded`` decoded ones: as many at
+        first (compressed data is rarely larger), then sized from the segment's ratio so
+        far, with a margin: a budgeted read then reads few bytes it will read again (with
+        a window of ``max_decoded``, about ratio - 1 times the bytes it decodes)."""
+        ratio = self._compressed_per_decoded.get(cursor_key)
+        if ratio is None:
+            return max_decoded
+        return max(1, int(max_decoded * ratio * _WINDOW_MARGIN))
 
     def read_segment_tail(self, category: str, data_file: DataFile, tail_bytes: int) -> tuple[list[Save], bool]:
         """The saves in the complete frames of a segment's last ``tail_bytes`` bytes (the
