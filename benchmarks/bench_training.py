@@ -56,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,16 +211,27 @@ class PipedWriterCallback(RealTimeSavingCallback):
 
 class FixedCostTimer(CallbackList):
     """Runs one callback and times the parts of ``learn()`` that do not scale with steps:
-    ``init_callback``, ``on_training_start`` and ``on_training_end`` (in seconds)."""
+    ``init_callback``, ``on_training_start`` and ``on_training_end`` (``fixed_seconds``);
+    and, apart, the time spent in its hooks that run during training (``update_locals``,
+    ``on_step``, ``on_rollout_start``/``end``: ``hook_seconds``), the callback's direct
+    cost per step (what it makes other code pay, e.g. the writer thread's share of the
+    GIL, is left out)."""
 
     def __init__(self, callback: BaseCallback):
         super().__init__([callback])
         self.fixed_seconds = 0.0
+        self.hook_seconds = 0.0
 
     def _timed(self, part: Any) -> None:
         start = time.perf_counter()
         part()
         self.fixed_seconds += time.perf_counter() - start
+
+    def _hook(self, hook: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter()
+        result = hook(*args)
+        self.hook_seconds += time.perf_counter() - start
+        return result
 
     def _init_callback(self) -> None:
         self._timed(super()._init_callback)
@@ -230,6 +241,18 @@ class FixedCostTimer(CallbackList):
 
     def _on_training_end(self) -> None:
         self._timed(super()._on_training_end)
+
+    def update_child_locals(self, locals_: dict[str, Any]) -> None:
+        self._hook(super().update_child_locals, locals_)
+
+    def _on_step(self) -> bool:
+        return self._hook(super()._on_step)
+
+    def _on_rollout_start(self) -> None:
+        self._hook(super()._on_rollout_start)
+
+    def _on_rollout_end(self) -> None:
+        self._hook(super()._on_rollout_end)
 
 
 # ------------------------------------------------------------------ one run (child process)

@@ -69,6 +69,7 @@ def run_segments(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
                 seconds = time.perf_counter() - start
                 fixed = timer.fixed_seconds if timer is not None else 0.0
                 results[variant].append({"seconds": seconds, "fixed_s": fixed,
+                                         "hook_s": timer.hook_seconds if timer is not None else 0.0,
                                          "process_cpu_s": time.process_time() - process_start,
                                          "thread_cpu_s": time.thread_time() - thread_start,
                                          "rate": args.segment_timesteps / seconds,
@@ -104,8 +105,9 @@ def format_section(args: argparse.Namespace, results: dict[str, list[dict[str, A
         "",
         "| Variant | steps/s (median) | min | max | paired ratio to (a), median [95 % interval] | "
         "paired, per step (fixed cost left out) | fixed ms per learn() | process CPU / (a)'s | "
-        "training thread CPU / (a)'s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "training thread CPU / (a)'s | in the callback's hooks, share of the segment's steps | "
+        "1 - that share |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = results["a"]
     for variant, segments in results.items():
@@ -115,22 +117,29 @@ def format_section(args: argparse.Namespace, results: dict[str, list[dict[str, A
         fixed_ms = 1000 * statistics.median(segment["fixed_s"] for segment in segments)
         process_cpu = median_interval([s["process_cpu_s"] / b["process_cpu_s"] for s, b in zip(segments, base)])
         thread_cpu = median_interval([s["thread_cpu_s"] / b["thread_cpu_s"] for s, b in zip(segments, base)])
+        hook_share = median_interval([s["hook_s"] / (s["seconds"] - s["fixed_s"]) for s in segments])
+        direct = tuple(1 - share for share in (hook_share[0], hook_share[2], hook_share[1]))
         lines.append(f"| ({variant}) {VARIANTS[variant]} | {statistics.median(rates):.0f} | {min(rates):.0f} | "
                      f"{max(rates):.0f} | {_interval(ratio)} | {_interval(per_step)} | {fixed_ms:.0f} | "
-                     f"{_interval(process_cpu)} | {_interval(thread_cpu)} |")
+                     f"{_interval(process_cpu)} | {_interval(thread_cpu)} | {_interval(hook_share, '.2%')} | "
+                     f"{_interval(direct)} |")
     lines += [
         "",
         "Paired ratio = a round's segment over the same round's (a) segment (seconds apart); the interval is a "
         f"bootstrap ({BOOTSTRAP_SAMPLES:,} resamples) of the median over the rounds. CPU columns: the "
         "segment's CPU seconds over the same round's (a) segment's (above 1: more CPU), for the whole process "
         "(every thread; not SubprocVecEnv workers or other processes) and for the training thread alone; "
-        "CPU time leaves out waiting (the GIL, the disk), so it is steadier than wall time but is not the speed.",
+        "CPU time leaves out waiting (the GIL, the disk), so it is steadier than wall time but is not the speed. "
+        "Hooks: the wall time spent inside the callback's `update_locals`, `on_step` and `on_rollout_start`/`end` "
+        "over the segment's time without its fixed cost; 1 minus it is the per-step ratio to no saving that the "
+        "callback's own work allows (it leaves out what it makes other code pay, e.g. the writer thread's share "
+        "of the GIL), and it is measured within a segment, so it varies much less than the paired ratios.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _interval(estimate: tuple[float, float, float]) -> str:
-    return f"{estimate[0]:.3f} [{estimate[1]:.3f}, {estimate[2]:.3f}]"
+def _interval(estimate: tuple[float, float, float], style: str = ".3f") -> str:
+    return f"{estimate[0]:{style}} [{estimate[1]:{style}}, {estimate[2]:{style}}]"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks import bench_training_paired
 
 
@@ -33,4 +35,8 @@ def test_quick_run_reports_every_variant_with_an_interval(tmp_path: Path, capsys
             assert low <= float(median) <= high and float(median) > 0
             if key == "a":
                 assert float(median) == low == high == 1.0
+        share, interval = cells[9].split(" [")
+        low, high = (float(value.rstrip("%")) for value in interval.rstrip("]").split(", "))
+        assert low <= float(share.rstrip("%")) <= high and (low > 0) == (key != "a")  # (a) runs no hooks
+        assert float(cells[10].split(" [")[0]) == pytest.approx(1 - float(share.rstrip("%")) / 100, abs=1e-3)
     assert list(tmp_path.glob("bench_training_paired_*")) == []  # save dirs removed
