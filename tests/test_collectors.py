@@ -156,6 +156,19 @@ def test_learning_tracker_keeps_last_logger_values_across_clears() -> None:
     assert tracker.take_record(200, None, None, None)["training_progress"] is None
 
 
+def test_flat_reward_and_cost_keys_of_any_real_number_type_are_averaged_as_floats() -> None:
+    tracker = LearningMetricsTracker(start_timestep=0)
+    infos = [{"reward_forward": np.float64(1.0), "reward_ctrl": np.float32(-0.5), "reward_alive": True,
+              "cost_torque": np.int64(2), "x_position": np.float64(3.0), "reward_name": "fast", 7: 1.0},
+             {"reward_forward": 3.0, "reward_ctrl": -1, "reward_alive": False, "cost_torque": 4.0}]
+    for _ in range(2):  # the second time, the keys and types are known
+        tracker.record_step(infos)
+    record = tracker.take_record(8, None, None, None)
+    assert record["reward_components"] == {"forward": 2.0, "ctrl": -0.75, "alive": 0.5}
+    assert record["cost_components"] == {"torque": 3.0}
+    assert all(type(value) is float for value in record["reward_components"].values())
+
+
 def test_timestep_trigger_fires_once_per_crossed_multiple() -> None:
     trigger = TimestepTrigger(10)
     trigger.restart(25)

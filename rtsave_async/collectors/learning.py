@@ -241,17 +241,49 @@ class LearningMetricsTracker:
 
 
 def _flat_terms(info: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
-    """The numeric ``reward_*`` and ``cost_*`` keys of one info, without their prefix."""
-    rewards: dict[str, float] = {}
-    costs: dict[str, float] = {}
+    """The numeric ``reward_*`` and ``cost_*`` keys of one info, without their prefix
+    (numpy numbers as Python floats). Runs for every env at every step: what a key
+    means and whether a type is a real number are looked up, not worked out each time."""
+    terms: tuple[dict[str, float], dict[str, float]] = ({}, {})
     for key, value in info.items():
-        if type(key) is not str or not isinstance(value, REAL_NUMBER_TYPES):
+        term = _FLAT_TERMS.get(key, _UNKNOWN)
+        if term is _UNKNOWN:
+            term = _flat_term(key)
+        if term is None:
             continue
-        if key.startswith(REWARD_PREFIX):
-            rewards[key[len(REWARD_PREFIX):]] = value
-        elif key.startswith(COST_PREFIX):
-            costs[key[len(COST_PREFIX):]] = value
-    return rewards, costs
+        kind = type(value)
+        if kind is float or kind is int:
+            terms[term[0]][term[1]] = value
+        elif _REAL_NUMBER_TYPE.get(kind, False) or _is_real_number_type(kind):
+            terms[term[0]][term[1]] = float(value)
+    return terms
+
+
+_UNKNOWN = object()
+#: Info key -> ``(0, name)`` for ``reward_<name>``, ``(1, name)`` for ``cost_<name>``, None for others.
+_FLAT_TERMS: dict[Any, tuple[int, str] | None] = {}
+#: Type -> whether it is one of :data:`REAL_NUMBER_TYPES` (or a subclass).
+_REAL_NUMBER_TYPE: dict[type, bool] = {}
+_MAX_REMEMBERED = 4096  # keys and types: a run's infos have a few dozen
+
+
+def _flat_term(key: Any) -> tuple[int, str] | None:
+    term = None
+    if type(key) is str:
+        for index, prefix in enumerate((REWARD_PREFIX, COST_PREFIX)):
+            if key.startswith(prefix):
+                term = index, key[len(prefix):]
+                break
+    if len(_FLAT_TERMS) < _MAX_REMEMBERED:
+        _FLAT_TERMS[key] = term
+    return term
+
+
+def _is_real_number_type(kind: type) -> bool:
+    real = issubclass(kind, REAL_NUMBER_TYPES)
+    if len(_REAL_NUMBER_TYPE) < _MAX_REMEMBERED:
+        _REAL_NUMBER_TYPE[kind] = real
+    return real
 
 
 class LoggerValueCapture(KVWriter):
