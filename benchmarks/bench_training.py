@@ -84,6 +84,8 @@ PROFILE_TOP = 12
 QUEUE_UNTIL_CLOSE = 4_000_000  # snapshots: (q)'s queue, woken only when a quarter full
 DRAIN_INTERVAL_UNTIL_CLOSE = 24 * 3600.0  # seconds: (q)'s writer sleeps through the run
 
+BUSY_STEP_US = 300  # (k)'s cost per step: about what (f) spends in its hooks on Go1
+
 VARIANTS: dict[str, str] = {
     "a": "no callback",
     "b": f"ours, save_frequency={SEED_SAVE_FREQUENCY}",
@@ -95,6 +97,8 @@ VARIANTS: dict[str, str] = {
     "g": "(f)'s records gathered, not submitted",
     "q": "(f), writer thread asleep until close",
     "p": "(f)'s lines piped to a writer process",
+    # Calibration: a known cost per step, and how much of it the paired ratio shows:
+    "k": f"a callback busy for {BUSY_STEP_US} µs per step, saving nothing",
 }
 DEFAULT_VARIANTS = ("a", "b", "c", "d", "e", "f")
 VEC_NAMES = {"dummy": "DummyVecEnv", "subproc": "SubprocVecEnv",
@@ -197,6 +201,21 @@ class GatherOnlyCallback(RealTimeSavingCallback):
             super()._submit(category, records)
 
 
+class BusyStepCallback(BaseCallback):
+    """Saves nothing and spends ``busy_us`` microseconds of Python per step: a cost known
+    in advance, to see how much of a per-step cost the paired ratio shows."""
+
+    def __init__(self, busy_us: float = BUSY_STEP_US):
+        super().__init__()
+        self.busy_seconds = busy_us * 1e-6
+
+    def _on_step(self) -> bool:
+        until = time.perf_counter() + self.busy_seconds
+        while time.perf_counter() < until:
+            pass
+        return True
+
+
 class PipedWriterCallback(RealTimeSavingCallback):
     """Saves through a :class:`~benchmarks.piped_writer.PipedSegmentWriter`, closed with training."""
 
@@ -269,7 +288,7 @@ def make_model(env_id: str, n_envs: int, n_steps: int, seed: int, vec: str = "du
     return PPO("MlpPolicy", env, n_steps=n_steps, seed=seed, verbose=0)
 
 
-def make_callback(variant: str, save_dir: Path) -> RealTimeSavingCallback | None:
+def make_callback(variant: str, save_dir: Path) -> BaseCallback | None:
     """The callback of ``variant``; checkpoints are off in all (``bench_checkpoint`` measures them)."""
     if variant == "a":
         return None
@@ -295,6 +314,8 @@ def make_callback(variant: str, save_dir: Path) -> RealTimeSavingCallback | None
                                                       "drain_interval": DRAIN_INTERVAL_UNTIL_CLOSE})
     if variant == "p":
         return PipedWriterCallback(save_dir, save_frequency=1, save_checkpoints=False)
+    if variant == "k":
+        return BusyStepCallback()
     raise ValueError(f"unknown variant {variant!r}")
 
 
