@@ -248,13 +248,17 @@ def _flat_terms(info: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, fl
     for key, value in info.items():
         term = _FLAT_TERMS.get(key, _UNKNOWN)
         if term is _UNKNOWN:
-            term = _flat_term(key)
+            term = _remembered(_FLAT_TERMS, key, _flat_term(key))
         if term is None:
             continue
         kind = type(value)
         if kind is float or kind is int:
             terms[term[0]][term[1]] = value
-        elif _REAL_NUMBER_TYPE.get(kind, False) or _is_real_number_type(kind):
+            continue
+        real = _REAL_NUMBER_TYPE.get(kind)
+        if real is None:
+            real = _remembered(_REAL_NUMBER_TYPE, kind, issubclass(kind, REAL_NUMBER_TYPES))
+        if real:
             terms[term[0]][term[1]] = float(value)
     return terms
 
@@ -268,22 +272,18 @@ _MAX_REMEMBERED = 4096  # keys and types: a run's infos have a few dozen
 
 
 def _flat_term(key: Any) -> tuple[int, str] | None:
-    term = None
     if type(key) is str:
         for index, prefix in enumerate((REWARD_PREFIX, COST_PREFIX)):
             if key.startswith(prefix):
-                term = index, key[len(prefix):]
-                break
-    if len(_FLAT_TERMS) < _MAX_REMEMBERED:
-        _FLAT_TERMS[key] = term
-    return term
+                return index, key[len(prefix):]
+    return None
 
 
-def _is_real_number_type(kind: type) -> bool:
-    real = issubclass(kind, REAL_NUMBER_TYPES)
-    if len(_REAL_NUMBER_TYPE) < _MAX_REMEMBERED:
-        _REAL_NUMBER_TYPE[kind] = real
-    return real
+def _remembered(table: dict[Any, Any], key: Any, value: Any) -> Any:
+    """``value``, kept in ``table`` under ``key`` while it holds fewer than ``_MAX_REMEMBERED``."""
+    if len(table) < _MAX_REMEMBERED:
+        table[key] = value
+    return value
 
 
 class LoggerValueCapture(KVWriter):
