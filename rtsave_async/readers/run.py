@@ -436,14 +436,15 @@ class Run:
         """
         key = data_file.key
         window = None if max_decoded is None else self._segment_window(data_file.cursor_key, max_decoded)
+        end = None if window is None else start + window
         try:
-            data = self.store.read(key, start, None if window is None else start + window)
+            data = self.store.read(key, start, end)
         except FileNotFoundError:
             if key == data_file.cursor_key:
                 return [], start, False
             key = data_file.cursor_key
             try:
-                data = self.store.read(key, start, None if window is None else start + window)
+                data = self.store.read(key, start, end)
             except FileNotFoundError:
                 return [], start, False
         cut = window is not None and len(data) == window  # the window ends before the file does
