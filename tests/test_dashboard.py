@@ -244,6 +244,8 @@ def test_zooming_in_the_browser_fetches_the_visible_range_at_full_resolution(tmp
         page.wait_for_function(f"() => rtsaveDashboard.shown('success_rate')[0].points === {inside}", timeout=30_000)
         page.locator("[data-chart=success_rate] .u-over").dblclick()
         page.wait_for_function("() => rtsaveDashboard.zoom === null", timeout=30_000)
+        # The reset redraws on the next animation frame; a frame callback queued now runs after that redraw.
+        page.evaluate("() => new Promise((drawn) => requestAnimationFrame(() => drawn()))")
         assert page.evaluate("() => rtsaveDashboard.shown('success_rate')")[0]["points"] == whole["points"]
 
 
