@@ -313,3 +313,20 @@ def test_saves_encoded_on_submit_and_by_the_writer_read_back_alike_and_count_the
     assert lines[2]["data"] == big_plain
     assert lines[3]["data"] == [{"timestep": 4, "tags": ["a"]}]
     assert lines[4]["data"] == [{"timestep": 5, "reward": 1.0}]
+
+
+def test_a_save_bigger_than_its_category_s_last_one_is_encoded_on_submit_once_then_sized_first(
+        tmp_path: Path) -> None:
+    small = [{"timestep": 1, "reward": 0.5}]
+    big = [{"values": [step * 0.25 for step in range(20_000)]}]  # above ENCODE_AT_SUBMIT_BYTES
+    # small: estimated, encoded; big: unestimated after a small one, encoded; big: estimated, left
+    # to the writer; small: estimated, encoded; small: unestimated, encoded, NaN still counted.
+    saves = [small, big, big, small, [{"timestep": 5, "reward": math.nan}]]
+    with SnapshotWriter(tmp_path, format="jsonl.zst") as writer:
+        for records in saves:
+            writer.submit(EPISODES, records)
+    stats = writer.stats()
+
+    assert stats["written"] == 5 and stats["encoded_on_submit"] == 4 and stats["nonfinite_values"] == 1
+    assert [line["data"] for line in segment_lines(tmp_path / EPISODES)] == saves[:4] + [[{"timestep": 5,
+                                                                                         "reward": None}]]

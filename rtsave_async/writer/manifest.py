@@ -25,7 +25,7 @@ from rtsave_async.sinks.local import process_alive
 
 FORMAT_VERSION = 1
 _SUMMED = ("submitted", "written", "failed", "dropped", "pending", "bytes_written", "nonfinite_values",
-           "placeholders", "queue_depth")
+           "placeholders", "queue_depth", "encoded_on_submit")
 _SUMMED_BY_CATEGORY = ("written_by_category", "failed_by_category", "dropped_by_category")
 
 

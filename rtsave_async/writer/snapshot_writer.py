@@ -40,6 +40,9 @@ logger = logging.getLogger("rtsave_async")
 STATS_FILE_NAME = names.STATS_KEY
 STATS_REFRESH_SECONDS = 2.0  # how often writers/<writer_id>.json is refreshed while writing
 ENCODE_AT_SUBMIT_BYTES = 64 * 1024  # segment lines estimated this big at most are serialized on submit
+#: A category whose last save encoded on submit to at most this many bytes has its next save encoded
+#: without estimating its size first: one category's saves are alike (the same records each time).
+ENCODE_UNESTIMATED_BYTES = ENCODE_AT_SUBMIT_BYTES // 4
 _JOIN_MARGIN = 0.25  # seconds of close()'s timeout kept for the thread to end after the sink's finish
 _writer_ids_in_use: set[str] = set()  # in this process: two writers started in one second get distinct ids
 
@@ -157,7 +160,10 @@ class SnapshotWriter:
         self.writer_id = self._new_writer_id(writer_name)
         self._serializer = SnapshotSerializer()
         self._submit_nonfinite = 0  # NaN/Inf in payloads encoded on submit (any producer thread)
+        self._encoded_on_submit = 0  # under _submit_counts too
         self._submit_counts = threading.Lock()
+        #: Categories whose last save encoded on submit to at most ENCODE_UNESTIMATED_BYTES.
+        self._small_categories: set[str] = set()
         sequences = SequenceCounter(self._sink)
         tag = names.writer_tag(self.writer_id)
         self._files = FileStore(self._sink, tag, self._serializer, sequences)
@@ -359,6 +365,7 @@ class SnapshotWriter:
             "stores": stats.stores,
             "bytes_written": stats.bytes_written,
             "nonfinite_values": self._serializer.nonfinite + self._submit_nonfinite,
+            "encoded_on_submit": self._encoded_on_submit,
             "placeholders": self._serializer.placeholders,
             "written_by_category": dict(stats.written),
             "failed_by_category": dict(stats.failed),
@@ -375,17 +382,34 @@ class SnapshotWriter:
         """Serialize a segment line's payload here, on the submitting thread, if it is
         plain and estimated at most ``ENCODE_AT_SUBMIT_BYTES``: orjson holds the GIL
         while it runs, and on the writer thread it would make the training thread wait
-        for it; bigger or odd payloads are left to the writer thread (in pieces, repaired)."""
-        size = estimate_bytes(snapshot.payload)
-        encoded = encode_plain(snapshot.payload) if size <= ENCODE_AT_SUBMIT_BYTES else None
-        if encoded is None:
-            snapshot.size = size
+        for it; bigger or odd payloads are left to the writer thread (in pieces, repaired).
+
+        The estimate walks the payload in Python, which takes longer than orjson does for
+        a small save; after a save of its category encoded to at most
+        ``ENCODE_UNESTIMATED_BYTES``, a save is encoded without it. A save much bigger
+        than the one before it then costs the submitting thread its encoding once (about
+        a millisecond per MB), and its category is estimated again."""
+        category = snapshot.category
+        if category in self._small_categories:
+            encoded = encode_plain(snapshot.payload)
+        else:
+            size = estimate_bytes(snapshot.payload)
+            encoded = encode_plain(snapshot.payload) if size <= ENCODE_AT_SUBMIT_BYTES else None
+            if encoded is None:
+                snapshot.size = size
+                return
+        if encoded is None:  # not plain: the writer thread repairs it
+            self._small_categories.discard(category)
             return
         snapshot.encoded, nonfinite = encoded
         snapshot.payload, snapshot.size = None, len(snapshot.encoded)
-        if nonfinite:
-            with self._submit_counts:
-                self._submit_nonfinite += nonfinite
+        if snapshot.size <= ENCODE_UNESTIMATED_BYTES:
+            self._small_categories.add(category)
+        else:
+            self._small_categories.discard(category)
+        with self._submit_counts:
+            self._encoded_on_submit += 1
+            self._submit_nonfinite += nonfinite
 
     def _report_drops(self) -> None:
         dropped = self._queue.dropped
