@@ -285,6 +285,8 @@ class EnvStateReader:
         self._local_envs: list[gym.Env] | None = base_venv.envs if isinstance(base_venv, DummyVecEnv) else None
         #: Attribute name -> per local env, the object holding it (found once: no chain walk per save).
         self._owners: dict[str, list[Any]] = {}
+        #: Fields asked of :meth:`read` -> field -> its request (for the fields the envs provide).
+        self._requests: dict[tuple[str, ...], dict[str, Request]] = {}
         self._in_workers = isinstance(base_venv, SubprocVecEnv)
         has_attr = venv.has_attr if venv is not None else (lambda name: False)
         #: The envs promise fresh plain results of their protocol methods (:data:`RESULTS_ARE_FRESH`).
@@ -356,7 +358,10 @@ class EnvStateReader:
         :raises ValueError: naming an unknown field
         """
         fields = tuple(fields)
-        requests = {field: request for field in fields if (request := self._request(field)) is not None}
+        requests = self._requests.get(fields)
+        if requests is None:  # a save asks for the same fields every time: planned once
+            requests = self._requests[fields] = {
+                field: request for field in fields if (request := self._request(field)) is not None}
         values = dict(zip(requests, self._read_now(list(requests.values()))))
         readings: dict[str, Any] = {field: values.get(field) for field in fields}
         if "curriculum_progress" in readings:

@@ -86,6 +86,8 @@ def plain_copy(value: Any, problems: ValueProblems | None = None) -> Any:
     copied (cycles, nesting deeper than :data:`MAX_COPY_DEPTH`, a ``tolist()`` or
     ``str()`` that raises) becomes a placeholder, counted in ``problems`` if given.
     """
+    if type(value) in _IMMUTABLE_SCALARS:  # most attributes an env is read for: nothing to walk
+        return value
     return _copy(value, problems if problems is not None else ValueProblems(warn=False), set(), 0)
 
 
