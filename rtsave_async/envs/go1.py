@@ -229,6 +229,7 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
         )
         self.metadata = {**self.metadata, "render_fps": int(np.round(1.0 / self.dt))}
         self.max_episode_steps = int(round(self.max_episode_seconds / self.dt))
+        self._plain_dt = float(self.dt)  # fixed (the timestep is never randomized): reports skip MuJoCo's struct
 
         home = self.model.key("home")
         self._home_qpos = home.qpos.copy()
@@ -407,9 +408,9 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
 
     def _plain_foot_contacts(self) -> dict[str, bool]:
         """:meth:`_foot_contacts` as plain bools, by leg name."""
-        forces = self.data.cfrc_ext.take(self._calf_force_positions).tolist()
-        return {leg: math.hypot(*forces[3 * index:3 * index + 3]) > CONTACT_FORCE_THRESHOLD
-                for index, leg in enumerate(LEG_NAMES)}
+        forces = iter(self.data.cfrc_ext.take(self._calf_force_positions).tolist())  # x, y, z per leg
+        hypot = math.hypot
+        return {leg: hypot(next(forces), next(forces), next(forces)) > CONTACT_FORCE_THRESHOLD for leg in LEG_NAMES}
 
     def _foot_contacts(self) -> np.ndarray:
         """Boolean ground contact per leg (FR, FL, RR, RL) from the external force on each calf."""
@@ -514,7 +515,7 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
             "ctrl_type": self.ctrl_type,
             "biped": self.biped,
             "frame_skip": int(self.frame_skip),
-            "dt": float(self.dt),
+            "dt": self._plain_dt,
             "physics_timestep_s": float(self.model.opt.timestep),
             "max_episode_seconds": self.max_episode_seconds,
             "rand_power": self.rand_power,
@@ -531,7 +532,7 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
         return {
             "episode_info": {
                 "current_step": step,
-                "time_remaining": max(0.0, self.max_episode_seconds - step * float(self.dt)),
+                "time_remaining": max(0.0, self.max_episode_seconds - step * self._plain_dt),
             },
             "robot_state": {
                 "position": {"x": x, "y": y, "z": z},
@@ -553,7 +554,8 @@ class Go1MujocoEnv(MujocoEnv, EzPickle):
         """
         rotation = self._plain_trunk_rotation()
         # Projected gravity is the trunk frame's view of WORLD_DOWN (0, 0, -1): minus the rotation's last row.
-        alignment = max(0.0, -sum(r * u for r, u in zip(rotation[6:], self._plain_upright_gravity)))
+        up_x, up_y, up_z = self._plain_upright_gravity
+        alignment = max(0.0, -(rotation[6] * up_x + rotation[7] * up_y + rotation[8] * up_z))
         roll_rate, pitch_rate, _ = self._plain_world_angular_velocity(rotation)
         rate_penalty = (roll_rate**2 + pitch_rate**2) / STABILITY_RATE_SCALE**2
         return {
