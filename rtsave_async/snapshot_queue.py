@@ -169,6 +169,7 @@ class SnapshotQueue:
         self._bytes_evicted = 0  # producers, under _producers
         self._bytes_taken = 0  # the consumer
         self.dropped: Counter[str] = Counter()
+        self.dropped_total = 0  # sum of ``dropped``, read at every submit
 
     def __len__(self) -> int:
         return len(self._items)
@@ -190,16 +191,20 @@ class SnapshotQueue:
                     evicted = self._evict_for(snapshot.size)
                 elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room(snapshot.size):
                     self.dropped[snapshot.category] += 1
+                    self.dropped_total += 1
                     refused = True
             if not refused:
                 snapshot.sequence = self.last_sequence + 1
                 self._bytes_added += snapshot.size
-                self._items.append(snapshot)
+                items = self._items
+                items.append(snapshot)
                 self.last_sequence = snapshot.sequence  # after the append: a flush never waits for a missing item
-                self.peak_depth = max(self.peak_depth, len(self._items))
-                self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
-                wake = self._consumer_waiting and (len(self._items) >= self._wake_at
-                                                   or self.queued_bytes >= self.max_bytes // 4)
+                depth, queued = len(items), self.queued_bytes
+                if depth > self.peak_depth:
+                    self.peak_depth = depth
+                if queued > self.peak_bytes:
+                    self.peak_bytes = queued
+                wake = self._consumer_waiting and (depth >= self._wake_at or queued >= self.max_bytes // 4)
                 if wake:
                     self._consumer_waiting = False
         if evicted or refused:
@@ -215,7 +220,8 @@ class SnapshotQueue:
     def _full(self, size: int) -> bool:
         """Whether a snapshot of ``size`` bytes has no room: the count is reached, or its
         bytes would pass ``max_bytes`` (an empty queue always has room)."""
-        return len(self._items) >= self.capacity or bool(self._items) and self.queued_bytes + size > self.max_bytes
+        depth = len(self._items)
+        return depth >= self.capacity or depth > 0 and self.queued_bytes + size > self.max_bytes
 
     def _evict_for(self, size: int) -> list[Snapshot]:
         """Under ``drop_oldest``: evict from the front until a snapshot of ``size`` fits."""
@@ -227,6 +233,7 @@ class SnapshotQueue:
                 break
             self._bytes_evicted += oldest.size
             self.dropped[oldest.category] += 1
+            self.dropped_total += 1
             evicted.append(oldest)
         return evicted
 

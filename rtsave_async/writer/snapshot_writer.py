@@ -267,11 +267,11 @@ class SnapshotWriter:
         if self._died is not None:  # nothing would ever store it: fail it now, loudly
             self._report_death(category)
             return False
-        snapshot = Snapshot(category, payload, time.time(), dict(attachments or {}), on_written)
+        snapshot = Snapshot(category, payload, time.time(), dict(attachments) if attachments else {}, on_written)
         if self._segments is not None and SegmentStore.takes(snapshot):
             self._encode_small_plain(snapshot)
         accepted = self._queue.put(snapshot)
-        if self._queue.dropped.total() != self._drops_reported:
+        if self._queue.dropped_total != self._drops_reported:
             self._report_drops()
         return accepted
 
@@ -296,7 +296,7 @@ class SnapshotWriter:
                 lambda: self._completed_sequence >= target or not self._thread.is_alive(), timeout
             )
         drained = drained and self._completed_sequence >= target
-        failures, drops = sum(self._stats.failed.values()), self._queue.dropped.total()
+        failures, drops = sum(self._stats.failed.values()), self._queue.dropped_total
         clean = failures == self._failures_reported and drops == self._drops_at_flush
         self._failures_reported, self._drops_at_flush = failures, drops
         if not drained:
@@ -356,9 +356,9 @@ class SnapshotWriter:
             "submitted": self._submitted,
             "written": sum(stats.written.values()),
             "failed": sum(stats.failed.values()),
-            "dropped": self._queue.dropped.total(),
+            "dropped": self._queue.dropped_total,
             "pending": self._submitted - sum(stats.written.values()) - sum(stats.failed.values())
-            - self._queue.dropped.total(),
+            - self._queue.dropped_total,
             "queue_depth": len(self._queue),
             "peak_queue_depth": self._queue.peak_depth,
             "peak_queue_bytes": self._queue.peak_bytes,
@@ -412,13 +412,12 @@ class SnapshotWriter:
             self._submit_nonfinite += nonfinite
 
     def _report_drops(self) -> None:
-        dropped = self._queue.dropped
         if self._drops_reported == 0:
             logger.warning(
                 "rtsave_async: queue for %s is full (%d, policy %s); dropping snapshots, counted in stats",
                 self.save_dir, self._queue.capacity, self._queue.policy.value,
             )
-        self._drops_reported = dropped.total()
+        self._drops_reported = self._queue.dropped_total
 
     def _wake_writer(self) -> None:
         try:
