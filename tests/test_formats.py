@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import os
+import random
 import re
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from rtsave_async.names import (
     STATS_KEY,
     file_prefix,
     parse_name,
+    utc_iso,
     writer_manifest_key,
     writer_tag,
 )
@@ -278,6 +281,17 @@ def test_a_big_frame_is_compressed_a_mebibyte_at_a_time_not_a_line_at_a_time() -
     # One GIL hand-over per piece: about one per PIECE_BYTES, not one per line.
     assert len(pieces) <= total // PIECE_BYTES + 4
     assert max(map(len, pieces)) <= PIECE_BYTES + max(map(len, short)) + 1
+
+
+def test_utc_iso_is_datetime_s_text_to_the_microsecond_across_second_boundaries() -> None:
+    rng = random.Random(7)
+    moments = [1764633600 + rng.uniform(0, 1e7) for _ in range(5000)]
+    # Fractions that round up into the next second, or sit on a half microsecond.
+    moments += [float(second) + fraction for second in range(1764633600, 1764633700)
+                for fraction in (0.0, 0.9999995, 0.99999949, 0.0000005, 0.0000015, 0.9999999999)]
+    for moment in moments:
+        expected = datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert utc_iso(moment) == expected, moment
 
 
 @pytest.mark.parametrize("payload", [
