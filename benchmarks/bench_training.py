@@ -99,6 +99,7 @@ VARIANTS: dict[str, str] = {
     "p": "(f)'s lines piped to a writer process",
     # Calibration: a known cost per step, and how much of it the paired ratio shows:
     "k": f"a callback busy for {BUSY_STEP_US} µs per step, saving nothing",
+    "n": "a callback that does nothing (SB3's callback calls alone)",
 }
 DEFAULT_VARIANTS = ("a", "b", "c", "d", "e", "f")
 VEC_NAMES = {"dummy": "DummyVecEnv", "subproc": "SubprocVecEnv",
@@ -316,6 +317,8 @@ def make_callback(variant: str, save_dir: Path) -> BaseCallback | None:
         return PipedWriterCallback(save_dir, save_frequency=1, save_checkpoints=False)
     if variant == "k":
         return BusyStepCallback()
+    if variant == "n":
+        return BusyStepCallback(busy_us=0)
     raise ValueError(f"unknown variant {variant!r}")
 
 

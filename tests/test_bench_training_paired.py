@@ -17,18 +17,18 @@ def test_rounds_rotate_and_reverse_the_variants() -> None:
 
 def test_quick_run_reports_every_variant_with_an_interval(tmp_path: Path, capsys) -> None:
     results = tmp_path / "RESULTS.md"
-    argv = ["--quick", "--env-id", "Pendulum-v1", "--variants", "b,f,k", "--save-root", str(tmp_path),
+    argv = ["--quick", "--env-id", "Pendulum-v1", "--variants", "b,f,k,n", "--save-root", str(tmp_path),
             "--results", str(results)]
 
     assert bench_training_paired.main(argv) == 0
 
     output = capsys.readouterr().out
     assert output.startswith(bench_training_paired.SECTION_HEADING) and output.strip() in results.read_text()
-    for key in ("a", "b", "f", "k"):
+    for key in ("a", "b", "f", "k", "n"):
         (row,) = [line for line in output.splitlines() if line.startswith(f"| ({key}) ")]
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert float(cells[1]) > 0
-        assert (float(cells[6]) > 0) == (key in ("b", "f"))  # only ours has a fixed cost ((k) starts nothing)
+        assert (float(cells[6]) > 0) == (key in ("b", "f"))  # only ours has a fixed cost ((k), (n) start nothing)
         for column in (4, 7, 8):  # wall-time ratio, process CPU, training thread CPU
             median, interval = cells[column].split(" [")
             low, high = (float(value) for value in interval.rstrip("]").split(", "))
