@@ -118,7 +118,7 @@ class Snapshot:
     on_written: Callable[[str | None], Any] | None = None  # hears the stored url, or None
     sequence: int = 0  # enqueue order within one queue, starting at 1
     size: int = 0  # estimate_bytes of the payload, set by the queue unless the submitter set it
-    encoded: bytes | None = None  # the payload's JSON if the submitter encoded it
+    encoded: bytes | None = None  # the payload's JSON if the submitter encoded it (payload then None)
 
 
 class SnapshotQueue:

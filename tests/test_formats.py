@@ -329,21 +329,6 @@ def test_saves_encoded_on_submit_and_by_the_writer_read_back_alike_and_count_the
     assert lines[4]["data"] == [{"timestep": 5, "reward": 1.0}]
 
 
-def test_the_nan_of_a_save_encoded_on_submit_are_counted_by_the_writer_thread_not_by_submit(tmp_path: Path) -> None:
-    gate = GatedSink(LocalSink(tmp_path), only=EPISODES)
-    with SnapshotWriter(tmp_path, format="jsonl.zst", sink=gate, drain_interval=0) as writer:
-        writer.submit(EPISODES, [{"timestep": 1, "reward": 0.5}])
-        assert gate.entered.wait(10)  # the writer thread is stuck appending the first save
-        writer.submit(EPISODES, [{"timestep": 2, "reward": math.nan, "info": None}])
-        counted_at_submit = writer.stats()["nonfinite_values"]
-        gate.open()
-    stats = writer.stats()
-
-    assert counted_at_submit == 0 and stats["encoded_on_submit"] == 2 and stats["nonfinite_values"] == 1
-    assert [line["data"] for line in segment_lines(tmp_path / EPISODES)][1] == [
-        {"timestep": 2, "reward": None, "info": None}]
-
-
 def test_a_save_bigger_than_its_category_s_last_one_is_encoded_on_submit_once_then_sized_first(
         tmp_path: Path) -> None:
     small = [{"timestep": 1, "reward": 0.5}]

@@ -75,7 +75,7 @@ class SegmentStore:
         spent serializing and compressing.
         """
         encode_started = time.perf_counter_ns()
-        lines = [self._encoded_line(snapshot, metadata) if snapshot.encoded is not None
+        lines = [segment_line_bytes(metadata, snapshot.encoded) if snapshot.encoded is not None
                  else self._serializer.dumps(segment_line(snapshot.payload, metadata), snapshot.size)
                  for snapshot, metadata in items]
         frame = self._compress(lines)
@@ -88,12 +88,6 @@ class SegmentStore:
         if segment.size >= self._segment_bytes:
             await self.publish(category)
         return segment.key, len(frame), encode_ns
-
-    def _encoded_line(self, snapshot: Snapshot, metadata: dict[str, Any]) -> bytes:
-        """The line of a payload the submitter encoded; its NaN/Inf counted here, off the
-        submitting thread."""
-        self._serializer.count_nonfinite_encoded(snapshot.payload, snapshot.encoded)
-        return segment_line_bytes(metadata, snapshot.encoded)
 
     def _compress(self, lines: list[bytes | bytearray]) -> bytes | bytearray:
         """One zstd frame of ``lines``, each ended by a newline. Hundreds of MB are fed

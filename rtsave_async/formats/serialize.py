@@ -96,15 +96,12 @@ class SnapshotSerializer:
 
     def _encode_plain(self, payload: Any) -> bytes | None:
         """:func:`encode_plain`, its non-finite floats counted."""
-        data = encode_plain(payload)
-        if data is not None:
-            self.count_nonfinite_encoded(payload, data)
+        encoded = encode_plain(payload)
+        if encoded is None:
+            return None
+        data, nonfinite = encoded
+        self.nonfinite += nonfinite
         return data
-
-    def count_nonfinite_encoded(self, payload: Any, data: bytes) -> None:
-        """Count the NaN/+-Inf of a plain ``payload`` encoded elsewhere (``data``, from
-        :func:`encode_plain`)."""
-        self.nonfinite += nonfinite_in_encoded(payload, data)
 
     def _encode(self, payload: Any) -> tuple[bytes, bool]:
         """``payload`` in one orjson call (after a checking pass, and a repair pass if it
@@ -262,29 +259,23 @@ class SnapshotSerializer:
         return self._placeholder(text.encode("utf-8", "replace").decode("utf-8"), "not valid UTF-8")
 
 
-def encode_plain(payload: Any) -> bytes | None:
-    """``payload`` in one orjson pass if it holds only values orjson writes as they are
-    (the callbacks' records: dicts, lists, str, int, float, bool, None); else None.
+def encode_plain(payload: Any) -> tuple[bytes, int] | None:
+    """``payload`` in one orjson pass, and how many NaN/+-Inf it held (written as ``null``),
+    if it holds only values orjson writes as they are (the callbacks' records: dicts,
+    lists, str, int, float, bool, None); else None.
 
-    The same bytes as :meth:`SnapshotSerializer.dumps`; NaN and +-Inf become ``null``
-    (:func:`nonfinite_in_encoded` counts them). Holds no state: safe from any thread.
+    The same bytes as :meth:`SnapshotSerializer.dumps`. Non-finite floats are counted
+    only if the text holds a ``null`` and does not read back equal to ``payload`` (a NaN
+    or Inf reads back as None, which equals neither), so a record with None fields is not
+    walked. Holds no state: safe from any thread.
     """
     try:
-        return orjson.dumps(payload, default=_refuse)
+        data = orjson.dumps(payload, default=_refuse)
     except (TypeError, RecursionError):
         return None
-
-
-def nonfinite_in_encoded(payload: Any, data: bytes) -> int:
-    """How many NaN/+-Inf the plain ``payload`` held, given its :func:`encode_plain` ``data``.
-
-    Only a text holding a ``null`` that does not read back equal to ``payload`` is walked
-    (a NaN or Inf reads back as None, which equals neither), so a record with None fields
-    costs one orjson read, not a walk.
-    """
     if b"null" in data and orjson.loads(data) != payload:
-        return count_nonfinite(payload)
-    return 0
+        return data, count_nonfinite(payload)
+    return data, 0
 
 
 def placeholder(obj: Any, reason: str | None = None) -> dict[str, str]:

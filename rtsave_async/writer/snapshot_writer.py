@@ -159,7 +159,8 @@ class SnapshotWriter:
         self._started = time.time()
         self.writer_id = self._new_writer_id(writer_name)
         self._serializer = SnapshotSerializer()
-        self._encoded_on_submit = 0  # saves serialized by submit(), from any producer thread
+        self._submit_nonfinite = 0  # NaN/Inf in payloads encoded on submit (any producer thread)
+        self._encoded_on_submit = 0  # under _submit_counts too
         self._submit_counts = threading.Lock()
         #: Categories whose last save encoded on submit to at most ENCODE_UNESTIMATED_BYTES.
         self._small_categories: set[str] = set()
@@ -363,7 +364,7 @@ class SnapshotWriter:
             "peak_queue_bytes": self._queue.peak_bytes,
             "stores": stats.stores,
             "bytes_written": stats.bytes_written,
-            "nonfinite_values": self._serializer.nonfinite,
+            "nonfinite_values": self._serializer.nonfinite + self._submit_nonfinite,
             "encoded_on_submit": self._encoded_on_submit,
             "placeholders": self._serializer.placeholders,
             "written_by_category": dict(stats.written),
@@ -382,8 +383,6 @@ class SnapshotWriter:
         plain and estimated at most ``ENCODE_AT_SUBMIT_BYTES``: orjson holds the GIL
         while it runs, and on the writer thread it would make the training thread wait
         for it; bigger or odd payloads are left to the writer thread (in pieces, repaired).
-        The payload is kept for the writer thread, which counts its NaN/Inf (reading the
-        line back when it holds a ``null``: up to 20 µs per save, off the training thread).
 
         The estimate walks the payload in Python, which takes longer than orjson does for
         a small save; after a save of its category encoded to at most
@@ -402,13 +401,15 @@ class SnapshotWriter:
         if encoded is None:  # not plain: the writer thread repairs it
             self._small_categories.discard(category)
             return
-        snapshot.encoded, snapshot.size = encoded, len(encoded)  # the payload stays, for the writer's NaN count
+        snapshot.encoded, nonfinite = encoded
+        snapshot.payload, snapshot.size = None, len(snapshot.encoded)
         if snapshot.size <= ENCODE_UNESTIMATED_BYTES:
             self._small_categories.add(category)
         else:
             self._small_categories.discard(category)
         with self._submit_counts:
             self._encoded_on_submit += 1
+            self._submit_nonfinite += nonfinite
 
     def _report_drops(self) -> None:
         if self._drops_reported == 0:
