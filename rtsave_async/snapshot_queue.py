@@ -128,6 +128,9 @@ class SnapshotQueue:
     ``on_ready`` is called (from the producer's thread) when the queue reaches
     ``wake_at`` items while the consumer is waiting for work; below that the consumer
     finds the items on its next scheduled drain. ``wake_at=1`` wakes it for every item.
+    ``on_first`` is called (from the producer's thread) by the first put after the
+    consumer marked itself idle (:meth:`mark_idle`), unless that put calls ``on_ready``:
+    a consumer with nothing to do need not wake on a timer to look.
     ``on_evict`` is called (from the producer's thread) with each accepted snapshot that
     ``drop_oldest`` evicts before it was taken.
 
@@ -144,6 +147,7 @@ class SnapshotQueue:
         wake_at: int = 1,
         on_evict: Callable[[Snapshot], None] = lambda snapshot: None,
         max_bytes: int = DEFAULT_QUEUE_BYTES,
+        on_first: Callable[[], None] = lambda: None,
     ) -> None:
         self.capacity = check_positive_int("queue_size", capacity)
         self.max_bytes = check_positive_int("queue_bytes", max_bytes)
@@ -154,12 +158,14 @@ class SnapshotQueue:
             choices = ", ".join(repr(choice.value) for choice in BackPressure)
             raise ValueError(f"policy must be one of {choices}, got {policy!r}") from None
         self._on_ready = on_ready
+        self._on_first = on_first
         self._on_evict = on_evict
         self._wake_at = max(1, min(wake_at, capacity))
         self._items: deque[Snapshot] = deque()  # append/popleft are atomic: the consumer takes no lock
         self._producers = threading.RLock()  # orders producers; re-entrant for a signal handler that submits
         self._room = threading.Condition(threading.Lock())  # producers waiting under "block"
         self._consumer_waiting = False
+        self._consumer_idle = False  # set by the consumer (mark_idle), cleared by the next put
         self.last_sequence = 0
         self.peak_depth = 0
         self.peak_bytes = 0
@@ -184,7 +190,7 @@ class SnapshotQueue:
         if not snapshot.size:
             snapshot.size = estimate_bytes(snapshot.payload)
         evicted: list[Snapshot] = []
-        refused = wake = False
+        refused = wake = first = False
         with self._producers:
             if self._full(snapshot.size):
                 if self.policy is BackPressure.DROP_OLDEST:
@@ -207,6 +213,8 @@ class SnapshotQueue:
                 wake = self._consumer_waiting and (depth >= self._wake_at or queued >= self.max_bytes // 4)
                 if wake:
                     self._consumer_waiting = False
+                if self._consumer_idle:
+                    self._consumer_idle, first = False, not wake
         if evicted or refused:
             # The queue is full: hand the GIL over, or producers that keep submitting
             # starve the writer thread, which needs it back after every system call.
@@ -215,6 +223,8 @@ class SnapshotQueue:
             self._on_evict(snapshot_evicted)
         if wake:
             self._on_ready()
+        elif first:
+            self._on_first()
         return not refused
 
     def _full(self, size: int) -> bool:
@@ -266,6 +276,16 @@ class SnapshotQueue:
             finally:
                 self._room.release()
         return batch
+
+    def mark_idle(self) -> bool:
+        """Mark the consumer idle (consumer only): the next :meth:`put` calls ``on_first``.
+        False, and not marked, if items are waiting (none is lost between the consumer's
+        last look and the mark: a put appends before it reads the mark)."""
+        self._consumer_idle = True
+        if self._items:
+            self._consumer_idle = False
+            return False
+        return True
 
     def _pop(self, max_items: int) -> list[Snapshot]:
         batch: list[Snapshot] = []

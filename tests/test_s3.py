@@ -26,6 +26,7 @@ from rtsave_async.checkpoints import load_checkpoint
 from rtsave_async.readers import find_runs, open_run
 from rtsave_async.readers.remote_store import FsspecRunStore
 from support.s3 import ACCESS_KEY, SECRET_KEY
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("s3_server")
 UPLOAD_ERROR = "could not upload to"
@@ -33,15 +34,6 @@ UPLOAD_ERROR = "could not upload to"
 
 def records_by_category(run) -> dict[str, list]:
     return {category: list(run.records(category)) for category in run.categories()}
-
-
-def wait_until(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def upload_errors(caplog) -> list[str]:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ import pytest
 
 from support.disk import fill_filesystem
 from support.sinks import FailingSink, GatedSink
+from support.waiting import wait_until
 from rtsave_async import SnapshotWriter, list_snapshot_files, load_records
 from rtsave_async.names import RUN_MANIFEST_KEY, STANDARD_CATEGORIES, WRITERS_FOLDER, file_prefix, temp_name
 from rtsave_async.sinks import LocalSink
+from rtsave_async.snapshot_queue import Snapshot, SnapshotQueue
 from rtsave_async.writer import STATS_FILE_NAME
 from rtsave_async.formats.serialize import PLACEHOLDER_KEY
 
@@ -147,6 +150,33 @@ def test_flush_covers_everything_submitted_before_it(tmp_path: Path) -> None:
     assert writer.flush(timeout=10) is True
     assert written_indexes(tmp_path) == list(range(20))
     writer.close()
+
+
+def test_an_idle_consumer_hears_the_first_put_once_and_a_full_wake_instead_of_it() -> None:
+    calls: list[str] = []
+    queue = SnapshotQueue(8, wake_at=3, on_ready=lambda: calls.append("ready"), on_first=lambda: calls.append("first"))
+    queue.put(Snapshot("episodes", [1], 0.0))
+    assert calls == []  # the consumer never said it was idle: it drains on its schedule
+    assert queue.mark_idle() is False  # an item is waiting: not idle
+    queue.take_batch(8)
+    assert queue.take_batch(8) == [] and queue.mark_idle() is True  # empty: waiting, and idle
+    for _ in range(3):
+        queue.put(Snapshot("episodes", [1], 0.0))
+    assert calls == ["first", "ready"]  # the first put arms a drain; the third reaches wake_at
+    queue.take_batch(8)
+    assert queue.take_batch(8) == [] and queue.mark_idle() is True
+    for _ in range(3):
+        queue.put(Snapshot("episodes", [1], 0.0))
+    assert calls == ["first", "ready", "first", "ready"]
+
+
+def test_a_save_submitted_to_a_writer_idle_for_a_while_is_stored_without_a_flush(tmp_path: Path) -> None:
+    with SnapshotWriter(tmp_path, drain_interval=0.05) as writer:
+        writer.submit("episodes", {"index": 0})
+        assert wait_until(lambda: written_indexes(tmp_path) == [0])
+        time.sleep(0.3)  # several drain intervals with nothing to do: the writer sleeps until a submit
+        writer.submit("episodes", {"index": 1})
+        assert wait_until(lambda: written_indexes(tmp_path) == [0, 1])
 
 
 def test_close_is_idempotent_writes_stats_and_rejects_later_submits(tmp_path: Path) -> None:

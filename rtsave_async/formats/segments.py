@@ -112,6 +112,14 @@ class SegmentStore:
                          if now - segment.opened >= self._segment_age]:
             await self.publish(category)
 
+    def next_publish_in(self) -> float | None:
+        """Seconds until the oldest open segment is ``segment_age`` old (0 if it is); None
+        when none is open."""
+        if not self._open:
+            return None
+        oldest = min(segment.opened for segment in self._open.values())
+        return max(0.0, oldest + self._segment_age - time.monotonic())
+
     async def publish_all(self) -> None:
         """Publish every open segment (at close)."""
         for category in list(self._open):
