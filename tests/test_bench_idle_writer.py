@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from support.bench_output import quick_run_rows
+
 from benchmarks import bench_idle_writer
 
 
 def test_quick_run_reports_a_share_for_every_format(capsys) -> None:
-    assert bench_idle_writer.main(["--quick", "--no-append"]) == 0
-    output = capsys.readouterr().out
-    assert output.startswith(bench_idle_writer.SECTION_HEADING)
-    for name in bench_idle_writer.FORMATS:
-        row = next(line for line in output.splitlines() if line.startswith(f"| {name} |"))
-        median, low, high = (float(cell.strip().rstrip("%")) for cell in row.strip("|").split("|")[1:])
+    for cells in quick_run_rows(bench_idle_writer, bench_idle_writer.FORMATS, capsys).values():
+        median, low, high = (float(cell.rstrip("%")) for cell in cells)
         assert 0 <= low <= median <= high < 100
