@@ -23,10 +23,10 @@ from pathlib import Path
 from benchmarks.reporting import add_run_options, header_lines, publish
 from rtsave_async import SnapshotWriter
 from rtsave_async.formats import JSON, JSONL_ZST
+from rtsave_async.writer.snapshot_writer import WRITER_THREAD_NAME
 
 SECTION_HEADING = "## An idle writer's CPU time (bench_idle_writer)"
 FORMATS = (JSON, JSONL_ZST)
-WRITER_THREAD_NAME = "rtsave-writer"
 
 
 def thread_cpu_seconds(native_id: int) -> float:

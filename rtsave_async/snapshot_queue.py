@@ -175,7 +175,6 @@ class SnapshotQueue:
         self._bytes_evicted = 0  # producers, under _producers
         self._bytes_taken = 0  # the consumer
         self.dropped: Counter[str] = Counter()
-        self.dropped_total = 0  # sum of ``dropped``, read at every submit
 
     def __len__(self) -> int:
         return len(self._items)
@@ -197,7 +196,6 @@ class SnapshotQueue:
                     evicted = self._evict_for(snapshot.size)
                 elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room(snapshot.size):
                     self.dropped[snapshot.category] += 1
-                    self.dropped_total += 1
                     refused = True
             if not refused:
                 snapshot.sequence = self.last_sequence + 1
@@ -243,7 +241,6 @@ class SnapshotQueue:
                 break
             self._bytes_evicted += oldest.size
             self.dropped[oldest.category] += 1
-            self.dropped_total += 1
             evicted.append(oldest)
         return evicted
 

@@ -118,6 +118,17 @@ def test_drop_oldest_evicts_exactly_the_oldest(tmp_path: Path) -> None:
     assert written_indexes(tmp_path) == [0, 8, 9, 10, 11, 12]
 
 
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
+def test_the_first_drop_is_logged_once_whether_refused_or_evicted(tmp_path: Path, policy: str, caplog) -> None:
+    writer, gate = gated_writer(tmp_path, queue_size=5, policy=policy)
+    with caplog.at_level("WARNING", logger="rtsave_async"):
+        fill_behind_gate(writer, gate, capacity=5, extra=7)
+    gate.open()
+    writer.close()
+    warnings = [record.getMessage() for record in caplog.records if "dropping snapshots" in record.getMessage()]
+    assert len(warnings) == 1 and f"policy {policy}" in warnings[0]
+
+
 def test_block_times_out_then_drops_and_counts(tmp_path: Path) -> None:
     writer, gate = gated_writer(tmp_path, queue_size=3, policy="block", block_timeout=0.01)
     accepted = fill_behind_gate(writer, gate, capacity=3, extra=2)

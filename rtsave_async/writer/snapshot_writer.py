@@ -38,6 +38,7 @@ from rtsave_async.writer.stats import WriterStats
 logger = logging.getLogger("rtsave_async")
 
 STATS_FILE_NAME = names.STATS_KEY
+WRITER_THREAD_NAME = "rtsave-writer"  # the writer thread's name, as profilers and thread dumps show it
 STATS_REFRESH_SECONDS = 2.0  # how often writers/<writer_id>.json is refreshed while writing
 ENCODE_AT_SUBMIT_BYTES = 64 * 1024  # segment lines estimated this big at most are serialized on submit
 #: A category whose last save encoded on submit to at most this many bytes has its next save encoded
@@ -184,7 +185,7 @@ class SnapshotWriter:
         self._in_flight_bytes = 0  # estimated bytes of the snapshots in self._in_flight
         self._taken_sequence = 0
         self._stats_written_at = 0.0
-        self._drops_reported = 0
+        self._drops_warned = False
         self._drops_at_flush = 0
         self._failures_reported = 0
         self._submitted = 0
@@ -202,7 +203,7 @@ class SnapshotWriter:
         except BaseException:
             self._loop.close()
             raise
-        self._thread = threading.Thread(target=self._run, name="rtsave-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=WRITER_THREAD_NAME, daemon=True)
         self._thread.start()
         exit_hook.register(self)
 
@@ -273,8 +274,8 @@ class SnapshotWriter:
         if self._segments is not None and SegmentStore.takes(snapshot):
             self._encode_small_plain(snapshot)
         accepted = self._queue.put(snapshot)
-        if self._queue.dropped_total != self._drops_reported:
-            self._report_drops()
+        if not accepted:
+            self._warn_drops_once()
         return accepted
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -298,7 +299,7 @@ class SnapshotWriter:
                 lambda: self._completed_sequence >= target or not self._thread.is_alive(), timeout
             )
         drained = drained and self._completed_sequence >= target
-        failures, drops = sum(self._stats.failed.values()), self._queue.dropped_total
+        failures, drops = sum(self._stats.failed.values()), self._queue.dropped.total()
         clean = failures == self._failures_reported and drops == self._drops_at_flush
         self._failures_reported, self._drops_at_flush = failures, drops
         if not drained:
@@ -358,9 +359,9 @@ class SnapshotWriter:
             "submitted": self._submitted,
             "written": sum(stats.written.values()),
             "failed": sum(stats.failed.values()),
-            "dropped": self._queue.dropped_total,
+            "dropped": self._queue.dropped.total(),
             "pending": self._submitted - sum(stats.written.values()) - sum(stats.failed.values())
-            - self._queue.dropped_total,
+            - self._queue.dropped.total(),
             "queue_depth": len(self._queue),
             "peak_queue_depth": self._queue.peak_depth,
             "peak_queue_bytes": self._queue.peak_bytes,
@@ -413,13 +414,14 @@ class SnapshotWriter:
             self._encoded_on_submit += 1
             self._submit_nonfinite += nonfinite
 
-    def _report_drops(self) -> None:
-        if self._drops_reported == 0:
+    def _warn_drops_once(self) -> None:
+        """The queue refused or evicted a snapshot: say so the first time (all are counted in stats)."""
+        if not self._drops_warned:
+            self._drops_warned = True
             logger.warning(
                 "rtsave_async: queue for %s is full (%d, policy %s); dropping snapshots, counted in stats",
                 self.save_dir, self._queue.capacity, self._queue.policy.value,
             )
-        self._drops_reported = self._queue.dropped_total
 
     def _wake_writer(self) -> None:
         self._on_loop(self._wake.set)
@@ -440,6 +442,7 @@ class SnapshotWriter:
 
     def _evicted(self, snapshot: Snapshot) -> None:
         """``drop_oldest`` evicted an accepted snapshot: its ``on_written`` hears None."""
+        self._warn_drops_once()
         if snapshot.on_written is not None:
             self._call_on_written(snapshot, None)
 
