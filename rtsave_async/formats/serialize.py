@@ -13,8 +13,9 @@ orjson holds the GIL for as long as one call runs (about 1 s for a 200 MB array)
 a very large payload's big arrays and long lists are encoded in pieces of about 1 MiB
 with a GIL hand-over between them; the bytes are identical to the one-piece encoding.
 
-A cheap first orjson pass, which writes no numpy data, decides whether the payload can
-take that fast path. Payloads it refuses go through a pure-Python repair pass first:
+A first orjson pass, which writes no numpy data, is the whole encoding of a payload of
+plain values; for any other it decides whether orjson's numpy pass may write it as it
+is. Payloads it refuses go through a pure-Python repair pass first:
 cycles, nesting deeper than 254, integers beyond 64 bits, strings that are not valid
 UTF-8, and
 
@@ -84,31 +85,21 @@ class SnapshotSerializer:
             None (estimated here)
         """
         size = estimate_bytes(payload) if size is None else size
-        if size <= PIECES_ABOVE_BYTES:
-            plain = self._encode_plain(payload)
-            if plain is not None:
-                return plain
         pieced = self._encode_in_pieces(payload) if size > PIECES_ABOVE_BYTES else None
-        data, has_null = pieced if pieced is not None else self._encode(payload)
-        if has_null:
+        data, may_hold_nonfinite = pieced if pieced is not None else self._encode(payload)
+        if may_hold_nonfinite:
             self.nonfinite += count_nonfinite(payload)
         return data
 
-    def _encode_plain(self, payload: Any) -> bytes | None:
-        """:func:`encode_plain`, its non-finite floats counted."""
-        encoded = encode_plain(payload)
-        if encoded is None:
-            return None
-        data, nonfinite = encoded
-        self.nonfinite += nonfinite
-        return data
-
     def _encode(self, payload: Any) -> tuple[bytes, bool]:
-        """``payload`` in one orjson call (after a checking pass, and a repair pass if it
-        needs one), and whether the text holds a ``null`` (only then are non-finite
-        values counted)."""
+        """``payload`` in one orjson call after a checking pass (whose text is final
+        when the payload holds only plain values), with a repair pass first if it needs
+        one; and whether the text may stand for non-finite values (only then are they
+        counted)."""
         try:
-            _check_fast_path(payload)
+            plain = _check_fast_path(payload)
+            if plain is not None:
+                return plain, _may_hold_nonfinite(plain, payload)
             data = self._attempt(payload)
         except (TypeError, RecursionError):
             try:
@@ -273,9 +264,14 @@ def encode_plain(payload: Any) -> tuple[bytes, int] | None:
         data = orjson.dumps(payload, default=_refuse)
     except (TypeError, RecursionError):
         return None
-    if b"null" in data and orjson.loads(data) != payload:
-        return data, count_nonfinite(payload)
-    return data, 0
+    return data, count_nonfinite(payload) if _may_hold_nonfinite(data, payload) else 0
+
+
+def _may_hold_nonfinite(data: bytes, payload: Any) -> bool:
+    """Whether ``data``, the JSON of a payload of plain values, may hold NaN or +-Inf
+    written as ``null``: it holds a ``null`` and does not read back equal to ``payload``
+    (a NaN or Inf reads back as None, which equals neither)."""
+    return b"null" in data and orjson.loads(data) != payload
 
 
 def placeholder(obj: Any, reason: str | None = None) -> dict[str, str]:
@@ -373,26 +369,34 @@ def _refuse(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not a plain JSON value")
 
 
-def _check_fast_path(payload: Any) -> None:
+def _check_fast_path(payload: Any) -> bytes | None:
     """Raise TypeError unless orjson can write ``payload`` as it is: only str keys, no
-    numpy datetime64, no cycles or 64-bit overflows. orjson walks it in C, writing
-    every numpy value as null."""
-    orjson.dumps(payload, default=_datetime64_finder)
+    numpy datetime64, no cycles or 64-bit overflows. orjson walks it in
+    C, writing every numpy value as null; if it met none (nor any other value it needs
+    ``default`` for), its text is the payload's final JSON and is returned, else None.
 
+    The check comes before any pass with orjson's numpy option: that pass writes
+    datetime64 values at the wrong unit, as invalid JSON, or crashes the process
+    (orjson 3.13, a 2-d array of NaT years).
+    """
+    needed_default = False
 
-def _datetime64_finder(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):  # the common cases first: arrays, then numpy scalars
-        kind = obj.dtype.kind
-        if kind == "M":
+    def find_datetime64(obj: Any) -> Any:
+        nonlocal needed_default
+        needed_default = True
+        if isinstance(obj, np.ndarray):  # the common cases first: arrays, then numpy scalars
+            kind = obj.dtype.kind
+            if kind == "M":
+                raise TypeError("datetime64 values need the repair pass")
+            return obj.tolist() if kind == "O" else None
+        if type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
+            return None
+        if isinstance(obj, np.datetime64):
             raise TypeError("datetime64 values need the repair pass")
-        if isinstance(obj, np.ma.MaskedArray):  # orjson's numpy path would write the masked raw data
-            raise TypeError("masked arrays need the repair pass")
-        return obj.tolist() if kind == "O" else None
-    if type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
-        return None
-    if isinstance(obj, np.datetime64):
-        raise TypeError("datetime64 values need the repair pass")
-    return list(obj) if isinstance(obj, (set, frozenset)) else None
+        return list(obj) if isinstance(obj, (set, frozenset)) else None
+
+    data = orjson.dumps(payload, default=find_datetime64)
+    return None if needed_default else data
 
 
 def _times(value: np.ndarray | np.datetime64 | np.timedelta64) -> Any:
