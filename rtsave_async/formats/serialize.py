@@ -13,9 +13,10 @@ orjson holds the GIL for as long as one call runs (about 1 s for a 200 MB array)
 a very large payload's big arrays and long lists are encoded in pieces of about 1 MiB
 with a GIL hand-over between them; the bytes are identical to the one-piece encoding.
 
-A first orjson pass, which writes no numpy data, is the whole encoding of a payload of
-plain values; for any other it decides whether orjson's numpy pass may write it as it
-is. Payloads it refuses go through a pure-Python repair pass first:
+Most payloads take one orjson walk, each numpy array spliced in from its own numpy-aware
+orjson call; one holding values orjson needs help with (tensors, masked or non-contiguous
+arrays, float subclasses) takes a second, numpy-aware walk with a converting ``default``.
+Payloads the first walk refuses go through a pure-Python repair pass first:
 cycles, nesting deeper than 254, integers beyond 64 bits, strings that are not valid
 UTF-8, and
 
@@ -92,14 +93,14 @@ class SnapshotSerializer:
         return data
 
     def _encode(self, payload: Any) -> tuple[bytes, bool]:
-        """``payload`` in one orjson call after a checking pass (whose text is final
-        when the payload holds only plain values), with a repair pass first if it needs
+        """``payload`` in one orjson walk where it can be (:func:`_encode_in_one_pass`),
+        else in a numpy-aware pass with :meth:`_default`, after a repair pass if it needs
         one; and whether the text may stand for non-finite values (only then are they
         counted)."""
         try:
-            plain = _check_fast_path(payload)
-            if plain is not None:
-                return plain, _may_hold_nonfinite(plain, payload)
+            encoded = _encode_in_one_pass(payload)
+            if encoded is not None:
+                return encoded
             data = self._attempt(payload)
         except (TypeError, RecursionError):
             try:
@@ -369,34 +370,60 @@ def _refuse(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not a plain JSON value")
 
 
-def _check_fast_path(payload: Any) -> bytes | None:
-    """Raise TypeError unless orjson can write ``payload`` as it is: only str keys, no
-    numpy datetime64, no cycles or 64-bit overflows. orjson walks it in
-    C, writing every numpy value as null; if it met none (nor any other value it needs
-    ``default`` for), its text is the payload's final JSON and is returned, else None.
+def _encode_in_one_pass(payload: Any) -> tuple[bytes, bool] | None:
+    """``payload``'s final JSON in one orjson walk, and whether it may stand for
+    non-finite values; None when some value needs the numpy pass's ``default`` (float
+    subclasses, tensors, masked, 0-d, non-contiguous or big-endian arrays). Raises
+    TypeError where only the repair pass can help: keys that are not str, numpy
+    datetime64, cycles, 64-bit overflows.
 
-    The check comes before any pass with orjson's numpy option: that pass writes
-    datetime64 values at the wrong unit, as invalid JSON, or crashes the process
-    (orjson 3.13, a 2-d array of NaT years).
+    Each numpy array or scalar orjson's numpy option takes is encoded by its own call
+    with that option and spliced in as an ``orjson.Fragment``: the same bytes as a
+    second, numpy-aware walk of the whole payload, without that walk. datetime64 values
+    are refused before any call with the numpy option sees them: it writes them at the
+    wrong unit, as invalid JSON, or crashes the process (orjson 3.13, a 2-d array of
+    NaT years).
     """
-    needed_default = False
+    wrote_numpy = needs_numpy_pass = False
 
-    def find_datetime64(obj: Any) -> Any:
-        nonlocal needed_default
-        needed_default = True
-        if isinstance(obj, np.ndarray):  # the common cases first: arrays, then numpy scalars
+    def numpy_as_fragments(obj: Any) -> Any:
+        nonlocal wrote_numpy, needs_numpy_pass
+        if type(obj) is np.ndarray and obj.dtype.kind in "fiub":  # by far the most common case
+            fragment = _numpy_fragment(obj)
+        elif type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
+            fragment = _numpy_fragment(obj)
+        elif isinstance(obj, np.ndarray):
             kind = obj.dtype.kind
             if kind == "M":
                 raise TypeError("datetime64 values need the repair pass")
-            return obj.tolist() if kind == "O" else None
-        if type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
-            return None
-        if isinstance(obj, np.datetime64):
+            if kind == "O":
+                return obj.tolist()
+            fragment = _numpy_fragment(obj) if type(obj) is np.ndarray else None
+        elif isinstance(obj, np.datetime64):
             raise TypeError("datetime64 values need the repair pass")
-        return list(obj) if isinstance(obj, (set, frozenset)) else None
+        elif isinstance(obj, (set, frozenset)):
+            return list(obj)
+        else:
+            fragment = None
+        if fragment is None:
+            needs_numpy_pass = True
+        else:
+            wrote_numpy = True
+        return fragment
 
-    data = orjson.dumps(payload, default=find_datetime64)
-    return None if needed_default else data
+    data = orjson.dumps(payload, default=numpy_as_fragments)
+    if needs_numpy_pass:
+        return None
+    return data, (b"null" in data) if wrote_numpy else _may_hold_nonfinite(data, payload)
+
+
+def _numpy_fragment(value: Any) -> orjson.Fragment | None:
+    """A numpy array or scalar's JSON from orjson's numpy option, or None when orjson
+    refuses its dtype or layout (the numpy pass's ``default`` converts those)."""
+    try:
+        return orjson.Fragment(orjson.dumps(value, option=ORJSON_OPTIONS))
+    except TypeError:
+        return None
 
 
 def _times(value: np.ndarray | np.datetime64 | np.timedelta64) -> Any:
