@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -687,6 +687,8 @@ def segment_benchmark(scale: Scale, base: Path, layouts: dict[str, list[Snapshot
                                for field in ("records_per_s", "mb_per_s", "bytes_per_record")}
                        for label, label_runs in runs.items()}
             ours, raw = (medians[label] for label in SEGMENT_VARIANTS)
+            round_ratios = sorted(mine.records_per_s / theirs.records_per_s
+                                  for mine, theirs in zip(*runs.values()))
             for label, median in medians.items():
                 lines.append(f"| {layout} | {label} | {median['records_per_s']:,.0f} | {median['mb_per_s']:.1f} | "
                              f"{median['bytes_per_record']:.1f} | {median['records_per_s'] / raw['records_per_s']:.0%} |")
@@ -694,7 +696,8 @@ def segment_benchmark(scale: Scale, base: Path, layouts: dict[str, list[Snapshot
                 f"- {layout}: {ours['records_per_s']:,.0f} records/s (target >= {SEGMENT_RECORDS_TARGET:,}: "
                 f"{_met(ours['records_per_s'] >= SEGMENT_RECORDS_TARGET)}); "
                 f"{ours['records_per_s'] / raw['records_per_s']:.0%} of raw (target >= "
-                f"{THROUGHPUT_TARGET_FRACTION:.0%}: {_met(ours['records_per_s'] >= THROUGHPUT_TARGET_FRACTION * raw['records_per_s'])}); "
+                f"{THROUGHPUT_TARGET_FRACTION:.0%}: {_met(ours['records_per_s'] >= THROUGHPUT_TARGET_FRACTION * raw['records_per_s'])}; "
+                f"per-round ratios {round_ratios[0]:.1%} to {round_ratios[-1]:.1%}); "
                 f"{ours['bytes_per_record']:.1f} bytes/record (target <= {SEGMENT_BYTES_TARGET}: "
                 f"{_met(ours['bytes_per_record'] <= SEGMENT_BYTES_TARGET)})")
     finally:
@@ -703,7 +706,7 @@ def segment_benchmark(scale: Scale, base: Path, layouts: dict[str, list[Snapshot
 
 
 def segment_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    scale = SEGMENT_SCALE[args.quick]
+    scale = chosen_scale(SEGMENT_SCALE[args.quick], args.rounds)
     base = (args.bases or default_bases())[0]
     load_before = os.getloadavg()[0]
     layouts = {"seed episode layout": make_seed_snapshots(scale.snapshots),
@@ -751,10 +754,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-files", action="store_true", help="leave the written files in place")
     parser.add_argument("--profile", action="store_true",
                         help="profile the writer thread even when every target is met")
+    parser.add_argument("--rounds", type=int, metavar="N",
+                        help="interleaved rounds (default: 5 for json, 3 for jsonl.zst; 2 with --quick)")
     parser.add_argument("--format", choices=("json", "jsonl.zst"), default="json",
                         help="json: the file-per-save comparison (default); jsonl.zst: the segment format "
                              "against a raw orjson + zstd append loop")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    return args
+
+
+def chosen_scale(default: Scale, rounds: int | None) -> Scale:
+    """``default`` with its rounds replaced by ``--rounds`` when given."""
+    return default if rounds is None else replace(default, rounds=rounds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -763,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if args.format == "jsonl.zst":
         return segment_main(args, argv)
-    scale = QUICK_SCALE if args.quick else FULL_SCALE
+    scale = chosen_scale(QUICK_SCALE if args.quick else FULL_SCALE, args.rounds)
     bases = args.bases or default_bases()
     load_before = os.getloadavg()[0]
     snapshots = make_snapshots(scale.snapshots)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 
 from benchmarks import bench_writer, reporting
 
@@ -56,15 +57,24 @@ def test_append_section_creates_the_file_with_its_title_then_appends(tmp_path: P
 
 
 def test_quick_segment_run_reports_both_variants(tmp_path: Path, capsys) -> None:
-    argv = ["--format", "jsonl.zst", "--quick", "--no-append", "--dir", str(tmp_path)]
+    argv = ["--format", "jsonl.zst", "--quick", "--rounds", "3", "--no-append", "--dir", str(tmp_path)]
 
     assert bench_writer.main(argv) == 0
 
-    output = capsys.readouterr().out
+    captured = capsys.readouterr()
+    output = captured.out
     assert output.startswith(bench_writer.SEGMENT_HEADING)
+    assert "; 3 rounds," in output and "round 3/3" in captured.err
+    assert output.count("per-round ratios") == 2
     for label in bench_writer.SEGMENT_VARIANTS:
         rows = [line for line in output.splitlines() if f"| {label} |" in line]
         assert len(rows) == 2  # one per record layout
         for row in rows:
             records_per_s, mb_per_s, bytes_per_record = row.strip("|").split("|")[2:5]
             assert float(records_per_s.replace(",", "")) > 0 and float(mb_per_s) > 0 and float(bytes_per_record) > 0
+
+
+def test_rounds_below_one_are_refused(capsys) -> None:
+    with pytest.raises(SystemExit):
+        bench_writer.parse_args(["--rounds", "0"])
+    assert "--rounds must be at least 1" in capsys.readouterr().err
