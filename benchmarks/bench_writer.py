@@ -675,6 +675,10 @@ def segment_benchmark(scale: Scale, base: Path, layouts: dict[str, list[Snapshot
     work = Path(tempfile.mkdtemp(prefix="rtsave-bench-segments-", dir=base))
     try:
         for layout, snapshots in layouts.items():
+            for label, run in SEGMENT_VARIANTS.items():  # warm-up, not counted: the process's first round is slower
+                folder = work / f"{layout[:4]}-warm-up-{label[:3]}"
+                run(snapshots, folder)
+                shutil.rmtree(folder, ignore_errors=True)
             runs: dict[str, list[SegmentRun]] = {label: [] for label in SEGMENT_VARIANTS}
             for round_index in range(scale.rounds):
                 order = list(SEGMENT_VARIANTS.items())[:: 1 if round_index % 2 == 0 else -1]
@@ -726,7 +730,9 @@ def segment_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
         f"orjson {orjson.__version__}, zstandard {zstandard.__version__}",
         f"- Workload: {scale.snapshots} snapshots of {NUM_ENVS} episode records per variant and round "
         f"(one record: " + ", ".join(f"{layout} {size} bytes of JSON" for layout, size in sizes.items())
-        + f"); {scale.rounds} rounds, the variants' order alternating; medians over rounds. Ours: every "
+        + f"); one warm-up round per record layout and variant, not counted (in a fresh process the first "
+        f"round ran 15-35 % slower than the next ones), then {scale.rounds} rounds, the variants' order "
+        f"alternating; medians over rounds. Ours: every "
         f"`submit`, then `close()` (all segments published); raw: one frame per {SEGMENT_BATCH} snapshots "
         f"(the writer's default batch) appended to one file. Floats are full-precision random values.",
     ])

@@ -64,7 +64,7 @@ def test_quick_segment_run_reports_both_variants(tmp_path: Path, capsys) -> None
     captured = capsys.readouterr()
     output = captured.out
     assert output.startswith(bench_writer.SEGMENT_HEADING)
-    assert "; 3 rounds," in output and "round 3/3" in captured.err
+    assert "then 3 rounds," in output and "round 3/3" in captured.err
     assert output.count("per-round ratios") == 2
     for label in bench_writer.SEGMENT_VARIANTS:
         rows = [line for line in output.splitlines() if f"| {label} |" in line]
