@@ -384,10 +384,11 @@ def _encode_in_one_pass(payload: Any) -> tuple[bytes, bool] | None:
     wrong unit, as invalid JSON, or crashes the process (orjson 3.13, a 2-d array of
     NaT years).
     """
-    wrote_numpy = needs_numpy_pass = False
+    called_default = needs_numpy_pass = False
 
     def numpy_as_fragments(obj: Any) -> Any:
-        nonlocal wrote_numpy, needs_numpy_pass
+        nonlocal called_default, needs_numpy_pass
+        called_default = True
         if type(obj) is np.ndarray and obj.dtype.kind in "fiub":  # by far the most common case
             fragment = _numpy_fragment(obj)
         elif type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
@@ -405,16 +406,14 @@ def _encode_in_one_pass(payload: Any) -> tuple[bytes, bool] | None:
             return list(obj)
         else:
             fragment = None
-        if fragment is None:
-            needs_numpy_pass = True
-        else:
-            wrote_numpy = True
+        needs_numpy_pass = needs_numpy_pass or fragment is None
         return fragment
 
     data = orjson.dumps(payload, default=numpy_as_fragments)
     if needs_numpy_pass:
         return None
-    return data, (b"null" in data) if wrote_numpy else _may_hold_nonfinite(data, payload)
+    # Only a payload of plain values can be compared with its read-back (an array cannot).
+    return data, (b"null" in data) if called_default else _may_hold_nonfinite(data, payload)
 
 
 def _numpy_fragment(value: Any) -> orjson.Fragment | None:

@@ -568,6 +568,8 @@ SERIALIZER_CASES: dict[str, tuple[Callable[[], Any], Any, int, int]] = {
     "a masked array in a list": (lambda: [np.ma.masked_array([1.0, 2.0], mask=[1, 0]), 3], [[None, 2.0], 3], 0, 0),
     "a masked datetime64": (lambda: np.ma.masked_array(np.array(["2020-01-01", "2021-03-04"], dtype="datetime64[D]"),
                                                        mask=[1, 0]), [None, "2021-03-04"], 0, 0),
+    "an object array of None": (lambda: np.array([None, None], dtype=object), [None, None], 0, 0),
+    "a set beside a NaN": (lambda: [frozenset([3]), float("nan")], [[3], None], 0, 1),
     "a long double": (lambda: np.longdouble(1.5), 1.5, 0, 0),
     "a long double array": (lambda: np.array([0.25, 4.0], dtype=np.longdouble), [0.25, 4.0], 0, 0),
     "a float subclass": (lambda: Meters(2.5), 2.5, 0, 0),
