@@ -667,6 +667,15 @@ SEGMENT_VARIANTS: dict[str, Callable[[Sequence[Snapshot], Path], SegmentRun]] = 
 }
 
 
+def run_and_remove(run: Callable[[Sequence[Snapshot], Path], SegmentRun], snapshots: Sequence[Snapshot],
+                   folder: Path) -> SegmentRun:
+    """One variant's run into ``folder``, which is removed afterwards."""
+    try:
+        return run(snapshots, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def segment_benchmark(scale: Scale, base: Path, layouts: dict[str, list[Snapshot]]) -> str:
     """Interleaved rounds of both variants for each record layout; the Markdown table."""
     lines = ["| Records | Variant | episode records/s | MB/s (JSON) | bytes/record on disk | vs raw |",
@@ -676,16 +685,13 @@ def segment_benchmark(scale: Scale, base: Path, layouts: dict[str, list[Snapshot
     try:
         for layout, snapshots in layouts.items():
             for label, run in SEGMENT_VARIANTS.items():  # warm-up, not counted: the process's first round is slower
-                folder = work / f"{layout[:4]}-warm-up-{label[:3]}"
-                run(snapshots, folder)
-                shutil.rmtree(folder, ignore_errors=True)
+                run_and_remove(run, snapshots, work / f"{layout[:4]}-warm-up-{label[:3]}")
             runs: dict[str, list[SegmentRun]] = {label: [] for label in SEGMENT_VARIANTS}
             for round_index in range(scale.rounds):
                 order = list(SEGMENT_VARIANTS.items())[:: 1 if round_index % 2 == 0 else -1]
                 for label, run in order:
                     folder = work / f"{layout[:4]}-{round_index}-{len(runs[label])}-{label[:3]}"
-                    runs[label].append(run(snapshots, folder))
-                    shutil.rmtree(folder, ignore_errors=True)
+                    runs[label].append(run_and_remove(run, snapshots, folder))
                     print(f"  segments {layout}, round {round_index + 1}/{scale.rounds}: {label} done", file=sys.stderr)
             medians = {label: {field: statistics.median(getattr(run, field) for run in label_runs)
                                for field in ("records_per_s", "mb_per_s", "bytes_per_record")}
@@ -761,7 +767,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="profile the writer thread even when every target is met")
     parser.add_argument("--rounds", type=int, metavar="N",
-                        help="interleaved rounds (default: 5 for json, 3 for jsonl.zst; 2 with --quick)")
+                        help=f"interleaved rounds (default: {FULL_SCALE.rounds} for json, "
+                             f"{SEGMENT_SCALE[False].rounds} for jsonl.zst; {QUICK_SCALE.rounds} with --quick)")
     parser.add_argument("--format", choices=("json", "jsonl.zst"), default="json",
                         help="json: the file-per-save comparison (default); jsonl.zst: the segment format "
                              "against a raw orjson + zstd append loop")

@@ -389,23 +389,24 @@ def _encode_in_one_pass(payload: Any) -> tuple[bytes, bool] | None:
     def numpy_as_fragments(obj: Any) -> Any:
         nonlocal called_default, needs_numpy_pass
         called_default = True
-        if type(obj) is np.ndarray and obj.dtype.kind in "fiub":  # by far the most common case
-            fragment = _numpy_fragment(obj)
-        elif type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
-            fragment = _numpy_fragment(obj)
-        elif isinstance(obj, np.ndarray):
+        if isinstance(obj, np.ndarray):  # the common cases first: arrays, then numpy scalars
             kind = obj.dtype.kind
             if kind == "M":
                 raise TypeError("datetime64 values need the repair pass")
             if kind == "O":
                 return obj.tolist()
-            fragment = _numpy_fragment(obj) if type(obj) is np.ndarray else None
+            spliceable = type(obj) is np.ndarray  # subclasses (masked arrays) are converted by the numpy pass
+        elif type(obj) in _NUMPY_SCALARS_NOT_DATETIME:
+            spliceable = True
         elif isinstance(obj, np.datetime64):
             raise TypeError("datetime64 values need the repair pass")
         elif isinstance(obj, (set, frozenset)):
             return list(obj)
         else:
-            fragment = None
+            spliceable = False
+        # Once the numpy pass is needed this walk's text is dropped: it only goes on to
+        # look for datetime64, without encoding any more arrays.
+        fragment = _numpy_fragment(obj) if spliceable and not needs_numpy_pass else None
         needs_numpy_pass = needs_numpy_pass or fragment is None
         return fragment
 
