@@ -79,11 +79,13 @@ class EpisodeTracker:
             resets of this step), if it keeps them
         """
         self._vec_steps += 1
-        if not dones.any():
+        flags = dones.tolist()  # plain values: any() of a few envs is several times faster than numpy's
+        if not any(flags):
             return
-        for env_id in np.flatnonzero(dones).tolist():
-            reset_info = reset_infos[env_id] if reset_infos is not None and env_id < len(reset_infos) else None
-            self._record_episode_end(env_id, infos[env_id], reset_info)
+        for env_id, done in enumerate(flags):
+            if done:
+                reset_info = reset_infos[env_id] if reset_infos is not None and env_id < len(reset_infos) else None
+                self._record_episode_end(env_id, infos[env_id], reset_info)
 
     def _record_episode_end(self, env_id: int, info: dict[str, Any], reset_info: dict[str, Any] | None) -> None:
         self.episode_counts[env_id] += 1
