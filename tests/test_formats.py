@@ -31,8 +31,9 @@ from rtsave_async.names import (
     writer_tag,
 )
 from rtsave_async.formats.metadata import segment_line, segment_line_bytes, snapshot_metadata
-from rtsave_async.formats.segments import pieces_of_lines
+from rtsave_async.formats.segments import FRAME_BYTES, pieces_of_lines
 from rtsave_async.formats.serialize import PIECE_BYTES
+from rtsave_async.readers.segments import scan_frames
 from rtsave_async.sinks import LocalSink, MemorySink
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -94,6 +95,24 @@ def test_segments_rotate_by_size_and_continue_in_order(tmp_path: Path) -> None:
     assert len(segments) >= 2 and all(segment.kind == "segment" for segment in segments)
     assert [segment.seq for segment in segments] == list(range(1, len(segments) + 1))
     assert [line["data"][0]["index"] for line in segment_lines(tmp_path / "episodes")] == list(range(6))
+
+
+def test_a_backlog_is_appended_as_frames_of_about_frame_bytes_in_order(tmp_path: Path) -> None:
+    gate = GatedSink(LocalSink(tmp_path), only="episodes/")
+    payload = os.urandom(20_000).hex()  # 40 kB a save
+    writer = SnapshotWriter(tmp_path, format="jsonl.zst", sink=gate)
+    writer.submit("episodes", [{"index": 0, "payload": payload}])
+    assert gate.entered.wait(30)
+    for index in range(1, 80):  # 3.2 MB behind the stalled store: one append when it answers
+        writer.submit("episodes", [{"index": index, "payload": payload}])
+    gate.open()
+    writer.close()
+    (segment,) = (tmp_path / "episodes").iterdir()
+    scan = scan_frames(segment.read_bytes())
+    line_bytes = len(payload) + 200
+    assert not scan.damage and len(scan.frames) >= 4
+    assert max(len(decoded) for _, decoded in scan.frames) <= FRAME_BYTES + line_bytes
+    assert [line["data"][0]["index"] for line in segment_lines(tmp_path / "episodes")] == list(range(80))
 
 
 def test_an_open_segment_is_published_when_it_gets_old(tmp_path: Path) -> None:

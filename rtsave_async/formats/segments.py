@@ -1,8 +1,9 @@
 """Append-only segments: ``<category>/<prefix>_<YYYYMMDD_HHMMSS>_<seq>_<tag>.jsonl.zst``.
 
 Each save is one JSON line ``{"_rtsave": {...}, "data": <records>}``; the lines of one
-writer batch are compressed into one independent zstd frame (with content size and
-checksum) and appended in one piece, so a crash tears at most the last frame. A
+writer batch are compressed into independent zstd frames of about ``FRAME_BYTES`` (with
+content size and checksum) and appended in one piece, so a crash tears at most the last
+frame. A
 segment is named ``....jsonl.zst.open`` while it is appended to, and published under
 its final name (rename) when it reaches ``segment_bytes`` or ``segment_age`` or the
 writer closes. ``zstdcat segment | jq`` reads it.
@@ -28,6 +29,7 @@ from rtsave_async.formats.serialize import PIECE_BYTES, PIECES_ABOVE_BYTES, Snap
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 MIN_SEGMENT_BYTES = 1024 * 1024
 DEFAULT_SEGMENT_AGE = 300.0
+FRAME_BYTES = 1024 * 1024  # of JSON lines per zstd frame, about (a backlog is appended as several)
 # Level 1, not zstd's default 3: zstd's fastest regular level, and on the callbacks' JSON lines
 # it writes no more (74 vs 83 bytes per seed-layout episode record; benchmarks/RESULTS.md).
 ZSTD_LEVEL = 1
@@ -75,10 +77,12 @@ class SegmentStore:
         spent serializing and compressing.
         """
         encode_started = time.perf_counter_ns()
-        lines = [segment_line_bytes(metadata, snapshot.encoded) if snapshot.encoded is not None
-                 else self._serializer.dumps(segment_line(snapshot.payload, metadata), snapshot.size)
-                 for snapshot, metadata in items]
-        frame = self._compress(lines)
+        # A frame's lines are encoded just before it is compressed: a fallen-behind
+        # writer's backlog, encoded whole first, would reach zstd from memory, not the
+        # caches (a third more time per save with the full robot state).
+        frames = [self._compress([self._line(snapshot, metadata) for snapshot, metadata in group])
+                  for group in frame_groups(items)]
+        frame = frames[0] if len(frames) == 1 else joined(frames)
         encode_ns = time.perf_counter_ns() - encode_started
         segment = self._open.get(category)
         if segment is None:
@@ -88,6 +92,12 @@ class SegmentStore:
         if segment.size >= self._segment_bytes:
             await self.publish(category)
         return segment.key, len(frame), encode_ns
+
+    def _line(self, snapshot: Snapshot, metadata: dict[str, Any]) -> bytes | bytearray:
+        """``snapshot``'s segment line, from its bytes encoded on submit if it has them."""
+        if snapshot.encoded is not None:
+            return segment_line_bytes(metadata, snapshot.encoded)
+        return self._serializer.dumps(segment_line(snapshot.payload, metadata), snapshot.size)
 
     def _compress(self, lines: list[bytes | bytearray]) -> bytes | bytearray:
         """One zstd frame of ``lines``, each ended by a newline. Hundreds of MB are fed
@@ -150,6 +160,32 @@ class SegmentStore:
                 continue
             segment = self._open[category] = _OpenSegment(key, time.monotonic())
             return segment
+
+
+def frame_groups(items: list[tuple[Snapshot, dict[str, Any]]]) -> Iterator[list[tuple[Snapshot, dict[str, Any]]]]:
+    """``items`` in order, cut into groups of about ``FRAME_BYTES`` (by each snapshot's
+    ``size``), one zstd frame each; a snapshot bigger than that is a group of its own."""
+    group: list[tuple[Snapshot, dict[str, Any]]] = []
+    grouped = 0
+    for item in items:
+        size = item[0].size
+        if group and grouped + size > FRAME_BYTES:
+            yield group
+            group, grouped = [], 0
+        group.append(item)
+        grouped += size
+    if group:
+        yield group
+
+
+def joined(frames: list[bytes | bytearray]) -> bytearray:
+    """``frames`` end to end, copied a frame at a time with a GIL hand-over in between
+    (one ``b"".join`` of hundreds of MB would hold the GIL throughout)."""
+    data = bytearray()
+    for frame in frames:
+        data += frame
+        time.sleep(0)
+    return data
 
 
 def pieces_of_lines(lines: list[bytes | bytearray]) -> Iterator[bytes | memoryview]:
