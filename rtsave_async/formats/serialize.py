@@ -270,29 +270,41 @@ def encode_plain(payload: Any) -> tuple[bytes, int] | None:
 
 def _may_hold_nonfinite(data: bytes, payload: Any) -> bool:
     """Whether ``data``, the JSON of a payload of plain values, may hold NaN or +-Inf
-    written as ``null``: it holds a ``null`` that :func:`_nulls_beyond_shallow_nones`
+    written as ``null``: it holds a ``null`` that :func:`_nulls_beyond_nones_in_dicts`
     does not account for, and does not read back equal to ``payload`` (a NaN or Inf
     reads back as None, which equals neither)."""
-    return _nulls_beyond_shallow_nones(data, payload) and orjson.loads(data) != payload
+    return _nulls_beyond_nones_in_dicts(data, payload) and orjson.loads(data) != payload
 
 
-def _nulls_beyond_shallow_nones(data: bytes, payload: Any) -> bool:
+def _nulls_beyond_nones_in_dicts(data: bytes, payload: Any) -> bool:
     """Whether ``data``, ``payload``'s JSON, has more ``null`` texts than ``payload`` has
-    None values at its top level and in the dicts right under it, where records keep
-    theirs (a record's ``success_rate`` before any success signal). Every None and every
-    non-finite float is written as one ``null`` (a string may hold more), so False
-    means none of the text's nulls is a NaN or Inf; a cheap check, no read-back."""
+    None values in its dicts (the payload itself, its records, the dicts inside them;
+    not in lists below the top). Every None and every non-finite float is written as one
+    ``null`` (a string may hold more), so False means none of the text's nulls is a NaN
+    or Inf: no read-back needed for the usual nulls, a record's ``success_rate`` before
+    any success signal or the fields an env does not report. The dicts are looked
+    through a level at a time, stopping once every null is accounted for."""
     nulls = data.count(b"null")
     if not nulls:
         return False
-    items = payload.values() if type(payload) is dict else payload if type(payload) is list else ()
     nones = 0
-    for item in items:
-        if item is None:
-            nones += 1
-        elif type(item) is dict:
-            nones += sum(value is None for value in item.values())
-    return nulls != nones
+    level = [payload] if type(payload) is dict else []
+    if type(payload) is list:
+        for item in payload:
+            if item is None:
+                nones += 1
+            elif type(item) is dict:
+                level.append(item)
+    while level and nones < nulls:
+        deeper = []
+        for mapping in level:
+            for value in mapping.values():
+                if value is None:
+                    nones += 1
+                elif type(value) is dict:
+                    deeper.append(value)
+        level = deeper
+    return nones != nulls
 
 
 def placeholder(obj: Any, reason: str | None = None) -> dict[str, str]:
@@ -434,7 +446,7 @@ def _encode_in_one_pass(payload: Any) -> tuple[bytes, bool] | None:
     if needs_numpy_pass:
         return None
     # Only a payload of plain values can be compared with its read-back (an array cannot).
-    return data, _nulls_beyond_shallow_nones(data, payload) if called_default else _may_hold_nonfinite(data, payload)
+    return data, _nulls_beyond_nones_in_dicts(data, payload) if called_default else _may_hold_nonfinite(data, payload)
 
 
 def _numpy_fragment(value: Any) -> orjson.Fragment | None:
