@@ -24,7 +24,7 @@ from rtsave_async.formats.metadata import segment_line, segment_line_bytes
 from rtsave_async.sinks.base import Sink
 from rtsave_async.snapshot_queue import Snapshot
 from rtsave_async.validation import check_number, check_positive_int
-from rtsave_async.formats.serialize import PIECE_BYTES, PIECES_ABOVE_BYTES, SnapshotSerializer
+from rtsave_async.formats.serialize import PIECE_BYTES, PIECES_ABOVE_BYTES, SnapshotSerializer, joined
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 MIN_SEGMENT_BYTES = 1024 * 1024
@@ -176,16 +176,6 @@ def frame_groups(items: list[tuple[Snapshot, dict[str, Any]]]) -> Iterator[list[
         grouped += size
     if group:
         yield group
-
-
-def joined(frames: list[bytes | bytearray]) -> bytearray:
-    """``frames`` end to end, copied a frame at a time with a GIL hand-over in between
-    (one ``b"".join`` of hundreds of MB would hold the GIL throughout)."""
-    data = bytearray()
-    for frame in frames:
-        data += frame
-        time.sleep(0)
-    return data
 
 
 def pieces_of_lines(lines: list[bytes | bytearray]) -> Iterator[bytes | memoryview]:

@@ -137,11 +137,7 @@ class SnapshotSerializer:
             has_null = self._encode_large(large[int(marker.group(1))], parts) or has_null
             written = marker.end()
         parts.append(memoryview(head)[written:])
-        data = bytearray()
-        for part in parts:  # no b"".join: one copy of hundreds of MB would hold the GIL for as long again
-            data += part
-            time.sleep(0)
-        return data, has_null
+        return joined(parts), has_null
 
     def _encode_large(self, value: np.ndarray | list[Any], parts: list[bytes | memoryview]) -> bool:
         """Append ``value``'s JSON array to ``parts`` a piece at a time; whether it holds a null."""
@@ -305,6 +301,16 @@ def _nulls_beyond_nones_in_dicts(data: bytes, payload: Any) -> bool:
                     deeper.append(value)
         level = deeper
     return nones != nulls
+
+
+def joined(parts: list[bytes | bytearray | memoryview]) -> bytearray:
+    """``parts`` end to end, copied a part at a time with a GIL hand-over in between
+    (one ``b"".join`` of hundreds of MB would hold the GIL throughout)."""
+    data = bytearray()
+    for part in parts:
+        data += part
+        time.sleep(0)
+    return data
 
 
 def placeholder(obj: Any, reason: str | None = None) -> dict[str, str]:
