@@ -3,10 +3,9 @@
 Each save is one JSON line ``{"_rtsave": {...}, "data": <records>}``; the lines of one
 writer batch are compressed into independent zstd frames of about ``FRAME_BYTES`` (with
 content size and checksum) and appended in one piece, so a crash tears at most the last
-frame. A
-segment is named ``....jsonl.zst.open`` while it is appended to, and published under
-its final name (rename) when it reaches ``segment_bytes`` or ``segment_age`` or the
-writer closes. ``zstdcat segment | jq`` reads it.
+frame. A segment is named ``....jsonl.zst.open`` while it is appended to, and published
+under its final name (rename) when it reaches ``segment_bytes`` or ``segment_age`` or
+the writer closes. ``zstdcat segment | jq`` reads it.
 """
 
 from __future__ import annotations
@@ -79,7 +78,7 @@ class SegmentStore:
         encode_started = time.perf_counter_ns()
         # A frame's lines are encoded just before it is compressed: a fallen-behind
         # writer's backlog, encoded whole first, would reach zstd from memory, not the
-        # caches (a third more time per save with the full robot state).
+        # caches (52 instead of 33-43 us of zstd per full-robot-state save).
         frames = [self._compress([self._line(snapshot, metadata) for snapshot, metadata in group])
                   for group in frame_groups(items)]
         frame = frames[0] if len(frames) == 1 else joined(frames)
