@@ -16,8 +16,10 @@ save, close) is in it too, and reported apart.
 Reported per variant: steps/s medians, and the paired ratio (a round's segment over
 the same round's ``(a)`` segment) as a median with a bootstrap 95 % interval, also per
 step (fixed cost left out), and the same for the CPU time of the process and of the
-training thread (steadier than wall time on a shared machine). The Markdown section
-is printed and appended to ``benchmarks/RESULTS.md``.
+training thread (steadier than wall time on a shared machine), and how often the
+training thread blocked (its voluntary context switches, on Linux: for the GIL or a lock
+the writer thread held, or for SubprocVecEnv workers). The Markdown section is printed and appended to
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import resource
+except ImportError:  # not on Windows: the waits column reads "-"
+    resource = None  # type: ignore[assignment]
 
 from benchmarks.bench_training import VARIANTS, VEC_NAMES, FixedCostTimer, make_callback, make_model, variant_list
 from benchmarks.reporting import add_run_options, file_system_of, header_lines, publish
@@ -65,6 +72,7 @@ def run_segments(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
                 callback = make_callback(variant, save_dir)
                 timer = FixedCostTimer(callback) if callback is not None else None
                 start, process_start, thread_start = time.perf_counter(), time.process_time(), time.thread_time()
+                waits_start = thread_waits()
                 model.learn(args.segment_timesteps, callback=timer, reset_num_timesteps=False)
                 seconds = time.perf_counter() - start
                 fixed = timer.fixed_seconds if timer is not None else 0.0
@@ -72,6 +80,7 @@ def run_segments(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
                                          "hook_s": timer.hook_seconds if timer is not None else 0.0,
                                          "process_cpu_s": time.process_time() - process_start,
                                          "thread_cpu_s": time.thread_time() - thread_start,
+                                         "waits": _difference(thread_waits(), waits_start),
                                          "rate": args.segment_timesteps / seconds,
                                          "per_step_rate": args.segment_timesteps / (seconds - fixed)})
                 shutil.rmtree(save_dir, ignore_errors=True)
@@ -82,6 +91,18 @@ def run_segments(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
         model.get_env().close()
         shutil.rmtree(save_root, ignore_errors=True)
     return results
+
+
+def thread_waits() -> int | None:
+    """The calling thread's voluntary context switches so far (it blocked: the GIL, a
+    lock, I/O); None where ``getrusage`` cannot tell them per thread."""
+    if resource is None or not hasattr(resource, "RUSAGE_THREAD"):
+        return None
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+
+
+def _difference(end: int | None, start: int | None) -> int | None:
+    return None if end is None or start is None else end - start
 
 
 def median_interval(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
@@ -106,8 +127,8 @@ def format_section(args: argparse.Namespace, results: dict[str, list[dict[str, A
         "| Variant | steps/s (median) | min | max | paired ratio to (a), median [95 % interval] | "
         "paired, per step (fixed cost left out) | fixed ms per learn() | process CPU / (a)'s | "
         "training thread CPU / (a)'s | in the callback's hooks, share of the segment's steps | "
-        "1 - that share |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "1 - that share | training thread waits per 1,000 steps (median) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = results["a"]
     for variant, segments in results.items():
@@ -119,10 +140,12 @@ def format_section(args: argparse.Namespace, results: dict[str, list[dict[str, A
         thread_cpu = median_interval([s["thread_cpu_s"] / b["thread_cpu_s"] for s, b in zip(segments, base)])
         hook_share = median_interval([s["hook_s"] / (s["seconds"] - s["fixed_s"]) for s in segments])
         direct = tuple(1 - share for share in (hook_share[0], hook_share[2], hook_share[1]))
+        waits = [s["waits"] for s in segments if s["waits"] is not None]
+        waits_cell = f"{1000 * statistics.median(waits) / args.segment_timesteps:.1f}" if waits else "-"
         lines.append(f"| ({variant}) {VARIANTS[variant]} | {statistics.median(rates):.0f} | {min(rates):.0f} | "
                      f"{max(rates):.0f} | {_interval(ratio)} | {_interval(per_step)} | {fixed_ms:.0f} | "
                      f"{_interval(process_cpu)} | {_interval(thread_cpu)} | {_interval(hook_share, '.2%')} | "
-                     f"{_interval(direct)} |")
+                     f"{_interval(direct)} | {waits_cell} |")
     lines += [
         "",
         "Paired ratio = a round's segment over the same round's (a) segment (seconds apart); the interval is a "
@@ -133,7 +156,9 @@ def format_section(args: argparse.Namespace, results: dict[str, list[dict[str, A
         "Hooks: the wall time spent inside the callback's `update_locals`, `on_step` and `on_rollout_start`/`end` "
         "over the segment's time without its fixed cost; 1 minus it is the per-step ratio to no saving that the "
         "callback's own work allows (it leaves out what it makes other code pay, e.g. the writer thread's share "
-        "of the GIL), and it is measured within a segment, so it varies much less than the paired ratios.",
+        "of the GIL), and it is measured within a segment, so it varies much less than the paired ratios. "
+        "Waits: the training thread's voluntary context switches in the segment (`getrusage`, Linux), each a "
+        "time it blocked: for the GIL or a lock another thread held, or, in a SubprocVecEnv, for the workers.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -39,4 +39,5 @@ def test_quick_run_reports_every_variant_with_an_interval(tmp_path: Path, capsys
         low, high = (float(value.rstrip("%")) for value in interval.rstrip("]").split(", "))
         assert low <= float(share.rstrip("%")) <= high and (low > 0) == (key != "a")  # (a) runs no hooks
         assert float(cells[10].split(" [")[0]) == pytest.approx(1 - float(share.rstrip("%")) / 100, abs=1e-3)
+        assert float(cells[11]) >= 0  # the training thread's waits per 1,000 steps (Linux)
     assert list(tmp_path.glob("bench_training_paired_*")) == []  # save dirs removed
