@@ -284,17 +284,11 @@ def _nulls_beyond_nones_in_dicts(data: bytes, payload: Any) -> bool:
     if not nulls:
         return False
     nones = 0
-    level = [payload] if type(payload) is dict else []
-    if type(payload) is list:
-        for item in payload:
-            if item is None:
-                nones += 1
-            elif type(item) is dict:
-                level.append(item)
+    level = [payload] if type(payload) is dict or type(payload) is list else []  # below the top: dicts only
     while level and nones < nulls:
         deeper = []
-        for mapping in level:
-            for value in mapping.values():
+        for container in level:
+            for value in container.values() if type(container) is dict else container:
                 if value is None:
                     nones += 1
                 elif type(value) is dict:
