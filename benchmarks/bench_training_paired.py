@@ -18,8 +18,8 @@ the same round's ``(a)`` segment) as a median with a bootstrap 95 % interval, al
 step (fixed cost left out), and the same for the CPU time of the process and of the
 training thread (steadier than wall time on a shared machine), and how often the
 training thread blocked (its voluntary context switches, on Linux: for the GIL or a lock
-the writer thread held, or for SubprocVecEnv workers). The Markdown section is printed and appended to
-``benchmarks/RESULTS.md``.
+the writer thread held, or for SubprocVecEnv workers). The Markdown section is printed
+and appended to ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 
 try:
     import resource
-except ImportError:  # not on Windows: the waits column reads "-"
+except ImportError:  # Windows has no resource module: the waits column reads "-"
     resource = None  # type: ignore[assignment]
 
 from benchmarks.bench_training import VARIANTS, VEC_NAMES, FixedCostTimer, make_callback, make_model, variant_list
