@@ -169,6 +169,23 @@ def test_flat_reward_and_cost_keys_of_any_real_number_type_are_averaged_as_float
     assert all(type(value) is float for value in record["reward_components"].values())
 
 
+def test_flat_terms_follow_an_info_whose_keys_and_value_types_change_between_steps() -> None:
+    tracker = LearningMetricsTracker(start_timestep=0)
+    steps = [
+        [{"reward_forward": 1.0, "x_position": 0.5}],
+        [{"x_position": 0.6, "reward_forward": 3.0, "episode": {"r": 4.0, "l": 2}, "cost_fall": 1.0}],
+        [{"reward_forward": np.array([9.0, 9.0]), "x_position": 0.7}],  # no longer a number: left out
+        [{"reward_forward": None, "reward_ctrl": np.float32(-2.0)}],
+    ]
+    for infos in steps:
+        tracker.record_step(infos)
+    record = tracker.take_record(4, None, None, None)
+    assert record["reward_components"] == {"forward": 2.0, "ctrl": -2.0}
+    assert record["cost_components"] == {"fall": 1.0}
+    tracker.record_step([{"reward_forward": 5.0}])
+    assert tracker.take_record(5, None, None, None)["reward_components"] == {"forward": 5.0}
+
+
 def test_timestep_trigger_fires_once_per_crossed_multiple() -> None:
     trigger = TimestepTrigger(10)
     trigger.restart(25)

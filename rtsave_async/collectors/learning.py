@@ -99,11 +99,33 @@ class ComponentAverager:
             if name in sums:
                 sums[name] += value
                 counts[name] += 1
-            elif name in self._vectors:
-                self._changed_shape(name, value, self._vectors[name][0])
             else:
-                sums[name] = value
-                counts[name] = 1
+                self._add_first_number(name, value)
+
+    def add_real_numbers(self, info: Mapping[str, Any], terms: Sequence[tuple[Any, Any]]) -> None:
+        """Add ``info[key]`` under ``name`` for each ``(key, name)`` of ``terms`` whose value
+        is a real number (as a float unless it is a Python int); other values are left out,
+        uncounted (one env's flat ``reward_*`` terms at one step)."""
+        sums, counts = self._sums, self._counts
+        for key, name in terms:
+            value = info[key]
+            kind = type(value)
+            if kind is not float and kind is not int:
+                if not _is_real_number_type(kind):
+                    continue
+                value = float(value)
+            if name in sums:
+                sums[name] += value
+                counts[name] += 1
+            else:
+                self._add_first_number(name, value)
+
+    def _add_first_number(self, name: Any, value: float | int) -> None:
+        if name in self._vectors:
+            self._changed_shape(name, value, self._vectors[name][0])
+        else:
+            self._sums[name] = value
+            self._counts[name] = 1
 
     def _add_vector(self, name: Any, vector: np.ndarray) -> None:
         entry = self._vectors.get(name)
@@ -187,9 +209,13 @@ class LearningMetricsTracker:
             rewards = info.get(REWARD_COMPONENTS)
             costs = info.get(COST_COMPONENTS)
             if rewards is None and costs is None:
-                if not info:  # most steps of most envs: nothing to look through
-                    continue
-                rewards, costs = _flat_terms(info)
+                if info:  # most steps of most envs have an empty info: nothing to look through
+                    reward_terms, cost_terms = _flat_terms_of(tuple(info))
+                    if reward_terms:
+                        self.reward_components.add_real_numbers(info, reward_terms)
+                    if cost_terms:
+                        self.cost_components.add_real_numbers(info, cost_terms)
+                continue
             if rewards is not None:  # not ``if rewards``: an array has no truth value
                 self.reward_components.add(rewards)
             if costs is not None:
@@ -240,35 +266,34 @@ class LearningMetricsTracker:
         }
 
 
-def _flat_terms(info: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
-    """The numeric ``reward_*`` and ``cost_*`` keys of one info, without their prefix
-    (numpy numbers as Python floats). Runs for every env at every step: what a key
-    means and whether a type is a real number are looked up, not worked out each time."""
-    terms: tuple[dict[str, float], dict[str, float]] = ({}, {})
-    for key, value in info.items():
-        term = _FLAT_TERMS.get(key, _UNKNOWN)
-        if term is _UNKNOWN:
-            term = _remembered(_FLAT_TERMS, key, _flat_term(key))
-        if term is None:
-            continue
-        kind = type(value)
-        if kind is float or kind is int:
-            terms[term[0]][term[1]] = value
-            continue
-        real = _REAL_NUMBER_TYPE.get(kind)
-        if real is None:
-            real = _remembered(_REAL_NUMBER_TYPE, kind, issubclass(kind, REAL_NUMBER_TYPES))
-        if real:
-            terms[term[0]][term[1]] = float(value)
+def _flat_terms_of(keys: tuple[Any, ...]) -> tuple[tuple[tuple[Any, str], ...], tuple[tuple[Any, str], ...]]:
+    """``(key, name)`` of the ``reward_<name>`` keys among an info's ``keys``, and of its
+    ``cost_<name>`` keys. Runs for every env at every step: an env's infos have a few
+    key sets, each worked out once."""
+    terms = _FLAT_TERMS.get(keys)
+    if terms is None:
+        found: tuple[list[tuple[Any, str]], list[tuple[Any, str]]] = ([], [])
+        for key in keys:
+            term = _flat_term(key)
+            if term is not None:
+                found[term[0]].append((key, term[1]))
+        terms = _remembered(_FLAT_TERMS, keys, (tuple(found[0]), tuple(found[1])))
     return terms
 
 
-_UNKNOWN = object()
-#: Info key -> ``(0, name)`` for ``reward_<name>``, ``(1, name)`` for ``cost_<name>``, None for others.
-_FLAT_TERMS: dict[Any, tuple[int, str] | None] = {}
+def _is_real_number_type(kind: type) -> bool:
+    """Whether ``kind`` is one of :data:`REAL_NUMBER_TYPES` (or a subclass), looked up once per type."""
+    real = _REAL_NUMBER_TYPE.get(kind)
+    if real is None:
+        real = _remembered(_REAL_NUMBER_TYPE, kind, issubclass(kind, REAL_NUMBER_TYPES))
+    return real
+
+
+#: An info's keys -> its flat reward and cost terms (:func:`_flat_terms_of`).
+_FLAT_TERMS: dict[tuple[Any, ...], tuple[tuple[tuple[Any, str], ...], tuple[tuple[Any, str], ...]]] = {}
 #: Type -> whether it is one of :data:`REAL_NUMBER_TYPES` (or a subclass).
 _REAL_NUMBER_TYPE: dict[type, bool] = {}
-_MAX_REMEMBERED = 4096  # keys and types: a run's infos have a few dozen
+_MAX_REMEMBERED = 4096  # key sets and types: a run's infos have a few dozen
 
 
 def _flat_term(key: Any) -> tuple[int, str] | None:
