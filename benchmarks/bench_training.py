@@ -137,10 +137,11 @@ class SynchronousJsonWriter:
     def __init__(self, save_dir: Path):
         self.save_dir = Path(save_dir)
         self.exit_timeout = 0.0  # nothing is ever pending
+        self.drain_interval = 0.0  # each submit is written at once: the callback holds no save back
         self._sequence = 0
         self._bytes_written = 0
 
-    def submit(self, category: str, records: Any) -> bool:
+    def submit(self, category: str, records: Any, deadline: float | None = None) -> bool:
         """Write ``records`` now; a callable payload (hyperparameters) is called first, as the writer does."""
         records = records({}) if callable(records) else records
         folder = self.save_dir / category

@@ -38,6 +38,7 @@ class PipedSegmentWriter:
     def __init__(self, save_dir: Path, writer_id: str = "piped-writer"):
         self.save_dir = Path(save_dir)
         self.exit_timeout = 10.0
+        self.drain_interval = 0.0  # each submit goes down the pipe at once: the callback holds no save back
         self._writer_id = writer_id
         self._child = subprocess.Popen([sys.executable, "-m", "benchmarks.piped_writer", str(self.save_dir)],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -51,7 +52,7 @@ class PipedSegmentWriter:
         self._sequences: dict[str, int] = {}
         self._bytes_piped = 0
 
-    def submit(self, category: str, records: Any) -> bool:
+    def submit(self, category: str, records: Any, deadline: float | None = None) -> bool:
         """Serialize ``records`` with its metadata and write it down the pipe (a callable payload is called first)."""
         records = records({}) if callable(records) else records
         sequence = self._sequences.get(category, 0) + 1

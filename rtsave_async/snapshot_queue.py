@@ -184,8 +184,12 @@ class SnapshotQueue:
         """The estimated bytes of the snapshots waiting now."""
         return self._bytes_added - self._bytes_evicted - self._bytes_taken
 
-    def put(self, snapshot: Snapshot) -> bool:
-        """Enqueue ``snapshot``; False if it was dropped (see :class:`BackPressure`)."""
+    def put(self, snapshot: Snapshot, deadline: float | None = None) -> bool:
+        """Enqueue ``snapshot``; False if it was dropped (see :class:`BackPressure`).
+
+        :param deadline: under ``block``, the ``time.monotonic()`` at which to stop waiting
+            for room, instead of ``block_timeout`` from now; default None
+        """
         if not snapshot.size:
             snapshot.size = estimate_bytes(snapshot.payload)
         evicted: list[Snapshot] = []
@@ -194,7 +198,7 @@ class SnapshotQueue:
             if self._full(snapshot.size):
                 if self.policy is BackPressure.DROP_OLDEST:
                     evicted = self._evict_for(snapshot.size)
-                elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room(snapshot.size):
+                elif self.policy is BackPressure.DROP_NEWEST or not self._wait_for_room(snapshot.size, deadline):
                     self.dropped[snapshot.category] += 1
                     refused = True
             if not refused:
@@ -244,9 +248,10 @@ class SnapshotQueue:
             evicted.append(oldest)
         return evicted
 
-    def _wait_for_room(self, size: int) -> bool:
-        """Under ``block``: wait up to ``block_timeout`` for room for ``size`` bytes."""
-        deadline = time.monotonic() + self.block_timeout
+    def _wait_for_room(self, size: int, deadline: float | None = None) -> bool:
+        """Under ``block``: wait up to ``deadline`` (default ``block_timeout`` from now) for room for ``size`` bytes."""
+        if deadline is None:
+            deadline = time.monotonic() + self.block_timeout
         while self._full(size):
             remaining = deadline - time.monotonic()
             if remaining <= 0:

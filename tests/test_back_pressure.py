@@ -4,6 +4,8 @@ large payloads serialized in pieces."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +114,23 @@ def test_a_payload_larger_than_queue_bytes_waits_for_an_empty_queue(tmp_path: Pa
     stats = writer.close()
     assert stats["dropped"] == 1 and stats["written"] == 3
     assert [index for _, index in read_back(tmp_path, "episodes")] == [0, 1, 2]
+
+
+def test_a_submit_with_a_deadline_waits_for_room_until_it_and_not_block_timeout(tmp_path: Path) -> None:
+    gate = GatedSink(LocalSink(tmp_path))
+    writer = SnapshotWriter(tmp_path, sink=gate, queue_size=1, block_timeout=3600)
+    writer.submit("episodes", [{"index": 0}])
+    assert gate.entered.wait(10)
+    assert writer.submit("episodes", [{"index": 1}])  # fills the queue behind the held store
+    results: list[bool] = []
+    late = threading.Thread(target=lambda: results.append(
+        writer.submit("episodes", [{"index": 2}], deadline=time.monotonic() + 0.05)))
+    late.start()
+    late.join(60)  # without its deadline it would wait the hour of block_timeout
+    assert not late.is_alive() and results == [False]
+    gate.open()
+    stats = writer.close()
+    assert stats["dropped"] == 1 and [index for _, index in read_back(tmp_path, "episodes")] == [0, 1]
 
 
 @pytest.mark.parametrize("value", ["queue_bytes", 0, -1, 1.5, True])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import PPO, SAC
-from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
@@ -22,6 +21,7 @@ from rtsave_async.collectors import ReadingsInStepInfo
 from rtsave_async.collectors.env_state import INSTALL_STEP_READINGS, WORKER_SIDE_READ
 from rtsave_async.readers import load_records
 from support.vec_envs import CountingSubprocVecEnv
+from support.writers import RecordingWriter
 
 EPISODE_LENGTH = 10
 DATA_CATEGORIES = (names.EPISODES, names.ENVIRONMENT_STATES, names.LEARNING_METRICS)
@@ -110,34 +110,6 @@ class ProtocolEnv(gym.Env):
         return {"episode_progress": self._step_in_episode / self.episode_length, "stability_score": 0.9}
 
 
-class RecordingWriter:
-    """Writer stand-in that keeps every submitted payload in memory and never writes.
-
-    It is the slowest possible writer: nothing is serialized until the test looks, long
-    after the env kept stepping. Each payload is deep-copied at submit time for comparison.
-    """
-
-    def __init__(self, save_dir: Path):
-        self.save_dir = save_dir
-        self.exit_timeout = 10.0
-        self.submitted: list[tuple[str, list[dict], list[dict]]] = []
-        self.flushes: list[float | None] = []
-
-    def submit(self, category: str, records: list[dict]) -> bool:
-        self.submitted.append((category, records, copy.deepcopy(records)))
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        self.flushes.append(timeout)
-        return True
-
-    def stats(self) -> dict[str, Any]:
-        return {"written": 0, "dropped": 0, "failed": 0, "bytes_written": 0}
-
-    def payloads(self, category: str) -> list[list[dict]]:
-        return [records for submitted_category, records, _ in self.submitted if submitted_category == category]
-
-
 def protocol_vec_env(n_envs: int, vec_env_cls: type = DummyVecEnv, continuous: bool = False):
     kwargs = {"start_method": "fork"} if vec_env_cls is SubprocVecEnv else None
     return make_vec_env(ProtocolEnv, n_envs=n_envs, seed=0, vec_env_cls=vec_env_cls,
@@ -184,6 +156,43 @@ def test_ppo_dummy_vec_env_writes_seed_layout_at_timestep_multiples(tmp_path: Pa
     file_names = [path.name for path in sorted((tmp_path / names.ENVIRONMENT_STATES).iterdir())]
     assert all(name.startswith("env_states_") and name.endswith(".json") for name in file_names)
     assert len(load_records(tmp_path, names.HYPERPARAMETERS)) == 1
+
+
+class SubmitProbe(BaseCallback):
+    """After the saving callback in a ``CallbackList``: how many of its saves its writer had been given."""
+
+    def __init__(self, saving: RealTimeSavingCallback):
+        super().__init__()
+        self.saving = saving
+        self.behind_at_steps: list[int] = []  # per step: saves taken but not yet submitted
+        self.behind_at_rollout_ends: list[int] = []
+
+    def _behind(self) -> int:
+        submitted_saves = (self.saving.writer.stats()["submitted"] - 1) // len(DATA_CATEGORIES)  # 1 hyperparameters
+        return len(self.saving.saved_timesteps) - submitted_saves
+
+    def _on_step(self) -> bool:
+        self.behind_at_steps.append(self._behind())
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.behind_at_rollout_ends.append(self._behind())
+
+
+def test_saving_every_step_holds_saves_back_for_batches_and_none_past_a_rollout(tmp_path: Path) -> None:
+    n_envs, total = 2, 256
+    callback = RealTimeSavingCallback(tmp_path, save_frequency=1, save_checkpoints=False,
+                                      writer_options={"format": "jsonl.zst"})
+    probe = SubmitProbe(callback)
+    model = PPO("MlpPolicy", protocol_vec_env(n_envs), n_steps=32, batch_size=64, n_epochs=1,
+                policy_kwargs=small_policy(), seed=0)
+    model.learn(total, callback=CallbackList([callback, probe]))
+    assert max(probe.behind_at_steps) > 1  # saves were held: several steps apart from their submit
+    assert probe.behind_at_rollout_ends == [0] * (total // (32 * n_envs))
+    expected = list(range(n_envs, total + 1, n_envs))
+    assert callback.saved_timesteps == expected
+    for category in DATA_CATEGORIES:
+        assert timesteps_in(tmp_path, category) == expected, category
 
     for records in load_records(tmp_path, names.EPISODES):
         assert [record["env_id"] for record in records] == list(range(n_envs))

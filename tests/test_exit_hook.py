@@ -21,6 +21,11 @@ def test_every_submitted_record_is_on_disk_after_the_process_ends(tmp_path: Path
     assert run_slow_producer_end(tmp_path, mode).problems == []
 
 
+@pytest.mark.parametrize("mode", PRODUCER_ENDS)
+def test_saves_held_back_for_a_batch_are_on_disk_after_the_process_ends(tmp_path: Path, mode: str) -> None:
+    assert run_slow_producer_end(tmp_path, mode, held=40).problems == []
+
+
 def test_sigterm_flushes_then_chains_to_the_users_handler(tmp_path: Path) -> None:
     assert run_slow_producer_end(tmp_path, "chained_sigterm").problems == []  # exit status 7: the user's handler
     assert (tmp_path / "user_handler_ran").exists()

@@ -41,6 +41,7 @@ from rtsave_async.collectors.values import ValueProblems
 from rtsave_async.remote.urls import same_location, save_location
 from rtsave_async.validation import check_positive_int
 from rtsave_async.writer import SnapshotWriter
+from rtsave_async.writer.held_saves import HeldSaves
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -220,6 +221,7 @@ class RealTimeSavingCallback(BaseCallback):
         self._learning: LearningMetricsTracker | None = None
         self._logger_capture: tuple[LoggerValueCapture, Logger] | None = None
         self._last_infos: Sequence[dict[str, Any]] | None = None
+        self._held_saves: HeldSaves | None = None
         self._warned: set[str] = set()
         #: Values from the env saved as a placeholder or null instead (``counts``: kind -> how many).
         self.value_problems = ValueProblems()
@@ -231,7 +233,7 @@ class RealTimeSavingCallback(BaseCallback):
     def _on_training_start(self) -> None:
         if self._running:
             return
-        self._ensure_writer()
+        self._held_saves = HeldSaves(self._ensure_writer())
         model = self._attached_model()
         start = self.num_timesteps
         venv = model.get_env() if model is not None else None
@@ -280,6 +282,7 @@ class RealTimeSavingCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         if self._running:
+            self._held_saves.release()  # not held through the policy update
             self._remember_logger_values()
 
     def _remember_logger_values(self) -> None:
@@ -329,7 +332,10 @@ class RealTimeSavingCallback(BaseCallback):
             self._finish_writer()
 
     def _finish_writer(self) -> None:
-        """Detach from the logger; close our writer (flush one we were given) and report."""
+        """Submit the held saves; detach from the logger; close our writer (flush one we
+        were given) and report."""
+        if self._held_saves is not None:
+            self._held_saves.release()
         if self._logger_capture is not None:
             capture, logger = self._logger_capture
             capture.detach(logger)
@@ -353,12 +359,16 @@ class RealTimeSavingCallback(BaseCallback):
 
     # ------------------------------------------------------------------ saving
     def save_snapshot(self) -> None:
-        """Gather this timestep's records, then submit one file per enabled category.
+        """Gather this timestep's records, then submit one save per enabled category.
 
         Makes one batched VecEnv call (one round trip per SubprocVecEnv worker; none when
         its envs are wrapped in :class:`~rtsave_async.collectors.ReadingsInStepInfo`); never touches disk.
         Everything is gathered before the first submit, which wakes the writer thread,
         so that the writer does not compete for the GIL while records are gathered.
+        Saves that follow each other within the writer's ``drain_interval`` (saving
+        every few steps) are held and submitted a batch at a time
+        (:class:`~rtsave_async.writer.held_saves.HeldSaves`), at the latest when the
+        rollout ends, before a checkpoint, at training end and by the exit hooks.
 
         :raises RuntimeError: outside a run (before training starts or after it ended)
         """
@@ -371,11 +381,10 @@ class RealTimeSavingCallback(BaseCallback):
         except Exception as exc:  # as in _on_step: counted, and training goes on
             self._report_gathering_error("this snapshot", exc)
             payloads = []
-        for category, records in payloads:
-            self._submit(category, records)
+        self._held_saves.add(payloads)
         self.saved_timesteps.append(timestep)
         if self.verbose >= 2:
-            print(f"RealTimeSavingCallback: snapshot at timestep {timestep} submitted")
+            print(f"RealTimeSavingCallback: snapshot at timestep {timestep} taken")
 
     def _gather_payloads(self, timestep: int) -> list[tuple[str, list[dict[str, Any]]]]:
         """``(category, records)`` for every enabled per-save category."""
@@ -427,6 +436,7 @@ class RealTimeSavingCallback(BaseCallback):
         if not (due or (final and saver.submitted_timesteps[-1:] != [self.num_timesteps])):
             return
         total = self._planned_total_timesteps() or self.num_timesteps
+        self._held_saves.release()  # the saves before a checkpoint are submitted before it
         taken = saver.checkpoint(self.writer, model, self.state_dict(), total, wait_if_busy=final)
         if self.verbose >= 2:
             print(f"RealTimeSavingCallback: checkpoint at timestep {self.num_timesteps} "

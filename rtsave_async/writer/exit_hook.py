@@ -13,6 +13,9 @@
   arrives during the exit drain ends nothing more (the process is exiting already).
 - A child created by ``fork`` (e.g. ``SubprocVecEnv`` workers) disowns the parent's
   writers: it neither writes nor flushes their snapshots.
+- Producers that hold saves back to submit them in batches (:class:`Holder`, e.g.
+  :class:`~rtsave_async.writer.held_saves.HeldSaves`) are held by the hooks while they
+  hold anything, and release it to their writers before any writer is flushed or closed.
 
 Signal handlers can only be installed from the main thread; a writer created on
 another thread still gets the ``atexit`` and fork protection.
@@ -21,6 +24,7 @@ another thread still gets the ``atexit`` and fork protection.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import threading
@@ -44,9 +48,19 @@ class Drainable(Protocol):
         """In a child created by fork: never write or flush the parent's snapshots."""
 
 
+class Holder(Protocol):
+    """A producer holding saves not yet submitted to its writer."""
+
+    def release(self, deadline: float | None = None) -> None:
+        """Submit every held save to the writer, waiting for room in its queue until
+        ``deadline`` (``time.monotonic()``) at most."""
+
+
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
+logger = logging.getLogger("rtsave_async")
 _writers: weakref.WeakSet[Drainable] = weakref.WeakSet()
+_holders: set[Holder] = set()  # strong references: held saves outlive a producer that is dropped
 _previous_handlers: dict[int, Any] = {}
 _exiting = False  # the atexit drain is under way
 
@@ -67,6 +81,16 @@ def unregister(writer: Drainable) -> None:
     _writers.discard(writer)
 
 
+def hold(holder: Holder) -> None:
+    """Release ``holder`` before the writers are drained, until :func:`let_go`."""
+    _holders.add(holder)
+
+
+def let_go(holder: Holder) -> None:
+    """``holder`` holds nothing any more."""
+    _holders.discard(holder)
+
+
 def covers(writer: Drainable) -> bool:
     """Whether the exit hooks still cover ``writer``."""
     return writer in _writers
@@ -74,9 +98,16 @@ def covers(writer: Drainable) -> bool:
 
 def _for_all_writers(wait: Callable[[Drainable, float], Any]) -> None:
     """``wait(writer, seconds)`` for every writer, all within one shared deadline: the
-    longest ``exit_timeout`` (the writers' threads drain at the same time)."""
+    longest ``exit_timeout`` (the writers' threads drain at the same time); every
+    holder released first."""
     writers = list(_writers)
     deadline = time.monotonic() + max((writer.exit_timeout for writer in writers), default=0.0)
+    for holder in list(_holders):
+        try:
+            holder.release(deadline)
+        except Exception:  # e.g. its writer closed already: the other writers are still drained
+            logger.exception("rtsave_async: held saves could not be submitted at exit")
+        let_go(holder)
     for writer in writers:
         wait(writer, max(0.0, min(writer.exit_timeout, deadline - time.monotonic())))
 
@@ -109,6 +140,7 @@ def _after_fork_in_child() -> None:
     for writer in list(_writers):
         writer.after_fork_in_child()
     _writers.clear()
+    _holders.clear()
 
 
 atexit.register(_exit_drain)

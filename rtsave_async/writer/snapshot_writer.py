@@ -220,6 +220,11 @@ class SnapshotWriter:
         return writer_id
 
     @property
+    def drain_interval(self) -> float:
+        """Seconds between the writer thread's scheduled drains (the ``drain_interval`` option)."""
+        return self._drain_interval
+
+    @property
     def sink(self) -> Sink:
         """Where this writer stores (for jobs that run on its loop, e.g. retention)."""
         return self._sink
@@ -232,6 +237,7 @@ class SnapshotWriter:
         *,
         attachments: Mapping[str, Callable[[], bytes]] | None = None,
         on_written: Callable[[str | None], Awaitable[None] | None] | None = None,
+        deadline: float | None = None,
     ) -> bool:
         """Queue ``records`` (a list, or one record) as one save in ``category``.
 
@@ -252,6 +258,9 @@ class SnapshotWriter:
             with None if it failed; with None on the submitting thread if
             ``drop_oldest`` evicted it. If it returns an awaitable, the writer awaits
             it on its loop (e.g. retention through :attr:`sink`).
+        :param deadline: under the ``"block"`` policy, the ``time.monotonic()`` at which a
+            submit waiting for room gives up, instead of ``block_timeout`` from now (the
+            exit hooks submit held saves within their own deadline); default None
         With ``format="jsonl.zst"``, snapshots with attachments or a callable payload,
         and every checkpoint, are still stored as files.
         Returns False when the back-pressure policy refused the snapshot (``on_written``
@@ -273,7 +282,7 @@ class SnapshotWriter:
         snapshot = Snapshot(category, payload, time.time(), dict(attachments) if attachments else {}, on_written)
         if self._segments is not None and SegmentStore.takes(snapshot):
             self._encode_small_plain(snapshot)
-        accepted = self._queue.put(snapshot)
+        accepted = self._queue.put(snapshot, deadline)
         if not accepted:
             self._warn_drops_once()
         return accepted

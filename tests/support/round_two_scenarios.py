@@ -249,6 +249,14 @@ _SLOW_PRODUCER = """
     writer = SnapshotWriter(save_dir, queue_size=count, exit_timeout=30, sink=SlowSink(LocalSink(save_dir), 0.002))
     for index in range(count):
         writer.submit("episodes", {"index": index})
+    held_count = int(sys.argv[5])
+    if held_count:  # then more saves, held back for a batch that never fills: only the exit hooks submit them
+        from rtsave_async.writer.held_saves import HeldSaves
+        held = HeldSaves(writer, window=3600, max_saves=held_count + 1)
+        for index in range(count, count + held_count):
+            held.add([("episodes", {"index": index})])
+        print("held", len(held), flush=True)
+        del held  # the exit hooks keep it
     print("queued", len(writer._queue), flush=True)
     if mode == "raise":
         raise RuntimeError("training crashed")
@@ -271,19 +279,27 @@ class ProducerEnd(RoundTwoOutcome):
     still_queued: int = 0
 
 
-def run_slow_producer_end(save_dir: Path, mode: str, count: int = 300) -> ProducerEnd:
+def run_slow_producer_end(save_dir: Path, mode: str, count: int = 300, held: int = 0) -> ProducerEnd:
     """A child queues ``count`` saves behind a slow disk and ends by ``mode`` (a return,
     an exception, ``sys.exit``, SIGINT, SIGTERM, SIGHUP, or SIGTERM with the user's own
-    handler): every save is on disk, in order, and ``writer_stats.json`` says so."""
-    child = python_child(_SLOW_PRODUCER, str(save_dir), mode, str(count), ",".join(PRODUCER_SIGNALS))
+    handler): every save is on disk, in order, and ``writer_stats.json`` says so.
+
+    :param held: that many more saves go through a :class:`HeldSaves` that holds all but
+        the first of them when the end comes
+    """
+    child = python_child(_SLOW_PRODUCER, str(save_dir), mode, str(count), ",".join(PRODUCER_SIGNALS), str(held))
+    held_line = child.stdout.readline() if held else ""
     queued_line = child.stdout.readline()
     if mode in PRODUCER_SIGNALS:
         child.send_signal(PRODUCER_SIGNALS[mode])
     _, stderr = child.communicate(timeout=CHILD_TIMEOUT)
+    count += held
     outcome = ProducerEnd(submitted=count, returncode=child.returncode, stderr=stderr)
     if not queued_line.startswith("queued"):
         outcome.problems.append(f"the child did not start: {stderr[-500:]}")
         return outcome
+    if held:
+        outcome.expect(held_line == f"held {held - 1}\n", f"not held as planned: {held_line!r}")
     outcome.still_queued = int(queued_line.split()[1])
     outcome.expect(outcome.still_queued > 0, "nothing was queued when the end came")
     if mode == "sigint":
