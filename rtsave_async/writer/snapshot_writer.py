@@ -268,9 +268,9 @@ class SnapshotWriter:
         Raises ``ValueError`` for an unsafe category name and ``RuntimeError`` after
         :meth:`close` or in a forked child.
         """
-        if self._owner_pid != os.getpid():
-            raise RuntimeError("this SnapshotWriter belongs to the parent process; create a new one after fork")
-        if self._closed:
+        if self._closed:  # not os.getpid() per submit: a system call, several µs cold; a fork child is closed
+            if self._owner_pid != os.getpid():
+                raise RuntimeError("this SnapshotWriter belongs to the parent process; create a new one after fork")
             raise RuntimeError(f"SnapshotWriter for {self.save_dir} is closed")
         if category not in self._valid_categories:
             self._valid_categories.add(names.validate_category(category))
