@@ -83,6 +83,7 @@ TARGET_ADDED_TIME_FACTOR = 5.0
 PROFILE_TOP = 12
 QUEUE_UNTIL_CLOSE = 4_000_000  # snapshots: (q)'s queue, woken only when a quarter full
 DRAIN_INTERVAL_UNTIL_CLOSE = 24 * 3600.0  # seconds: (q)'s writer sleeps through the run
+EARLIER_DRAIN_INTERVAL = 0.05  # seconds: (r)'s, the writer's default before session 13
 
 BUSY_STEP_US = 300  # (k)'s cost per step: about what (f) spends in its hooks on Go1
 
@@ -96,6 +97,7 @@ VARIANTS: dict[str, str] = {
     # Where (f)'s cost goes; not run by default:
     "g": "(f)'s records gathered, not submitted",
     "q": "(f), writer thread asleep until close",
+    "r": f"(f), drain_interval={EARLIER_DRAIN_INTERVAL} (saves held for as long)",
     "p": "(f)'s lines piped to a writer process",
     # Calibration: a known cost per step, and how much of it the paired ratio shows:
     "k": f"a callback busy for {BUSY_STEP_US} µs per step, saving nothing",
@@ -314,6 +316,9 @@ def make_callback(variant: str, save_dir: Path) -> BaseCallback | None:
         return RealTimeSavingCallback(save_dir, save_frequency=1, save_checkpoints=False,
                                       writer_options={"format": "jsonl.zst", "queue_size": QUEUE_UNTIL_CLOSE,
                                                       "drain_interval": DRAIN_INTERVAL_UNTIL_CLOSE})
+    if variant == "r":
+        return RealTimeSavingCallback(save_dir, save_frequency=1, save_checkpoints=False,
+                                      writer_options={"format": "jsonl.zst", "drain_interval": EARLIER_DRAIN_INTERVAL})
     if variant == "p":
         return PipedWriterCallback(save_dir, save_frequency=1, save_checkpoints=False)
     if variant == "k":

@@ -14,7 +14,7 @@ from rtsave_async.names import EPISODES, HYPERPARAMETERS, LEARNING_METRICS, pars
 from tests.support.segments import decode_segment
 
 
-@pytest.mark.parametrize("options", [[], ["--vec", "subproc", "--variants", "b,f"], ["--variants", "g,q,p"]],
+@pytest.mark.parametrize("options", [[], ["--vec", "subproc", "--variants", "b,f"], ["--variants", "g,q,p,r"]],
                          ids=["dummy", "subproc", "cost-split"])
 def test_quick_run_reports_every_variant(tmp_path: Path, capsys, options: list[str]) -> None:
     results = tmp_path / "RESULTS.md"
