@@ -3,7 +3,7 @@
 Saving every step, the training thread submits a few saves per millisecond, each
 between two stretches of simulation and network code that push the submit path
 (orjson included) out of the CPU caches. Submitted back to back instead, all but the
-first of a batch run warm: saving every Go1 step, the callback's hooks took 4.7 %
+first of a batch run warm: saving every Go1 step, the callback's hooks took 4.9 %
 of the training time instead of 5.2 % (benchmarks/RESULTS.md, session 13).
 
 A save is held only when it follows the previous one within ``window`` seconds (the
