@@ -559,11 +559,16 @@ def run_disk_trouble(trouble: str, mount: Callable[[str], Path]) -> TroubleOutco
             subprocess.run(["mount", "-o", "remount,rw", str(root)], check=True, capture_output=True)
 
     save_dir = root / "run"
-    releaser = ReleaseAt(TROUBLE_RELEASE_TIMESTEP, release)
     env = make_vec_env("Pendulum-v1", n_envs=TRAIN_ENVS, seed=0)
     model = PPO("MlpPolicy", env, seed=0, device="cpu", **PPO_OPTIONS)
     saving = RealTimeSavingCallback(save_dir, save_frequency=SAVE_FREQUENCY, checkpoint_frequency=CHECKPOINT_FREQUENCY,
                                     checkpoint_options={"keep_last": 2})
+
+    def release_once_tried() -> None:  # the saves handed over so far meet the troubled disk first
+        saving.writer.flush(10)
+        release()
+
+    releaser = ReleaseAt(TROUBLE_RELEASE_TIMESTEP, release_once_tried)
     with captured_writer_errors() as errors:
         model.learn(TROUBLE_TOTAL_TIMESTEPS, callback=[releaser, saving])
     env.close()
