@@ -157,43 +157,6 @@ def test_ppo_dummy_vec_env_writes_seed_layout_at_timestep_multiples(tmp_path: Pa
     assert all(name.startswith("env_states_") and name.endswith(".json") for name in file_names)
     assert len(load_records(tmp_path, names.HYPERPARAMETERS)) == 1
 
-
-class SubmitProbe(BaseCallback):
-    """After the saving callback in a ``CallbackList``: how many of its saves its writer had been given."""
-
-    def __init__(self, saving: RealTimeSavingCallback):
-        super().__init__()
-        self.saving = saving
-        self.behind_at_steps: list[int] = []  # per step: saves taken but not yet submitted
-        self.behind_at_rollout_ends: list[int] = []
-
-    def _behind(self) -> int:
-        submitted_saves = (self.saving.writer.stats()["submitted"] - 1) // len(DATA_CATEGORIES)  # 1 hyperparameters
-        return len(self.saving.saved_timesteps) - submitted_saves
-
-    def _on_step(self) -> bool:
-        self.behind_at_steps.append(self._behind())
-        return True
-
-    def _on_rollout_end(self) -> None:
-        self.behind_at_rollout_ends.append(self._behind())
-
-
-def test_saving_every_step_holds_saves_back_for_batches_and_none_past_a_rollout(tmp_path: Path) -> None:
-    n_envs, total = 2, 256
-    callback = RealTimeSavingCallback(tmp_path, save_frequency=1, save_checkpoints=False,
-                                      writer_options={"format": "jsonl.zst"})
-    probe = SubmitProbe(callback)
-    model = PPO("MlpPolicy", protocol_vec_env(n_envs), n_steps=32, batch_size=64, n_epochs=1,
-                policy_kwargs=small_policy(), seed=0)
-    model.learn(total, callback=CallbackList([callback, probe]))
-    assert max(probe.behind_at_steps) > 1  # saves were held: several steps apart from their submit
-    assert probe.behind_at_rollout_ends == [0] * (total // (32 * n_envs))
-    expected = list(range(n_envs, total + 1, n_envs))
-    assert callback.saved_timesteps == expected
-    for category in DATA_CATEGORIES:
-        assert timesteps_in(tmp_path, category) == expected, category
-
     for records in load_records(tmp_path, names.EPISODES):
         assert [record["env_id"] for record in records] == list(range(n_envs))
         for record in records:
@@ -238,6 +201,43 @@ def test_saving_every_step_holds_saves_back_for_batches_and_none_past_a_rollout(
     # PPO's first update happens after 32 * 3 = 96 timesteps; later saves carry its losses.
     assert "train/value_loss" not in metrics[0]["logger"]
     assert {"train/value_loss", "train/entropy_loss", "train/learning_rate"} <= set(metrics[-1]["logger"])
+
+
+class SubmitProbe(BaseCallback):
+    """After the saving callback in a ``CallbackList``: how many of its saves its writer had been given."""
+
+    def __init__(self, saving: RealTimeSavingCallback):
+        super().__init__()
+        self.saving = saving
+        self.behind_at_steps: list[int] = []  # per step: saves taken but not yet submitted
+        self.behind_at_rollout_ends: list[int] = []
+
+    def _behind(self) -> int:
+        submitted_saves = (self.saving.writer.stats()["submitted"] - 1) // len(DATA_CATEGORIES)  # 1 hyperparameters
+        return len(self.saving.saved_timesteps) - submitted_saves
+
+    def _on_step(self) -> bool:
+        self.behind_at_steps.append(self._behind())
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.behind_at_rollout_ends.append(self._behind())
+
+
+def test_saving_every_step_holds_saves_back_for_batches_and_none_past_a_rollout(tmp_path: Path) -> None:
+    n_envs, total = 2, 256
+    callback = RealTimeSavingCallback(tmp_path, save_frequency=1, save_checkpoints=False,
+                                      writer_options={"format": "jsonl.zst"})
+    probe = SubmitProbe(callback)
+    model = PPO("MlpPolicy", protocol_vec_env(n_envs), n_steps=32, batch_size=64, n_epochs=1,
+                policy_kwargs=small_policy(), seed=0)
+    model.learn(total, callback=CallbackList([callback, probe]))
+    assert max(probe.behind_at_steps) > 1  # saves were held: several steps apart from their submit
+    assert probe.behind_at_rollout_ends == [0] * (total // (32 * n_envs))
+    expected = list(range(n_envs, total + 1, n_envs))
+    assert callback.saved_timesteps == expected
+    for category in DATA_CATEGORIES:
+        assert timesteps_in(tmp_path, category) == expected, category
 
 
 def test_protocol_is_called_once_per_save_not_per_step(tmp_path: Path) -> None:
